@@ -1,0 +1,112 @@
+//! Kafka clients configured the way every pollstream service needs them.
+//!
+//! Producers are idempotent with `acks=all`, so a delivery report means the message is durable
+//! and a retry inside librdkafka cannot duplicate it. Consumers commit offsets by hand, only
+//! after the side effect of the messages they cover succeeded.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::StreamConsumer;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::FutureProducer;
+
+use crate::env::{ConfigError, Vars};
+
+/// Where the brokers are and how long a produce may take before it counts as failed.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// `bootstrap.servers`, from `KAFKA_BROKERS`.
+    pub brokers: String,
+    /// Upper bound on a produce, retries included (`message.timeout.ms`); past it the caller
+    /// gets an error and can answer `503` instead of hanging.
+    pub produce_timeout: Duration,
+}
+
+impl KafkaSettings {
+    /// Reads `KAFKA_BROKERS` (default `127.0.0.1:9092`).
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        Ok(Self {
+            brokers: vars.or_default("KAFKA_BROKERS", "127.0.0.1:9092"),
+            produce_timeout: Duration::from_millis(vars.ranged_or(
+                "KAFKA_PRODUCE_TIMEOUT_MS",
+                5_000u64,
+                100..=300_000,
+            )?),
+        })
+    }
+
+    /// Settings for a broker list with the default produce timeout; used by tests and tools.
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            produce_timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn base(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("socket.timeout.ms", "10000")
+            .set("log_level", "4");
+        config
+    }
+
+    /// An idempotent `acks=all` producer; a delivery report means the broker has the message.
+    pub fn producer(&self) -> Result<FutureProducer, KafkaError> {
+        self.base()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "2")
+            .set("compression.type", "none")
+            .set(
+                "message.timeout.ms",
+                self.produce_timeout.as_millis().to_string(),
+            )
+            .set(
+                "request.timeout.ms",
+                self.produce_timeout.as_millis().min(30_000).to_string(),
+            )
+            .create()
+    }
+
+    /// A consumer in `group_id` with manual offset commits and a short fetch wait.
+    pub fn consumer(
+        &self,
+        group_id: &str,
+        offset_reset: &str,
+    ) -> Result<StreamConsumer, KafkaError> {
+        self.base()
+            .set("group.id", group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", offset_reset)
+            // Low fetch wait: some Kafka-compatible brokers hold a fetch for a fraction of
+            // this even when data is ready, which would add directly to vote-to-screen time.
+            .set("fetch.wait.max.ms", "20")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("partition.assignment.strategy", "range,roundrobin")
+            .create()
+    }
+
+    /// Creates every topic that does not exist yet, with `partitions` each.
+    pub async fn ensure_topics(&self, topics: &[(&str, i32)]) -> Result<(), KafkaError> {
+        let admin: AdminClient<DefaultClientContext> = self.base().create()?;
+        let new_topics: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
+            .collect();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        for result in admin.create_topics(&new_topics, &options).await? {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((_, code)) => return Err(KafkaError::AdminOp(code)),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,12 @@
+//! Plumbing shared by the pollstream services: reading configuration from the environment,
+//! connecting to Kafka, PostgreSQL and Redis with bounded timeouts, logging, metrics and the
+//! shutdown signal. Nothing here knows about polls or votes.
+
+pub mod env;
+pub mod jwt;
+pub mod kafka;
+pub mod metrics;
+pub mod postgres;
+pub mod redis;
+pub mod shutdown;
+pub mod telemetry;

@@ -1,0 +1,140 @@
+//! Poll definitions: what a vote is validated against.
+
+use chrono::{DateTime, Utc};
+use pollstream_wire::PollStatus;
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// Single or multiple choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PollKind {
+    /// Exactly one option per ballot.
+    Single,
+    /// Between one and `max_choices` distinct options per ballot.
+    Multiple,
+}
+
+impl PollKind {
+    /// The spelling stored in PostgreSQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PollKind::Single => "single",
+            PollKind::Multiple => "multiple",
+        }
+    }
+}
+
+/// One answer a voter can choose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PollOption {
+    /// Stable identifier voters send.
+    pub id: Uuid,
+    /// What the screen shows.
+    pub text: String,
+}
+
+/// A poll as created, without counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollDefinition {
+    /// Primary key; the Kafka key of its votes.
+    pub id: Uuid,
+    /// Short join code shown to the audience.
+    pub code: String,
+    /// Subject of the token that created it.
+    pub owner_id: String,
+    /// The question.
+    pub question: String,
+    /// Single or multiple choice.
+    pub kind: PollKind,
+    /// Most options one ballot may hold.
+    pub max_choices: i32,
+    /// Open or closed, as stored.
+    pub status: PollStatus,
+    /// When the poll stops taking votes by itself, if ever.
+    pub closes_at: Option<DateTime<Utc>>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// Options in display order.
+    pub options: Vec<PollOption>,
+}
+
+impl PollDefinition {
+    /// The status in force at `now`: a poll past its `closes_at` is closed even before the
+    /// row says so.
+    pub fn status_at(&self, now: DateTime<Utc>) -> PollStatus {
+        match self.closes_at {
+            Some(closes_at) if closes_at <= now => PollStatus::Closed,
+            _ => self.status,
+        }
+    }
+
+    /// Loads a poll by its join code (case-insensitive).
+    pub async fn load_by_code(pool: &PgPool, code: &str) -> Result<Option<Self>, sqlx::Error> {
+        let row: Option<PollRow> = sqlx::query_as(
+            "SELECT id, code, owner_id, question, kind, max_choices, status, closes_at, created_at
+             FROM polls WHERE code = $1",
+        )
+        .bind(code.to_ascii_uppercase())
+        .fetch_optional(pool)
+        .await?;
+        Self::with_options(pool, row).await
+    }
+
+    /// Loads a poll by id.
+    pub async fn load_by_id(pool: &PgPool, id: Uuid) -> Result<Option<Self>, sqlx::Error> {
+        let row: Option<PollRow> = sqlx::query_as(
+            "SELECT id, code, owner_id, question, kind, max_choices, status, closes_at, created_at
+             FROM polls WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+        Self::with_options(pool, row).await
+    }
+
+    async fn with_options(
+        pool: &PgPool,
+        row: Option<PollRow>,
+    ) -> Result<Option<Self>, sqlx::Error> {
+        let Some(row) = row else { return Ok(None) };
+        let options: Vec<(Uuid, String)> =
+            sqlx::query_as("SELECT id, text FROM options WHERE poll_id = $1 ORDER BY position")
+                .bind(row.id)
+                .fetch_all(pool)
+                .await?;
+        Ok(Some(PollDefinition {
+            id: row.id,
+            code: row.code,
+            owner_id: row.owner_id,
+            question: row.question,
+            kind: if row.kind == "multiple" {
+                PollKind::Multiple
+            } else {
+                PollKind::Single
+            },
+            max_choices: row.max_choices,
+            status: PollStatus::parse(&row.status).unwrap_or(PollStatus::Closed),
+            closes_at: row.closes_at,
+            created_at: row.created_at,
+            options: options
+                .into_iter()
+                .map(|(id, text)| PollOption { id, text })
+                .collect(),
+        }))
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct PollRow {
+    id: Uuid,
+    code: String,
+    owner_id: String,
+    question: String,
+    kind: String,
+    max_choices: i32,
+    status: String,
+    closes_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}

@@ -1,0 +1,177 @@
+//! The votes buffered between two flushes, and the Kafka offsets they cover.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use pollstream_wire::RawVote;
+use uuid::Uuid;
+
+/// Votes received since the last flush, with the highest offset seen per partition so the
+/// flush can commit exactly what it covered.
+#[derive(Debug, Default)]
+pub struct VoteBatch {
+    votes: Vec<RawVote>,
+    /// (poll, voter) pairs already in `votes`: a repeat within one batch is dropped here
+    /// (the ballot key would drop it anyway, this just keeps the insert small).
+    voters: HashSet<(Uuid, String)>,
+    /// Next offset to commit per partition: last offset seen plus one.
+    next_offsets: BTreeMap<i32, i64>,
+    /// Messages covered by this batch, votes and skipped ones alike.
+    messages: usize,
+}
+
+impl VoteBatch {
+    /// Adds a decoded vote read at `partition`/`offset`.
+    pub fn push(&mut self, vote: RawVote, partition: i32, offset: i64) {
+        self.track(partition, offset);
+        if self.voters.insert((vote.poll_id, vote.voter_id.clone())) {
+            self.votes.push(vote);
+        }
+    }
+
+    /// Records a message that holds no vote to count (parked in the dead-letter topic), so
+    /// that its offset is committed with the batch.
+    pub fn skip(&mut self, partition: i32, offset: i64) {
+        self.track(partition, offset);
+    }
+
+    fn track(&mut self, partition: i32, offset: i64) {
+        self.messages += 1;
+        let next = self.next_offsets.entry(partition).or_insert(offset + 1);
+        *next = (*next).max(offset + 1);
+    }
+
+    /// Votes to count, at most one per poll and voter.
+    pub fn votes(&self) -> &[RawVote] {
+        &self.votes
+    }
+
+    /// Number of messages covered, which is what the size trigger counts.
+    pub fn len(&self) -> usize {
+        self.messages
+    }
+
+    /// Whether nothing was received since the last flush.
+    pub fn is_empty(&self) -> bool {
+        self.messages == 0
+    }
+
+    /// Offsets to commit once the batch is flushed: per partition, the next one to read.
+    pub fn next_offsets(&self) -> &BTreeMap<i32, i64> {
+        &self.next_offsets
+    }
+
+    /// Distinct polls the batch touches, sorted so that row locks are always taken in the
+    /// same order.
+    pub fn poll_ids(&self) -> Vec<Uuid> {
+        let mut ids: Vec<Uuid> = self.votes.iter().map(|v| v.poll_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Empties the batch after a successful flush.
+    pub fn clear(&mut self) {
+        self.votes.clear();
+        self.voters.clear();
+        self.next_offsets.clear();
+        self.messages = 0;
+    }
+}
+
+/// Counter increments for the ballots a flush actually inserted.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Increments {
+    /// Ballots newly counted per poll.
+    pub per_poll: HashMap<Uuid, i64>,
+    /// Ballots newly counted per option.
+    pub per_option: HashMap<Uuid, i64>,
+}
+
+impl Increments {
+    /// Sums the inserted ballots `(poll, options)`.
+    pub fn from_inserted<'a>(inserted: impl IntoIterator<Item = (Uuid, &'a [Uuid])>) -> Self {
+        let mut increments = Increments::default();
+        for (poll_id, option_ids) in inserted {
+            *increments.per_poll.entry(poll_id).or_default() += 1;
+            for option_id in option_ids {
+                *increments.per_option.entry(*option_id).or_default() += 1;
+            }
+        }
+        increments
+    }
+
+    /// Pairs ready to bind as two `UNNEST` arrays.
+    pub fn unzip(map: &HashMap<Uuid, i64>) -> (Vec<Uuid>, Vec<i64>) {
+        let mut pairs: Vec<(Uuid, i64)> = map.iter().map(|(k, v)| (*k, *v)).collect();
+        pairs.sort_unstable();
+        pairs.into_iter().unzip()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use pollstream_wire::SCHEMA_VERSION;
+
+    fn vote(poll: u128, voter: &str, options: &[u128]) -> RawVote {
+        RawVote {
+            v: SCHEMA_VERSION,
+            vote_id: Uuid::now_v7(),
+            poll_id: Uuid::from_u128(poll),
+            voter_id: voter.into(),
+            option_ids: options.iter().map(|&o| Uuid::from_u128(o)).collect(),
+            cast_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn repeat_of_a_voter_in_one_batch_is_dropped_but_its_offset_counts() {
+        let mut batch = VoteBatch::default();
+        batch.push(vote(1, "alice", &[10]), 0, 5);
+        batch.push(vote(1, "alice", &[11]), 0, 6);
+        batch.push(vote(2, "alice", &[20]), 1, 3);
+        assert_eq!(batch.votes().len(), 2);
+        assert_eq!(batch.votes()[0].option_ids, vec![Uuid::from_u128(10)]);
+        assert_eq!(batch.len(), 3);
+        assert_eq!(batch.next_offsets().get(&0), Some(&7));
+        assert_eq!(batch.next_offsets().get(&1), Some(&4));
+    }
+
+    #[test]
+    fn skipped_message_advances_the_offset() {
+        let mut batch = VoteBatch::default();
+        batch.push(vote(1, "a", &[10]), 2, 40);
+        batch.skip(2, 41);
+        assert_eq!(batch.next_offsets().get(&2), Some(&42));
+        assert!(!batch.is_empty());
+        batch.clear();
+        assert!(batch.is_empty());
+        assert!(batch.next_offsets().is_empty());
+    }
+
+    #[test]
+    fn poll_ids_are_sorted_and_distinct() {
+        let mut batch = VoteBatch::default();
+        batch.push(vote(3, "a", &[1]), 0, 0);
+        batch.push(vote(1, "b", &[1]), 0, 1);
+        batch.push(vote(3, "c", &[1]), 0, 2);
+        assert_eq!(
+            batch.poll_ids(),
+            vec![Uuid::from_u128(1), Uuid::from_u128(3)]
+        );
+    }
+
+    #[test]
+    fn increments_count_ballots_per_poll_and_choices_per_option() {
+        let (p, a, b) = (Uuid::from_u128(1), Uuid::from_u128(10), Uuid::from_u128(11));
+        let ballots = [vec![a, b], vec![a], vec![b]];
+        let increments = Increments::from_inserted(ballots.iter().map(|o| (p, o.as_slice())));
+        assert_eq!(increments.per_poll[&p], 3);
+        assert_eq!(increments.per_option[&a], 2);
+        assert_eq!(increments.per_option[&b], 2);
+        let (ids, counts) = Increments::unzip(&increments.per_option);
+        assert_eq!(ids, vec![a, b]);
+        assert_eq!(counts, vec![2, 2]);
+    }
+}

@@ -1,0 +1,97 @@
+//! poll-aggregator configuration, read from the environment once at start.
+
+use std::time::Duration;
+
+use pollstream_infra::env::{ConfigError, Vars};
+use pollstream_infra::kafka::KafkaSettings;
+use pollstream_wire::{DEAD_LETTER_SUFFIX, POLL_UPDATES_TOPIC, RAW_VOTES_TOPIC};
+
+/// Everything poll-aggregator needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// PostgreSQL, where ballots and counters live.
+    pub database_url: String,
+    /// Redis, for the results cache.
+    pub redis_url: String,
+    /// Kafka brokers and produce timeout.
+    pub kafka: KafkaSettings,
+    /// Port of the health and metrics server (`POLL_AGGREGATOR_PORT`).
+    pub port: u16,
+    /// A batch is flushed at least this often (`FLUSH_INTERVAL_MS`).
+    pub flush_interval: Duration,
+    /// A batch is flushed as soon as it holds this many votes (`FLUSH_MAX_VOTES`).
+    pub flush_max_votes: usize,
+    /// Topic votes are consumed from.
+    pub raw_votes_topic: String,
+    /// Topic snapshots are produced to.
+    pub poll_updates_topic: String,
+    /// Topic undecodable or invalid votes are parked in.
+    pub dead_letter_topic: String,
+    /// Consumer group; all replicas share it so each vote is consumed by one of them.
+    pub group_id: String,
+    /// Upper bound on any single Redis command.
+    pub redis_timeout: Duration,
+    /// How long SIGTERM may take to flush the last batch before giving up on it (it is then
+    /// replayed by the next owner of the partitions, since its offsets were not committed).
+    pub drain_timeout: Duration,
+}
+
+impl Config {
+    /// Reads the configuration from `vars`, naming the variable on any error.
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let raw_votes_topic = vars.or_default("RAW_VOTES_TOPIC", RAW_VOTES_TOPIC);
+        Ok(Self {
+            database_url: vars.required("DATABASE_URL")?,
+            redis_url: vars.or_default("REDIS_URL", "redis://127.0.0.1:6379"),
+            kafka: KafkaSettings::from_vars(vars)?,
+            port: vars.parsed_or("POLL_AGGREGATOR_PORT", 3002)?,
+            flush_interval: Duration::from_millis(vars.ranged_or(
+                "FLUSH_INTERVAL_MS",
+                2_000u64,
+                10..=600_000,
+            )?),
+            flush_max_votes: vars.ranged_or("FLUSH_MAX_VOTES", 20_000usize, 1..=1_000_000)?,
+            dead_letter_topic: format!("{raw_votes_topic}{DEAD_LETTER_SUFFIX}"),
+            raw_votes_topic,
+            poll_updates_topic: vars.or_default("POLL_UPDATES_TOPIC", POLL_UPDATES_TOPIC),
+            group_id: vars.or_default("AGGREGATOR_GROUP_ID", "poll-aggregator"),
+            redis_timeout: Duration::from_millis(vars.ranged_or(
+                "REDIS_TIMEOUT_MS",
+                1_000u64,
+                10..=60_000,
+            )?),
+            drain_timeout: Duration::from_millis(vars.ranged_or(
+                "DRAIN_TIMEOUT_MS",
+                20_000u64,
+                0..=600_000,
+            )?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_letter_topic_follows_the_votes_topic() {
+        let vars = Vars::from_pairs([
+            ("DATABASE_URL", "postgres://x/y"),
+            ("RAW_VOTES_TOPIC", "t1"),
+        ]);
+        let config = Config::from_vars(&vars).unwrap();
+        assert_eq!(config.dead_letter_topic, "t1.dlq");
+        assert_eq!(config.flush_interval, Duration::from_secs(2));
+        assert_eq!(config.port, 3002);
+    }
+
+    #[test]
+    fn malformed_flush_size_is_named() {
+        let vars = Vars::from_pairs([
+            ("DATABASE_URL", "postgres://x/y"),
+            ("FLUSH_MAX_VOTES", "lots"),
+        ]);
+        let err = Config::from_vars(&vars).unwrap_err().to_string();
+        assert!(err.contains("FLUSH_MAX_VOTES"), "{err}");
+    }
+}

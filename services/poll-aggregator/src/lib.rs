@@ -1,0 +1,179 @@
+//! poll-aggregator: counts votes from Kafka `raw-votes` into PostgreSQL, exactly once, and
+//! publishes a snapshot of every touched poll to `poll-updates` after each flush.
+
+pub mod batch;
+pub mod config;
+pub mod flush;
+
+mod aggregator;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use rdkafka::consumer::Consumer;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use aggregator::Aggregator;
+pub use config::Config;
+
+/// Why the service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A client could not be created from the configuration.
+    #[error("cannot set up {what}: {detail}")]
+    Setup {
+        /// Which client.
+        what: &'static str,
+        /// Why.
+        detail: String,
+    },
+    /// The health server failed.
+    #[error("health server failed: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+#[derive(Clone)]
+struct HealthState {
+    db: sqlx::PgPool,
+    redis: redis::aio::ConnectionManager,
+    consumer: Arc<rdkafka::consumer::StreamConsumer>,
+}
+
+/// Runs the aggregator until `shutdown` completes, serving health and metrics on `listener`;
+/// then flushes and commits the buffered batch.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let setup = |what: &'static str| {
+        move |err: &dyn std::fmt::Display| RunError::Setup {
+            what,
+            detail: err.to_string(),
+        }
+    };
+    let db = pollstream_infra::postgres::connect_lazy(&config.database_url, 4)
+        .map_err(|e| setup("PostgreSQL pool")(&e))?;
+    let redis = pollstream_infra::redis::connect_lazy(&config.redis_url, config.redis_timeout)
+        .map_err(|e| setup("Redis client")(&e))?;
+    let producer = config
+        .kafka
+        .producer()
+        .map_err(|e| setup("Kafka producer")(&e))?;
+    let consumer = config
+        .kafka
+        .consumer(&config.group_id, "earliest")
+        .map_err(|e| setup("Kafka consumer")(&e))?;
+    consumer
+        .subscribe(&[&config.raw_votes_topic])
+        .map_err(|e| setup("Kafka subscription")(&e))?;
+    let consumer = Arc::new(consumer);
+
+    let token = CancellationToken::new();
+    let signal = token.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        signal.cancel();
+    });
+
+    pollstream_infra::metrics::handle();
+    let health = Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(pollstream_infra::metrics::render))
+        .with_state(HealthState {
+            db: db.clone(),
+            redis: redis.clone(),
+            consumer: consumer.clone(),
+        });
+    tracing::info!(address = %listener.local_addr()?, topic = %config.raw_votes_topic, "poll-aggregator listening");
+    let server_token = token.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, health)
+            .with_graceful_shutdown(async move { server_token.cancelled().await })
+            .await
+    });
+
+    let aggregator = Aggregator {
+        config: Arc::new(config),
+        db,
+        redis,
+        producer: producer.clone(),
+        consumer,
+    };
+    aggregator.run(token.clone()).await;
+    token.cancel();
+    let _ = tokio::task::spawn_blocking(move || {
+        rdkafka::producer::Producer::flush(&producer, Duration::from_secs(5))
+    })
+    .await;
+    match server.await {
+        Ok(result) => result?,
+        Err(err) => tracing::error!(error = %err, "Health server task failed"),
+    }
+    Ok(())
+}
+
+/// Ready when PostgreSQL, Redis and the Kafka cluster answer within a second.
+async fn readyz(State(state): State<HealthState>) -> (StatusCode, Json<Value>) {
+    let timeout = Duration::from_secs(1);
+    let postgres = tokio::time::timeout(timeout, pollstream_infra::postgres::ping(&state.db));
+    let mut redis_conn = state.redis.clone();
+    let redis = tokio::time::timeout(timeout, pollstream_infra::redis::ping(&mut redis_conn));
+    let consumer = state.consumer.clone();
+    let kafka =
+        tokio::task::spawn_blocking(move || consumer.fetch_metadata(None, timeout).map(|_| ()));
+    let (postgres, redis, kafka) = tokio::join!(postgres, redis, kafka);
+    let checks = [
+        (
+            "postgres",
+            flatten(
+                postgres
+                    .map_err(|_| "timed out".to_owned())
+                    .map(|r| r.map_err(|e| e.to_string())),
+            ),
+        ),
+        (
+            "redis",
+            flatten(
+                redis
+                    .map_err(|_| "timed out".to_owned())
+                    .map(|r| r.map_err(|e| e.to_string())),
+            ),
+        ),
+        (
+            "kafka",
+            flatten(
+                kafka
+                    .map_err(|e| e.to_string())
+                    .map(|r| r.map_err(|e| e.to_string())),
+            ),
+        ),
+    ];
+    let ready = checks.iter().all(|(_, status)| status == "ok");
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "checks": checks.iter().map(|(name, status)| (name.to_string(), Value::from(status.clone()))).collect::<serde_json::Map<_, _>>(),
+    });
+    (
+        if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        Json(body),
+    )
+}
+
+fn flatten(result: Result<Result<(), String>, String>) -> String {
+    match result {
+        Ok(Ok(())) => "ok".into(),
+        Ok(Err(err)) | Err(err) => err,
+    }
+}

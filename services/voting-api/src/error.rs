@@ -1,0 +1,185 @@
+//! The one HTTP error type of voting-api and the status code each variant maps to.
+//!
+//! Client mistakes carry a stable `error` code and a message naming what is wrong.
+//! Dependency failures are `503` so clients retry; anything unexpected is a logged `500`
+//! whose details stay in the log.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use pollstream_wire::ErrorBody;
+
+/// Every way a request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed request: bad JSON, wrong content type.
+    #[error("{message}")]
+    BadRequest {
+        /// Stable code.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// Missing, expired or invalid bearer token.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// No such poll.
+    #[error("no poll with code or id {0:?}")]
+    PollNotFound(String),
+    /// A state conflict: already voted, poll closed.
+    #[error("{message}")]
+    Conflict {
+        /// Stable code.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// Well-formed but invalid content: unknown option, too many choices.
+    #[error("{message}")]
+    Unprocessable {
+        /// Stable code.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The body is larger than allowed.
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// A dependency (Kafka, Redis, PostgreSQL) cannot serve the request right now.
+    #[error("{dependency} is unavailable")]
+    Unavailable {
+        /// Which one.
+        dependency: &'static str,
+        /// The underlying error, logged only.
+        detail: String,
+    },
+    /// A bug or an unexpected state; logged, never shown.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// `422` with `code` and `message`.
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::Unprocessable {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// `409` with `code` and `message`.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// `503` for `dependency`, keeping `err` for the log.
+    pub fn unavailable(dependency: &'static str, err: impl std::fmt::Display) -> Self {
+        ApiError::Unavailable {
+            dependency,
+            detail: err.to_string(),
+        }
+    }
+
+    /// The stable code sent as `error`, also used as a metrics label.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. }
+            | ApiError::Conflict { code, .. }
+            | ApiError::Unprocessable { code, .. } => code,
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::PollNotFound(_) => "poll_not_found",
+            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::Unavailable { dependency, .. } => match *dependency {
+                "kafka" => "kafka_unavailable",
+                "redis" => "redis_unavailable",
+                _ => "database_unavailable",
+            },
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::PollNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                ApiError::unavailable("postgres", err)
+            }
+            other => ApiError::Internal(format!("database: {other}")),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::JsonDataError(err) => ApiError::unprocessable(
+                "invalid_body",
+                format!(
+                    "the request body does not match the expected shape: {}",
+                    err.body_text()
+                ),
+            ),
+            JsonRejection::JsonSyntaxError(err) => ApiError::BadRequest {
+                code: "malformed_json",
+                message: format!("the request body is not valid JSON: {}", err.body_text()),
+            },
+            JsonRejection::MissingJsonContentType(_) => ApiError::BadRequest {
+                code: "unsupported_content_type",
+                message: "expected a body with `Content-Type: application/json`".into(),
+            },
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            other => ApiError::BadRequest {
+                code: "bad_request",
+                message: other.body_text(),
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = match &self {
+            ApiError::Unavailable { dependency, detail } => {
+                tracing::warn!(dependency, error = %detail, "Dependency unavailable");
+                format!("{dependency} is unavailable, retry shortly")
+            }
+            ApiError::Internal(detail) => {
+                tracing::error!(error = %detail, "Request failed");
+                "internal error".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let body = Json(ErrorBody {
+            error: self.code().to_owned(),
+            message,
+        });
+        match self {
+            ApiError::Unauthorized(_) => {
+                (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
+            }
+            ApiError::Unavailable { .. } => {
+                (status, [(header::RETRY_AFTER, "1")], body).into_response()
+            }
+            _ => (status, body).into_response(),
+        }
+    }
+}

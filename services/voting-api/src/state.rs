@@ -1,0 +1,47 @@
+//! Shared state handed to every handler.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, Request};
+use pollstream_infra::jwt::JwtKeys;
+use rdkafka::producer::FutureProducer;
+use redis::aio::ConnectionManager;
+use serde::de::DeserializeOwned;
+use sqlx::PgPool;
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::poll_cache::PollCache;
+
+/// Connections and caches shared by all requests; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Configuration in force.
+    pub config: Arc<Config>,
+    /// PostgreSQL pool.
+    pub db: PgPool,
+    /// Redis: vote locks and the results cache.
+    pub redis: ConnectionManager,
+    /// Idempotent `acks=all` producer for `raw-votes`.
+    pub producer: FutureProducer,
+    /// Bearer token verification.
+    pub jwt: JwtKeys,
+    /// Poll definitions kept in memory so a vote costs no database query.
+    pub polls: PollCache,
+}
+
+/// `axum::Json` whose rejections become [`ApiError`]s in our error format.
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
+        Ok(ApiJson(value))
+    }
+}
