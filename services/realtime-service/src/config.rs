@@ -1,0 +1,67 @@
+//! realtime-service configuration, read from the environment once at start.
+
+use std::time::Duration;
+
+use pollstream_infra::env::{ConfigError, Vars};
+use pollstream_infra::kafka::KafkaSettings;
+use pollstream_wire::POLL_UPDATES_TOPIC;
+
+/// Everything realtime-service needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// PostgreSQL, to resolve join codes and read snapshots the cache does not have.
+    pub database_url: String,
+    /// Redis, for the results cache.
+    pub redis_url: String,
+    /// Kafka brokers.
+    pub kafka: KafkaSettings,
+    /// Port for Socket.IO, health and metrics (`REALTIME_SERVICE_PORT`).
+    pub port: u16,
+    /// Topic snapshots are consumed from.
+    pub poll_updates_topic: String,
+    /// Prefix of this replica's consumer group; a random suffix makes it unique so every
+    /// replica receives every update.
+    pub group_prefix: String,
+    /// Upper bound on any single Redis command.
+    pub redis_timeout: Duration,
+}
+
+impl Config {
+    /// Reads the configuration from `vars`, naming the variable on any error.
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        Ok(Self {
+            database_url: vars.required("DATABASE_URL")?,
+            redis_url: vars.or_default("REDIS_URL", "redis://127.0.0.1:6379"),
+            kafka: KafkaSettings::from_vars(vars)?,
+            port: vars.parsed_or("REALTIME_SERVICE_PORT", 3003)?,
+            poll_updates_topic: vars.or_default("POLL_UPDATES_TOPIC", POLL_UPDATES_TOPIC),
+            group_prefix: vars.or_default("REALTIME_GROUP_PREFIX", "realtime-service"),
+            redis_timeout: Duration::from_millis(vars.ranged_or(
+                "REDIS_TIMEOUT_MS",
+                1_000u64,
+                10..=60_000,
+            )?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_url_is_required() {
+        let err = Config::from_vars(&Vars::from_pairs([]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let config =
+            Config::from_vars(&Vars::from_pairs([("DATABASE_URL", "postgres://x/y")])).unwrap();
+        assert_eq!(config.port, 3003);
+        assert_eq!(config.poll_updates_topic, "poll-updates");
+    }
+}
