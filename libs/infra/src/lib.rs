@@ -3,6 +3,7 @@
 //! shutdown signal. Nothing here knows about polls or votes.
 
 pub mod env;
+pub mod health;
 pub mod jwt;
 pub mod kafka;
 pub mod metrics;

@@ -20,7 +20,7 @@ use axum::{Json, Router};
 use pollstream_wire::PollSnapshot;
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use serde_json::{Value, json};
+use serde_json::Value;
 use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
 use tokio::net::TcpListener;
@@ -91,7 +91,7 @@ pub async fn run(
 
     pollstream_infra::metrics::handle();
     let app = Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/healthz", get(pollstream_infra::health::healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(pollstream_infra::metrics::render))
         .with_state(HealthState {
@@ -142,60 +142,19 @@ async fn consume(consumer: Arc<StreamConsumer>, hub: Arc<Hub>, shutdown: Cancell
     }
 }
 
-/// Ready when PostgreSQL, Redis and the Kafka cluster answer within a second.
+/// Ready when PostgreSQL, Redis and the Kafka cluster answer and this replica's consumer has
+/// its partitions: before that, updates would be missed.
 async fn readyz(State(state): State<HealthState>) -> (StatusCode, Json<Value>) {
-    let timeout = Duration::from_secs(1);
-    let postgres = tokio::time::timeout(timeout, pollstream_infra::postgres::ping(&state.hub.db));
-    let mut redis_conn = state.hub.redis.clone();
-    let redis = tokio::time::timeout(timeout, pollstream_infra::redis::ping(&mut redis_conn));
     let consumer = state.consumer.clone();
-    let kafka =
-        tokio::task::spawn_blocking(move || consumer.fetch_metadata(None, timeout).map(|_| ()));
-    let (postgres, redis, kafka) = tokio::join!(postgres, redis, kafka);
-    let checks = [
-        (
-            "postgres",
-            flatten(
-                postgres
-                    .map_err(|_| "timed out".to_owned())
-                    .map(|r| r.map_err(|e| e.to_string())),
-            ),
-        ),
-        (
-            "redis",
-            flatten(
-                redis
-                    .map_err(|_| "timed out".to_owned())
-                    .map(|r| r.map_err(|e| e.to_string())),
-            ),
-        ),
-        (
-            "kafka",
-            flatten(
-                kafka
-                    .map_err(|e| e.to_string())
-                    .map(|r| r.map_err(|e| e.to_string())),
-            ),
-        ),
-    ];
-    let ready = checks.iter().all(|(_, status)| status == "ok");
-    let body = json!({
-        "status": if ready { "ready" } else { "not_ready" },
-        "checks": checks.iter().map(|(name, status)| (name.to_string(), Value::from(status.clone()))).collect::<serde_json::Map<_, _>>(),
-    });
-    (
-        if ready {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        },
-        Json(body),
-    )
-}
-
-fn flatten(result: Result<Result<(), String>, String>) -> String {
-    match result {
-        Ok(Ok(())) => "ok".into(),
-        Ok(Err(err)) | Err(err) => err,
-    }
+    pollstream_infra::health::readiness(&state.hub.db, &state.hub.redis, move || {
+        consumer
+            .fetch_metadata(None, pollstream_infra::health::CHECK_TIMEOUT)
+            .map_err(|err| err.to_string())?;
+        match consumer.assignment() {
+            Ok(assigned) if assigned.count() > 0 => Ok(()),
+            Ok(_) => Err("no partitions assigned yet".to_owned()),
+            Err(err) => Err(err.to_string()),
+        }
+    })
+    .await
 }

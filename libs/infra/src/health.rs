@@ -1,0 +1,71 @@
+//! `/healthz` and `/readyz` answers shared by every service.
+//!
+//! `/healthz` says the process is alive. `/readyz` says whether each dependency answers right
+//! now, each check bounded by one second, so an orchestrator stops routing traffic to a
+//! replica that could only answer `503`.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::http::StatusCode;
+use redis::aio::ConnectionManager;
+use serde_json::{Map, Value, json};
+use sqlx::PgPool;
+
+/// Longest any single readiness check may take.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// `/healthz`: alive.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `/readyz`: PostgreSQL and Redis pinged, and `kafka` (a blocking librdkafka call, run off
+/// the async threads) checked, all concurrently. `200` when all pass, `503` naming the
+/// failures otherwise.
+pub async fn readiness(
+    db: &PgPool,
+    redis: &ConnectionManager,
+    kafka: impl FnOnce() -> Result<(), String> + Send + 'static,
+) -> (StatusCode, Json<Value>) {
+    let postgres = async {
+        match tokio::time::timeout(CHECK_TIMEOUT, crate::postgres::ping(db)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(err.to_string()),
+            Err(_) => Err("timed out".to_owned()),
+        }
+    };
+    let mut redis_conn = redis.clone();
+    let redis = async {
+        match tokio::time::timeout(CHECK_TIMEOUT, crate::redis::ping(&mut redis_conn)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(err.to_string()),
+            Err(_) => Err("timed out".to_owned()),
+        }
+    };
+    let kafka = async {
+        tokio::task::spawn_blocking(kafka)
+            .await
+            .unwrap_or_else(|err| Err(err.to_string()))
+    };
+    let (postgres, redis, kafka) = tokio::join!(postgres, redis, kafka);
+    let mut checks = Map::new();
+    let mut ready = true;
+    for (name, result) in [("postgres", postgres), ("redis", redis), ("kafka", kafka)] {
+        ready &= result.is_ok();
+        checks.insert(
+            name.to_owned(),
+            Value::from(result.err().unwrap_or_else(|| "ok".to_owned())),
+        );
+    }
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "checks": checks,
+    });
+    (status, Json(body))
+}

@@ -1,0 +1,181 @@
+//! Helpers for tests that run against the real PostgreSQL, Redis and Kafka-compatible broker.
+//!
+//! Every test isolates itself: [`TestDatabase`] creates a fresh database with the migrations
+//! applied, [`unique_topic`] names topics no other test uses, and poll ids are random UUIDs
+//! so Redis keys never collide. Locations come from `TEST_DATABASE_URL`, `REDIS_URL` and
+//! `KAFKA_BROKERS`, defaulting to the local stack `scripts/test` starts.
+
+pub mod socket_client;
+
+use std::time::Duration;
+
+use pollstream_infra::kafka::KafkaSettings;
+use rdkafka::Message;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+pub use socket_client::SocketClient;
+
+/// A secret long enough for the services' checks.
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+
+/// Server URL with rights to create databases.
+pub fn admin_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// Redis used by tests.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// Brokers used by tests.
+pub fn kafka_brokers() -> String {
+    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
+}
+
+/// Logs test output when `TEST_LOG` is set; silent otherwise.
+pub fn init_logging() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            ))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// A database of its own for one test, migrated, dropped by nobody (names are unique and
+/// cheap; `scripts/test` drops leftovers from earlier runs).
+pub struct TestDatabase {
+    /// Its URL, to hand to a service's configuration.
+    pub url: String,
+    /// A pool on it, for assertions.
+    pub pool: PgPool,
+}
+
+impl TestDatabase {
+    /// Creates and migrates a fresh database.
+    pub async fn create() -> Self {
+        let admin_url = admin_database_url();
+        let name = format!("pollstream_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&admin_url)
+            .await
+            .expect("connecting to TEST_DATABASE_URL");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .expect("creating the test database");
+        admin.close().await;
+        let url = match admin_url.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{name}"),
+            None => panic!("TEST_DATABASE_URL has no database part: {admin_url}"),
+        };
+        let pool = PgPoolOptions::new()
+            .max_connections(5)
+            .connect(&url)
+            .await
+            .expect("connecting to the test database");
+        pollstream_infra::postgres::migrate(&pool)
+            .await
+            .expect("migrating the test database");
+        Self { url, pool }
+    }
+}
+
+/// A topic name no other test uses.
+pub fn unique_topic(prefix: &str) -> String {
+    format!("test-{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Creates `topics` on the test broker.
+pub async fn create_topics(topics: &[(&str, i32)]) {
+    KafkaSettings::new(kafka_brokers())
+        .ensure_topics(topics)
+        .await
+        .expect("creating test topics");
+}
+
+/// A consumer reading `topic` from the beginning, in a group of its own, with its partition
+/// assignment already in place.
+pub async fn topic_reader(topic: &str) -> StreamConsumer {
+    let consumer = KafkaSettings::new(kafka_brokers())
+        .consumer(&format!("test-reader-{}", uuid::Uuid::new_v4()), "earliest")
+        .expect("creating a test consumer");
+    consumer.subscribe(&[topic]).expect("subscribing");
+    consumer
+}
+
+/// Reads messages from `consumer` until `count` have arrived or `timeout` passes; returns
+/// (key, payload, headers as pairs) for each.
+pub async fn read_messages(
+    consumer: &StreamConsumer,
+    count: usize,
+    timeout: Duration,
+) -> Vec<ReadMessage> {
+    let mut messages = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while messages.len() < count {
+        let Ok(received) = tokio::time::timeout_at(deadline, consumer.recv()).await else {
+            break;
+        };
+        let Ok(message) = received else { continue };
+        let headers = message
+            .headers()
+            .map(|headers| {
+                use rdkafka::message::Headers;
+                headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.key.to_owned(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        messages.push(ReadMessage {
+            key: message
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned()),
+            payload: message.payload().unwrap_or_default().to_vec(),
+            headers,
+        });
+    }
+    messages
+}
+
+/// One message read by [`read_messages`].
+#[derive(Debug, Clone)]
+pub struct ReadMessage {
+    /// The key, as text.
+    pub key: Option<String>,
+    /// The value.
+    pub payload: Vec<u8>,
+    /// Headers as (name, value) pairs.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Polls `check` every 50 ms until it returns `Some` or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

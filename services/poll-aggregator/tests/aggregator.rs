@@ -1,0 +1,347 @@
+//! poll-aggregator against real PostgreSQL, Redis and a Kafka-compatible broker: votes are
+//! produced straight to a throwaway `raw-votes` topic, as voting-api would.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use poll_aggregator::Config;
+use pollstream_infra::env::Vars;
+use pollstream_infra::kafka::KafkaSettings;
+use pollstream_testkit::{TestDatabase, read_messages, topic_reader, unique_topic};
+use pollstream_wire::{PollSnapshot, RawVote, SCHEMA_VERSION};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+struct Harness {
+    db: TestDatabase,
+    raw_votes: String,
+    poll_updates: String,
+    dead_letters: String,
+    group: String,
+    producer: FutureProducer,
+}
+
+struct Running {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("the aggregator did not stop within 30 s")
+            .unwrap();
+    }
+}
+
+impl Harness {
+    async fn new() -> Self {
+        pollstream_testkit::init_logging();
+        let raw_votes = unique_topic("raw-votes");
+        let poll_updates = unique_topic("poll-updates");
+        let dead_letters = format!("{raw_votes}.dlq");
+        pollstream_testkit::create_topics(&[
+            (&raw_votes, 3),
+            (&poll_updates, 3),
+            (&dead_letters, 1),
+        ])
+        .await;
+        Self {
+            db: TestDatabase::create().await,
+            group: unique_topic("group"),
+            producer: KafkaSettings::new(pollstream_testkit::kafka_brokers())
+                .producer()
+                .unwrap(),
+            raw_votes,
+            poll_updates,
+            dead_letters,
+        }
+    }
+
+    async fn start(&self, flush_interval_ms: &str) -> Running {
+        let brokers = pollstream_testkit::kafka_brokers();
+        let redis = pollstream_testkit::redis_url();
+        let config = Config::from_vars(&Vars::from_pairs([
+            ("DATABASE_URL", self.db.url.as_str()),
+            ("REDIS_URL", &redis),
+            ("KAFKA_BROKERS", &brokers),
+            ("RAW_VOTES_TOPIC", &self.raw_votes),
+            ("POLL_UPDATES_TOPIC", &self.poll_updates),
+            ("AGGREGATOR_GROUP_ID", &self.group),
+            ("FLUSH_INTERVAL_MS", flush_interval_ms),
+        ]))
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            poll_aggregator::run(config, listener, async move {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("aggregator failed");
+        });
+        Running { stop, task }
+    }
+
+    /// Inserts a poll with `options` options straight into the database.
+    async fn poll(&self, options: usize, max_choices: i32) -> (Uuid, Vec<Uuid>) {
+        let poll_id = Uuid::now_v7();
+        sqlx::query("INSERT INTO polls (id, code, owner_id, question, kind, max_choices) VALUES ($1, $2, 'owner', 'Q', $3, $4)")
+            .bind(poll_id)
+            .bind(&poll_id.simple().to_string()[..12].to_uppercase())
+            .bind(if max_choices > 1 { "multiple" } else { "single" })
+            .bind(max_choices)
+            .execute(&self.db.pool)
+            .await
+            .unwrap();
+        let option_ids: Vec<Uuid> = (0..options).map(|_| Uuid::now_v7()).collect();
+        for (position, id) in option_ids.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO options (id, poll_id, position, text) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(id)
+            .bind(poll_id)
+            .bind(position as i32)
+            .bind(format!("option {position}"))
+            .execute(&self.db.pool)
+            .await
+            .unwrap();
+        }
+        (poll_id, option_ids)
+    }
+
+    async fn send_raw(&self, key: &str, payload: &[u8]) {
+        self.producer
+            .send(
+                FutureRecord::to(&self.raw_votes).key(key).payload(payload),
+                Duration::from_secs(5),
+            )
+            .await
+            .map_err(|(err, _)| err)
+            .expect("producing a test vote");
+    }
+
+    async fn send_vote(&self, poll_id: Uuid, voter: &str, options: &[Uuid]) -> RawVote {
+        let vote = RawVote {
+            v: SCHEMA_VERSION,
+            vote_id: Uuid::now_v7(),
+            poll_id,
+            voter_id: voter.to_owned(),
+            option_ids: options.to_vec(),
+            cast_at: Utc::now(),
+        };
+        self.send_raw(&poll_id.to_string(), &vote.encode()).await;
+        vote
+    }
+
+    async fn counts(&self, poll_id: Uuid) -> (i64, i64, Vec<i64>) {
+        let (seq, total): (i64, i64) = sqlx::query_as("SELECT seq, total FROM polls WHERE id = $1")
+            .bind(poll_id)
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap();
+        let votes: Vec<(i64,)> =
+            sqlx::query_as("SELECT votes FROM options WHERE poll_id = $1 ORDER BY position")
+                .bind(poll_id)
+                .fetch_all(&self.db.pool)
+                .await
+                .unwrap();
+        (seq, total, votes.into_iter().map(|(v,)| v).collect())
+    }
+
+    async fn wait_for_total(&self, poll_id: Uuid, total: i64) -> (i64, i64, Vec<i64>) {
+        pollstream_testkit::eventually(Duration::from_secs(30), || async {
+            let counts = self.counts(poll_id).await;
+            (counts.1 >= total).then_some(counts)
+        })
+        .await
+        .unwrap_or_else(|| panic!("the poll's total never reached {total} within 30 s"))
+    }
+}
+
+#[tokio::test]
+async fn every_ballot_is_counted_once_and_snapshots_are_published() {
+    let h = Harness::new().await;
+    let updates = topic_reader(&h.poll_updates).await;
+    let (poll_id, options) = h.poll(3, 1).await;
+    let running = h.start("100").await;
+
+    for i in 0..60 {
+        h.send_vote(poll_id, &format!("voter-{i}"), &[options[i % 3]])
+            .await;
+    }
+    // Repeats of ten voters, with other choices: none may count.
+    for i in 0..10 {
+        h.send_vote(poll_id, &format!("voter-{i}"), &[options[(i + 1) % 3]])
+            .await;
+    }
+    let (_, total, votes) = h.wait_for_total(poll_id, 60).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (seq, total_after, votes_after) = h.counts(poll_id).await;
+    assert_eq!((total, votes.clone()), (60, vec![20, 20, 20]));
+    assert_eq!(
+        (total_after, votes_after),
+        (60, votes),
+        "repeats changed the counts"
+    );
+    let (ballots,): (i64,) = sqlx::query_as("SELECT count(*) FROM ballots WHERE poll_id = $1")
+        .bind(poll_id)
+        .fetch_one(&h.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(ballots, 60);
+
+    let snapshots: Vec<PollSnapshot> = read_messages(&updates, 100, Duration::from_secs(3))
+        .await
+        .iter()
+        .map(|m| PollSnapshot::decode(&m.payload).unwrap())
+        .collect();
+    let last = snapshots.last().expect("no snapshot published");
+    assert_eq!(last.total, 60);
+    assert_eq!(last.seq, seq);
+    assert!(
+        snapshots.windows(2).all(|w| w[0].seq <= w[1].seq),
+        "seq went backwards"
+    );
+
+    let mut redis = pollstream_infra::redis::connect_lazy(
+        &pollstream_testkit::redis_url(),
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    let cached = pollstream_store::results_cache::read(&mut redis, poll_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((cached.seq, cached.total), (seq, 60));
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn multiple_choice_ballot_counts_each_chosen_option() {
+    let h = Harness::new().await;
+    let (poll_id, options) = h.poll(3, 2).await;
+    let running = h.start("100").await;
+    h.send_vote(poll_id, "a", &[options[0], options[2]]).await;
+    h.send_vote(poll_id, "b", &[options[2]]).await;
+    let (_, total, votes) = h.wait_for_total(poll_id, 2).await;
+    assert_eq!(total, 2, "total counts ballots, not choices");
+    assert_eq!(votes, vec![1, 0, 2]);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn undecodable_and_invalid_votes_are_parked_and_the_rest_counted() {
+    let h = Harness::new().await;
+    let dead = topic_reader(&h.dead_letters).await;
+    let (poll_id, options) = h.poll(2, 1).await;
+    let running = h.start("100").await;
+
+    h.send_vote(poll_id, "before", &[options[0]]).await;
+    h.send_raw(&poll_id.to_string(), b"{ this is not json")
+        .await;
+    h.send_raw(&poll_id.to_string(), br#"{"v":9,"voteId":"x"}"#)
+        .await;
+    h.send_vote(poll_id, "foreign-option", &[Uuid::now_v7()])
+        .await;
+    h.send_vote(Uuid::now_v7(), "unknown-poll", &[options[0]])
+        .await;
+    h.send_vote(poll_id, "after", &[options[1]]).await;
+
+    let (_, total, votes) = h.wait_for_total(poll_id, 2).await;
+    assert_eq!((total, votes), (2, vec![1, 1]));
+    let parked = read_messages(&dead, 4, Duration::from_secs(20)).await;
+    let mut reasons: Vec<String> = parked
+        .iter()
+        .map(|m| {
+            m.headers
+                .iter()
+                .find(|(k, _)| k == "dlq-reason")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.starts_with("malformed message")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("unsupported schema version") || r.starts_with("malformed")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(&"unknown_option".to_owned()),
+        "{reasons:?}"
+    );
+    assert!(reasons.contains(&"unknown_poll".to_owned()), "{reasons:?}");
+    assert!(
+        parked.iter().any(|m| m.payload == b"{ this is not json"),
+        "the original bytes are kept"
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_flushes_the_buffered_batch() {
+    let h = Harness::new().await;
+    let (poll_id, options) = h.poll(2, 1).await;
+    // A flush interval far longer than the test: only the drain can count these votes.
+    let running = h.start("600000").await;
+    for i in 0..25 {
+        h.send_vote(poll_id, &format!("v{i}"), &[options[i % 2]])
+            .await;
+    }
+    // Wait until the aggregator has the votes in its buffer: its group committed nothing yet,
+    // so the evidence is only that nothing is counted while they are consumed.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        h.counts(poll_id).await.1,
+        0,
+        "nothing is flushed before the interval"
+    );
+    running.stop().await;
+    let (_, total, votes) = h.counts(poll_id).await;
+    assert_eq!((total, votes), (25, vec![13, 12]));
+}
+
+#[tokio::test]
+async fn replaying_the_topic_after_a_restart_counts_nothing_twice() {
+    let h = Harness::new().await;
+    let (poll_id, options) = h.poll(2, 1).await;
+    let running = h.start("100").await;
+    let mut sent = Vec::new();
+    for i in 0..30 {
+        sent.push(
+            h.send_vote(poll_id, &format!("r{i}"), &[options[i % 2]])
+                .await,
+        );
+    }
+    h.wait_for_total(poll_id, 30).await;
+    running.stop().await;
+    let before = h.counts(poll_id).await;
+
+    // The same votes delivered again (a producer retry, a replay after a crash).
+    for vote in &sent {
+        h.send_raw(&poll_id.to_string(), &vote.encode()).await;
+    }
+    let marker = h.send_vote(poll_id, "marker", &[options[0]]).await;
+    let running = h.start("100").await;
+    let (_, total, votes) = h.wait_for_total(poll_id, 31).await;
+    assert_eq!(total, 31, "only the marker vote is new");
+    assert_eq!(votes, vec![before.2[0] + 1, before.2[1]]);
+    let (vote_id,): (Uuid,) =
+        sqlx::query_as("SELECT vote_id FROM ballots WHERE poll_id = $1 AND voter_id = 'marker'")
+            .bind(poll_id)
+            .fetch_one(&h.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(vote_id, marker.vote_id);
+    running.stop().await;
+}

@@ -1,0 +1,279 @@
+//! realtime-service with the official socket.io-client against real PostgreSQL, Redis and a
+//! Kafka-compatible broker; snapshots are produced straight to a throwaway `poll-updates`.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use pollstream_infra::env::Vars;
+use pollstream_infra::kafka::KafkaSettings;
+use pollstream_testkit::{SocketClient, TestDatabase, unique_topic};
+use pollstream_wire::{OptionCount, PollSnapshot, PollStatus, SCHEMA_VERSION};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use realtime_service::Config;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+struct Harness {
+    db: TestDatabase,
+    topic: String,
+    producer: FutureProducer,
+    _stops: Vec<oneshot::Sender<()>>,
+    urls: Vec<String>,
+}
+
+struct Poll {
+    id: Uuid,
+    code: String,
+    options: Vec<Uuid>,
+}
+
+impl Harness {
+    async fn new(replicas: usize) -> Self {
+        pollstream_testkit::init_logging();
+        let topic = unique_topic("poll-updates");
+        pollstream_testkit::create_topics(&[(&topic, 3)]).await;
+        let db = TestDatabase::create().await;
+        let mut stops = Vec::new();
+        let mut urls = Vec::new();
+        for _ in 0..replicas {
+            let brokers = pollstream_testkit::kafka_brokers();
+            let redis = pollstream_testkit::redis_url();
+            let config = Config::from_vars(&Vars::from_pairs([
+                ("DATABASE_URL", db.url.as_str()),
+                ("REDIS_URL", &redis),
+                ("KAFKA_BROKERS", &brokers),
+                ("POLL_UPDATES_TOPIC", &topic),
+            ]))
+            .unwrap();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            urls.push(format!("http://{}", listener.local_addr().unwrap()));
+            let (stop, stopped) = oneshot::channel::<()>();
+            tokio::spawn(realtime_service::run(config, listener, async move {
+                let _ = stopped.await;
+            }));
+            stops.push(stop);
+        }
+        Self {
+            db,
+            topic,
+            producer: KafkaSettings::new(pollstream_testkit::kafka_brokers())
+                .producer()
+                .unwrap(),
+            _stops: stops,
+            urls,
+        }
+    }
+
+    async fn poll(&self) -> Poll {
+        let id = Uuid::now_v7();
+        let code = id.simple().to_string()[..8].to_uppercase();
+        sqlx::query("INSERT INTO polls (id, code, owner_id, question, kind, max_choices) VALUES ($1, $2, 'owner', 'Q', 'single', 1)")
+            .bind(id)
+            .bind(&code)
+            .execute(&self.db.pool)
+            .await
+            .unwrap();
+        let options = vec![Uuid::now_v7(), Uuid::now_v7()];
+        for (position, option) in options.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO options (id, poll_id, position, text) VALUES ($1, $2, $3, 'o')",
+            )
+            .bind(option)
+            .bind(id)
+            .bind(position as i32)
+            .execute(&self.db.pool)
+            .await
+            .unwrap();
+        }
+        Poll { id, code, options }
+    }
+
+    async fn publish(&self, poll: &Poll, seq: i64, votes: [i64; 2], status: PollStatus) {
+        let snapshot = PollSnapshot {
+            v: SCHEMA_VERSION,
+            poll_id: poll.id,
+            seq,
+            total: votes.iter().sum(),
+            status,
+            options: poll
+                .options
+                .iter()
+                .zip(votes)
+                .map(|(&option_id, votes)| OptionCount { option_id, votes })
+                .collect(),
+            at: Utc::now(),
+        };
+        self.producer
+            .send(
+                FutureRecord::to(&self.topic)
+                    .key(&poll.id.to_string())
+                    .payload(&snapshot.encode()),
+                Duration::from_secs(5),
+            )
+            .await
+            .map_err(|(err, _)| err)
+            .unwrap();
+    }
+
+    /// Publishes `seq` 1 until `client` sees it: the service consumes from the latest offset,
+    /// so updates sent before its partitions are assigned are (rightly) never seen.
+    async fn warm_up(&self, poll: &Poll, clients: &mut [&mut SocketClient]) {
+        for _ in 0..100 {
+            self.publish(poll, 1, [1, 0], PollStatus::Open).await;
+            let mut all = true;
+            for client in clients.iter_mut() {
+                let seen = client
+                    .wait_for(Duration::from_millis(300), |line| {
+                        line["event"] == "poll-results" && line["data"]["seq"] == 1
+                    })
+                    .await;
+                all &= seen.is_some();
+            }
+            if all {
+                return;
+            }
+        }
+        panic!("the service never delivered an update");
+    }
+}
+
+fn seqs(events: &[Value]) -> Vec<i64> {
+    events.iter().map(|e| e["seq"].as_i64().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn join_by_code_acknowledges_the_current_snapshot() {
+    let h = Harness::new(1).await;
+    let poll = h.poll().await;
+    sqlx::query("UPDATE polls SET seq = 7, total = 3 WHERE id = $1")
+        .bind(poll.id)
+        .execute(&h.db.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE options SET votes = 3 WHERE id = $1")
+        .bind(poll.options[1])
+        .execute(&h.db.pool)
+        .await
+        .unwrap();
+    let mut client = SocketClient::connect(&h.urls[0]).await;
+    let ack = client
+        .request("join", json!({ "code": poll.code.to_lowercase() }))
+        .await;
+    assert_eq!(ack["pollId"], poll.id.to_string());
+    assert_eq!(ack["seq"], 7);
+    assert_eq!(ack["total"], 3);
+    assert_eq!(ack["options"][1]["votes"], 3);
+    assert_eq!(ack["status"], "open");
+    client.close().await;
+}
+
+#[tokio::test]
+async fn bad_join_requests_get_an_error_acknowledgement() {
+    let h = Harness::new(1).await;
+    let mut client = SocketClient::connect(&h.urls[0]).await;
+    let ack = client.request("join", json!({ "code": "NOPE42" })).await;
+    assert_eq!(ack["error"], "poll_not_found");
+    let ack = client
+        .request("join", json!({ "pollId": Uuid::now_v7() }))
+        .await;
+    assert_eq!(ack["error"], "poll_not_found");
+    let ack = client.request("join", json!({})).await;
+    assert_eq!(ack["error"], "invalid_request");
+    let ack = client.request("join", json!({ "pollId": 42 })).await;
+    assert_eq!(ack["error"], "invalid_request");
+    client.close().await;
+}
+
+#[tokio::test]
+async fn updates_reach_the_room_in_order_and_stale_ones_are_dropped() {
+    let h = Harness::new(1).await;
+    let poll = h.poll().await;
+    let other = h.poll().await;
+    let mut member = SocketClient::connect(&h.urls[0]).await;
+    let mut outsider = SocketClient::connect(&h.urls[0]).await;
+    member.request("join", json!({ "pollId": poll.id })).await;
+    outsider
+        .request("join", json!({ "pollId": other.id }))
+        .await;
+    h.warm_up(&poll, &mut [&mut member]).await;
+
+    h.publish(&poll, 3, [1, 2], PollStatus::Open).await;
+    h.publish(&poll, 2, [1, 1], PollStatus::Open).await; // stale: must not be shown
+    h.publish(&poll, 4, [2, 2], PollStatus::Open).await;
+    member
+        .wait_for(Duration::from_secs(10), |line| {
+            line["event"] == "poll-results" && line["data"]["seq"] == 4
+        })
+        .await
+        .expect("seq 4 never arrived");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(seqs(&member.events("poll-results")), vec![1, 3, 4]);
+
+    let stats = member.events("poll-stats");
+    let last = stats.last().unwrap();
+    assert_eq!(last["pollId"], poll.id.to_string());
+    assert_eq!(last["optionId"], poll.options[0].to_string());
+    assert_eq!(last["newCount"], 2);
+    assert!(stats.iter().all(|s| s["pollId"] == poll.id.to_string()));
+
+    assert!(
+        outsider.events("poll-results").is_empty(),
+        "another poll's room got updates"
+    );
+    member.close().await;
+    outsider.close().await;
+}
+
+#[tokio::test]
+async fn leaving_stops_updates_and_closing_is_announced_once() {
+    let h = Harness::new(1).await;
+    let poll = h.poll().await;
+    let mut stays = SocketClient::connect(&h.urls[0]).await;
+    let mut leaves = SocketClient::connect(&h.urls[0]).await;
+    stays.request("join", json!({ "code": poll.code })).await;
+    leaves.request("join", json!({ "code": poll.code })).await;
+    h.warm_up(&poll, &mut [&mut stays, &mut leaves]).await;
+    let ack = leaves.request("leave", json!({ "code": poll.code })).await;
+    assert_eq!(ack["left"], true);
+
+    h.publish(&poll, 2, [1, 1], PollStatus::Closed).await;
+    h.publish(&poll, 2, [1, 1], PollStatus::Closed).await;
+    stays
+        .wait_for(Duration::from_secs(10), |line| {
+            line["event"] == "poll-closed"
+        })
+        .await
+        .expect("poll-closed never arrived");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(stays.events("poll-closed").len(), 1);
+    assert_eq!(stays.events("poll-closed")[0]["status"], "closed");
+    assert!(
+        leaves.events("poll-results").iter().all(|s| s["seq"] == 1),
+        "updates after leave"
+    );
+    stays.close().await;
+    leaves.close().await;
+}
+
+#[tokio::test]
+async fn every_replica_delivers_every_update() {
+    let h = Harness::new(2).await;
+    let poll = h.poll().await;
+    let mut first = SocketClient::connect(&h.urls[0]).await;
+    let mut second = SocketClient::connect(&h.urls[1]).await;
+    first.request("join", json!({ "pollId": poll.id })).await;
+    second.request("join", json!({ "pollId": poll.id })).await;
+    h.warm_up(&poll, &mut [&mut first, &mut second]).await;
+    h.publish(&poll, 5, [3, 2], PollStatus::Open).await;
+    for client in [&mut first, &mut second] {
+        client
+            .wait_for(Duration::from_secs(10), |line| {
+                line["event"] == "poll-results" && line["data"]["seq"] == 5
+            })
+            .await
+            .expect("a replica missed the update");
+    }
+    first.close().await;
+    second.close().await;
+}
