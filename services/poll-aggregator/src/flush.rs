@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use pollstream_wire::{OptionCount, PollSnapshot, PollStatus, RawVote, SCHEMA_VERSION};
+use pollstream_wire::{PollSnapshot, RawVote};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -172,49 +172,9 @@ pub async fn flush_batch(db: &PgPool, batch: &VoteBatch) -> Result<FlushOutcome,
         .await?;
     }
 
-    outcome.snapshots = load_snapshots(&mut tx, &poll_ids).await?;
+    outcome.snapshots = pollstream_store::snapshots::load_many(&mut *tx, &poll_ids).await?;
     tx.commit().await?;
     Ok(outcome)
-}
-
-/// Snapshots of `poll_ids` as seen inside the flush transaction.
-async fn load_snapshots(
-    tx: &mut sqlx::PgConnection,
-    poll_ids: &[Uuid],
-) -> Result<Vec<PollSnapshot>, sqlx::Error> {
-    let rows: Vec<(Uuid, i64, i64, String, Option<DateTime<Utc>>, Uuid, i64)> = sqlx::query_as(
-        "SELECT p.id, p.seq, p.total, p.status, p.closes_at, o.id, o.votes
-         FROM polls p JOIN options o ON o.poll_id = p.id
-         WHERE p.id = ANY($1)
-         ORDER BY p.id, o.position",
-    )
-    .bind(poll_ids)
-    .fetch_all(tx)
-    .await?;
-    let now = Utc::now();
-    let mut snapshots: Vec<PollSnapshot> = Vec::with_capacity(poll_ids.len());
-    for (poll_id, seq, total, status, closes_at, option_id, votes) in rows {
-        if snapshots.last().is_none_or(|s| s.poll_id != poll_id) {
-            let closed = status != "open" || closes_at.is_some_and(|at| at <= now);
-            snapshots.push(PollSnapshot {
-                v: SCHEMA_VERSION,
-                poll_id,
-                seq,
-                total,
-                status: if closed {
-                    PollStatus::Closed
-                } else {
-                    PollStatus::Open
-                },
-                options: Vec::new(),
-                at: now,
-            });
-        }
-        if let Some(snapshot) = snapshots.last_mut() {
-            snapshot.options.push(OptionCount { option_id, votes });
-        }
-    }
-    Ok(snapshots)
 }
 
 /// PostgreSQL array literal `{a,b}`: nested arrays cannot be bound through `UNNEST`, so each
@@ -235,6 +195,7 @@ fn uuid_array_literal(ids: &[Uuid]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pollstream_wire::SCHEMA_VERSION;
 
     fn rules() -> PollRules {
         PollRules {

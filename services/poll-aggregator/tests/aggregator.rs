@@ -91,7 +91,7 @@ impl Harness {
         let poll_id = Uuid::now_v7();
         sqlx::query("INSERT INTO polls (id, code, owner_id, question, kind, max_choices) VALUES ($1, $2, 'owner', 'Q', $3, $4)")
             .bind(poll_id)
-            .bind(&poll_id.simple().to_string()[..12].to_uppercase())
+            .bind(Uuid::new_v4().simple().to_string()[..12].to_uppercase())
             .bind(if max_choices > 1 { "multiple" } else { "single" })
             .bind(max_choices)
             .execute(&self.db.pool)

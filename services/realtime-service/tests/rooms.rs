@@ -67,7 +67,7 @@ impl Harness {
 
     async fn poll(&self) -> Poll {
         let id = Uuid::now_v7();
-        let code = id.simple().to_string()[..8].to_uppercase();
+        let code = Uuid::new_v4().simple().to_string()[..8].to_uppercase();
         sqlx::query("INSERT INTO polls (id, code, owner_id, question, kind, max_choices) VALUES ($1, $2, 'owner', 'Q', 'single', 1)")
             .bind(id)
             .bind(&code)

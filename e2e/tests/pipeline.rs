@@ -1,0 +1,244 @@
+//! The whole pipeline as users run it: voting-api, poll-aggregator and realtime-service as
+//! separate processes, real PostgreSQL, Redis and Kafka-compatible broker, and the official
+//! socket.io-client watching the poll.
+
+mod stack;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use pollstream_testkit::SocketClient;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use stack::Stack;
+use uuid::Uuid;
+
+const VOTERS: usize = 2_000;
+const CONCURRENCY: usize = 100;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_voters_are_counted_exactly_and_screens_follow() {
+    let stack = Stack::start("two-thousand-voters", 500).await;
+    let poll = stack.create_poll(&["Rust", "Go", "Node"]).await;
+    let code = poll["code"].as_str().unwrap().to_owned();
+    let poll_id: Uuid = poll["id"].as_str().unwrap().parse().unwrap();
+    let option_ids: Vec<String> = poll["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap().to_owned())
+        .collect();
+
+    let mut screen = SocketClient::connect(&stack.realtime).await;
+    let joined = screen.request("join", json!({ "code": code })).await;
+    assert_eq!(joined["pollId"], poll_id.to_string(), "{joined}");
+    assert_eq!(joined["total"], 0);
+
+    // Every voter votes once; every 10th voter tries a second time and must get 409.
+    let started = Instant::now();
+    let outcomes: Vec<(usize, StatusCode, Option<StatusCode>)> = futures::stream::iter(0..VOTERS)
+        .map(|i| {
+            let (stack, code, option) = (&stack, &code, &option_ids[i % option_ids.len()]);
+            async move {
+                let voter = format!("voter-{i}");
+                let first = stack.vote(code, &voter, option).await;
+                let second = if i % 10 == 0 {
+                    Some(stack.vote(code, &voter, option).await)
+                } else {
+                    None
+                };
+                (i, first, second)
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+
+    let accepted: Vec<usize> = outcomes
+        .iter()
+        .filter(|(_, first, _)| *first == StatusCode::ACCEPTED)
+        .map(|(i, _, _)| *i)
+        .collect();
+    assert_eq!(
+        accepted.len(),
+        VOTERS,
+        "every first vote is accepted: {:?}",
+        outcomes.iter().find(|o| o.1 != StatusCode::ACCEPTED)
+    );
+    let repeats: Vec<StatusCode> = outcomes
+        .iter()
+        .filter_map(|(_, _, second)| *second)
+        .collect();
+    assert_eq!(repeats.len(), VOTERS / 10);
+    assert!(
+        repeats.iter().all(|s| *s == StatusCode::CONFLICT),
+        "repeats: {repeats:?}"
+    );
+    println!(
+        "e2e: {} votes (+{} repeats) accepted in {:.2?}: {:.0} votes/s through voting-api",
+        accepted.len(),
+        repeats.len(),
+        elapsed,
+        (accepted.len() + repeats.len()) as f64 / elapsed.as_secs_f64()
+    );
+
+    let mut expected = vec![0i64; option_ids.len()];
+    for i in &accepted {
+        expected[i % option_ids.len()] += 1;
+    }
+    let total = accepted.len() as i64;
+
+    // REST results (Redis cache written by the aggregator).
+    let results = pollstream_testkit::eventually(Duration::from_secs(60), || async {
+        let results = stack.results(&code).await;
+        (results["total"] == total).then_some(results)
+    })
+    .await
+    .unwrap_or_else(|| panic!("REST results never reached {total}"));
+    let rest_votes: Vec<i64> = results["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["votes"].as_i64().unwrap())
+        .collect();
+    assert_eq!(rest_votes, expected);
+
+    // PostgreSQL.
+    assert_eq!(stack.counts(poll_id).await, (total, expected.clone()));
+    assert_eq!(stack.ballots(poll_id).await, total);
+
+    // The screen: its last poll-results shows exactly the accepted votes, and seq only grew.
+    screen
+        .wait_for(Duration::from_secs(30), |line| {
+            line["event"] == "poll-results" && line["data"]["total"] == total
+        })
+        .await
+        .expect("the screen never showed the final total");
+    let updates = screen.events("poll-results");
+    let last = updates.last().unwrap();
+    let screen_votes: Vec<i64> = last["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["votes"].as_i64().unwrap())
+        .collect();
+    assert_eq!(screen_votes, expected);
+    let seqs: Vec<i64> = updates.iter().map(|u| u["seq"].as_i64().unwrap()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "seq must strictly increase: {seqs:?}"
+    );
+    let totals: Vec<i64> = updates
+        .iter()
+        .map(|u| u["total"].as_i64().unwrap())
+        .collect();
+    assert!(
+        totals.windows(2).all(|w| w[0] <= w[1]),
+        "counts moved backwards: {totals:?}"
+    );
+    assert!(
+        !screen.events("poll-stats").is_empty(),
+        "older clients get poll-stats too"
+    );
+
+    screen.close().await;
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_aggregator_mid_stream_loses_and_doubles_nothing() {
+    let mut stack = Stack::start("aggregator-crash", 300).await;
+    let poll = stack.create_poll(&["Yes", "No"]).await;
+    let code = poll["code"].as_str().unwrap().to_owned();
+    let poll_id: Uuid = poll["id"].as_str().unwrap().parse().unwrap();
+    let option_ids: Vec<String> = poll["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap().to_owned())
+        .collect();
+
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let voters = {
+        let (api, http, code, option_ids) = (
+            stack.api.clone(),
+            stack.http.clone(),
+            code.clone(),
+            option_ids.clone(),
+        );
+        let tokens: Vec<String> = (0..3_000)
+            .map(|i| stack.token(&format!("crash-voter-{i}")))
+            .collect();
+        let (accepted, sent) = (accepted.clone(), sent.clone());
+        tokio::spawn(async move {
+            futures::stream::iter(tokens.into_iter().enumerate())
+                .for_each_concurrent(20, |(i, token)| {
+                    let (api, http, code, accepted, sent) = (&api, &http, &code, &accepted, &sent);
+                    let option = &option_ids[i % 2];
+                    async move {
+                        let response = http
+                            .post(format!("{api}/api/v1/votes/{code}"))
+                            .bearer_auth(token)
+                            .json(&json!({ "optionIds": [option] }))
+                            .send()
+                            .await;
+                        sent.fetch_add(1, Ordering::Relaxed);
+                        if response.is_ok_and(|r| r.status() == StatusCode::ACCEPTED) {
+                            accepted.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+                .await;
+        })
+    };
+
+    // Let some flushes happen, then kill -9 while votes keep streaming in.
+    let counted_before = pollstream_testkit::eventually(Duration::from_secs(60), || async {
+        let (total, _) = stack.counts(poll_id).await;
+        (total > 200).then_some(total)
+    })
+    .await
+    .expect("nothing was counted before the crash");
+    stack.kill_aggregator().await;
+    let sent_at_kill = sent.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stack.start_aggregator();
+    voters.await.unwrap();
+    let accepted = accepted.load(Ordering::Relaxed) as i64;
+    println!(
+        "crash: killed after {counted_before} counted and {sent_at_kill} sent; {accepted} accepted in all"
+    );
+    assert!(
+        sent_at_kill < 3_000,
+        "the kill must happen while votes stream in"
+    );
+
+    let counted = pollstream_testkit::eventually(Duration::from_secs(90), || async {
+        let (total, _) = stack.counts(poll_id).await;
+        (total >= accepted).then_some(total)
+    })
+    .await;
+    let (total, votes) = stack.counts(poll_id).await;
+    assert!(
+        counted.is_some(),
+        "lost votes: counted {total} of {accepted} accepted"
+    );
+    // A few more flush intervals: a replay must not add anything.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (total_later, votes_later) = stack.counts(poll_id).await;
+    assert_eq!(
+        total_later, accepted,
+        "counted {total_later} for {accepted} accepted votes"
+    );
+    assert_eq!(votes_later, votes);
+    assert_eq!(votes.iter().sum::<i64>(), accepted);
+    assert_eq!(stack.ballots(poll_id).await, accepted);
+
+    let results: Value = stack.results(&code).await;
+    assert_eq!(results["total"], accepted);
+    stack.stop().await;
+}

@@ -1,0 +1,260 @@
+//! The three services as real processes (the binaries users run), each with its own port,
+//! the test's own database and topics, and logs under `target/e2e-logs/`.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use pollstream_infra::jwt::JwtKeys;
+use pollstream_testkit::{JWT_SECRET, TestDatabase, unique_topic};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+/// Where cargo put the binaries: next to the `deps/` folder this test runs from.
+fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the services first (`cargo build --bins`, which scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One running stack.
+pub struct Stack {
+    pub db: TestDatabase,
+    pub api: String,
+    pub realtime: String,
+    pub aggregator_health: String,
+    pub http: reqwest::Client,
+    env: Vec<(String, String)>,
+    log_dir: PathBuf,
+    keys: JwtKeys,
+    voting_api: Child,
+    realtime_service: Child,
+    aggregator: Option<Child>,
+    aggregator_runs: usize,
+}
+
+impl Stack {
+    /// Starts voting-api, poll-aggregator and realtime-service for test `name`.
+    pub async fn start(name: &str, flush_interval_ms: u64) -> Self {
+        pollstream_testkit::init_logging();
+        let db = TestDatabase::create().await;
+        let raw_votes = unique_topic("raw-votes");
+        let poll_updates = unique_topic("poll-updates");
+        let dead_letters = format!("{raw_votes}.dlq");
+        pollstream_testkit::create_topics(&[
+            (&raw_votes, 3),
+            (&poll_updates, 3),
+            (&dead_letters, 1),
+        ])
+        .await;
+        let (api_port, aggregator_port, realtime_port) = (free_port(), free_port(), free_port());
+        let env: Vec<(String, String)> = [
+            ("DATABASE_URL", db.url.clone()),
+            ("REDIS_URL", pollstream_testkit::redis_url()),
+            ("KAFKA_BROKERS", pollstream_testkit::kafka_brokers()),
+            ("JWT_SECRET", JWT_SECRET.to_owned()),
+            ("RAW_VOTES_TOPIC", raw_votes),
+            ("POLL_UPDATES_TOPIC", poll_updates),
+            ("AGGREGATOR_GROUP_ID", unique_topic("aggregator")),
+            ("VOTING_API_PORT", api_port.to_string()),
+            ("POLL_AGGREGATOR_PORT", aggregator_port.to_string()),
+            ("REALTIME_SERVICE_PORT", realtime_port.to_string()),
+            ("FLUSH_INTERVAL_MS", flush_interval_ms.to_string()),
+            ("DATABASE_MAX_CONNECTIONS", "20".to_owned()),
+            ("RUST_LOG", "info".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let log_dir = binary("voting-api")
+            .parent()
+            .unwrap()
+            .join("e2e-logs")
+            .join(name);
+        std::fs::create_dir_all(&log_dir).unwrap();
+        let mut stack = Self {
+            api: format!("http://127.0.0.1:{api_port}"),
+            realtime: format!("http://127.0.0.1:{realtime_port}"),
+            aggregator_health: format!("http://127.0.0.1:{aggregator_port}"),
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(256)
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            voting_api: spawn("voting-api", &env, &log_dir, 0),
+            realtime_service: spawn("realtime-service", &env, &log_dir, 0),
+            aggregator: None,
+            aggregator_runs: 0,
+            keys: JwtKeys::new(JWT_SECRET.as_bytes()),
+            db,
+            env,
+            log_dir,
+        };
+        stack.start_aggregator();
+        stack.wait_ready(&stack.api.clone()).await;
+        stack.wait_ready(&stack.realtime.clone()).await;
+        stack.wait_ready(&stack.aggregator_health.clone()).await;
+        stack
+    }
+
+    /// Starts (or restarts) the aggregator process.
+    pub fn start_aggregator(&mut self) {
+        self.aggregator_runs += 1;
+        self.aggregator = Some(spawn(
+            "poll-aggregator",
+            &self.env,
+            &self.log_dir,
+            self.aggregator_runs,
+        ));
+    }
+
+    /// `kill -9` the aggregator: no drain, no final flush, no offset commit.
+    pub async fn kill_aggregator(&mut self) {
+        let mut child = self.aggregator.take().expect("aggregator not running");
+        child.kill().await.expect("SIGKILL the aggregator");
+    }
+
+    /// Waits until `base`/readyz answers 200.
+    pub async fn wait_ready(&self, base: &str) {
+        let url = format!("{base}/readyz");
+        let ready = pollstream_testkit::eventually(Duration::from_secs(60), || async {
+            match self.http.get(&url).send().await {
+                Ok(response) if response.status() == StatusCode::OK => Some(()),
+                _ => None,
+            }
+        })
+        .await;
+        assert!(
+            ready.is_some(),
+            "{url} not ready within 60 s; logs in {}",
+            self.log_dir.display()
+        );
+    }
+
+    pub fn token(&self, subject: &str) -> String {
+        self.keys.issue(subject, Duration::from_secs(3600))
+    }
+
+    /// Creates a single-choice poll with `options` answers.
+    pub async fn create_poll(&self, options: &[&str]) -> Value {
+        let response = self
+            .http
+            .post(format!("{}/api/v1/polls", self.api))
+            .bearer_auth(self.token("presenter"))
+            .json(&json!({ "question": "Best option?", "options": options, "kind": "single" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json().await.unwrap()
+    }
+
+    /// Casts one vote; returns the status code.
+    pub async fn vote(&self, code: &str, voter: &str, option_id: &str) -> StatusCode {
+        match self
+            .http
+            .post(format!("{}/api/v1/votes/{code}", self.api))
+            .bearer_auth(self.token(voter))
+            .json(&json!({ "optionIds": [option_id] }))
+            .send()
+            .await
+        {
+            Ok(response) => response.status(),
+            Err(err) => panic!("vote request failed: {err}"),
+        }
+    }
+
+    pub async fn results(&self, code: &str) -> Value {
+        self.http
+            .get(format!("{}/api/v1/polls/{code}/results", self.api))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// (total, votes per option in position order) straight from PostgreSQL.
+    pub async fn counts(&self, poll_id: uuid::Uuid) -> (i64, Vec<i64>) {
+        let (total,): (i64,) = sqlx::query_as("SELECT total FROM polls WHERE id = $1")
+            .bind(poll_id)
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap();
+        let votes: Vec<(i64,)> =
+            sqlx::query_as("SELECT votes FROM options WHERE poll_id = $1 ORDER BY position")
+                .bind(poll_id)
+                .fetch_all(&self.db.pool)
+                .await
+                .unwrap();
+        (total, votes.into_iter().map(|(v,)| v).collect())
+    }
+
+    pub async fn ballots(&self, poll_id: uuid::Uuid) -> i64 {
+        let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM ballots WHERE poll_id = $1")
+            .bind(poll_id)
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap();
+        count
+    }
+
+    /// SIGTERM to every process, so they drain as in production.
+    pub async fn stop(mut self) {
+        let mut children = vec![&mut self.voting_api, &mut self.realtime_service];
+        if let Some(aggregator) = self.aggregator.as_mut() {
+            children.push(aggregator);
+        }
+        for child in children {
+            if let Some(pid) = child.id() {
+                let _ = std::process::Command::new("kill")
+                    .arg("-TERM")
+                    .arg(pid.to_string())
+                    .status();
+            }
+            if tokio::time::timeout(Duration::from_secs(30), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
+            }
+        }
+    }
+}
+
+fn spawn(name: &str, env: &[(String, String)], log_dir: &std::path::Path, run: usize) -> Child {
+    let log_name = if run > 0 {
+        format!("{name}.{run}.log")
+    } else {
+        format!("{name}.log")
+    };
+    let log = std::fs::File::create(log_dir.join(log_name)).unwrap();
+    Command::new(binary(name))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|err| panic!("starting {name}: {err}"))
+}
