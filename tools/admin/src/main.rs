@@ -25,7 +25,12 @@ const USAGE: &str = "usage:
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let vars = Vars::process();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["migrate"] => migrate(&vars).await,
         ["create-topics"] => create_topics(&vars).await,
         ["token", subject] => token(&vars, subject, None),
