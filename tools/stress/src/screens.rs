@@ -1,0 +1,324 @@
+//! Socket.IO screens: thousands of clients joined to the run's polls, each keeping a log of the
+//! snapshots it received.
+//!
+//! The client speaks Engine.IO v4 / Socket.IO v5 over a WebSocket only, which is all a screen
+//! needs: `0{..}` open, `40` connect, `42["event",data]` events, `42<id>[..]` / `43<id>[..]`
+//! acknowledged emits, `2` ping answered by `3`. Being this small lets one process hold ten
+//! thousand of them, and lets each bind its own source address when ports run short.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use chrono::{DateTime, Utc};
+use futures::{SinkExt, StreamExt};
+use serde::Deserialize;
+use tokio::net::TcpSocket;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use uuid::Uuid;
+
+/// One `poll-results` as a screen saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery {
+    /// Index of the poll in the run's list.
+    pub poll: u32,
+    /// The snapshot's sequence number.
+    pub seq: i64,
+    /// Ballots counted in the snapshot.
+    pub total: i64,
+    /// When it arrived.
+    pub received: Instant,
+    /// Microseconds from the snapshot's `at` to its arrival, by the wall clock.
+    pub delay_micros: i64,
+}
+
+/// What one screen saw.
+#[derive(Debug, Default)]
+pub struct ScreenLog {
+    /// Per poll: the `seq` of the snapshot acknowledging the join.
+    pub joined_seq: Vec<i64>,
+    /// Every `poll-results`, in arrival order.
+    pub deliveries: Vec<Delivery>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SnapshotHead {
+    poll_id: Uuid,
+    seq: i64,
+    total: i64,
+    at: DateTime<Utc>,
+}
+
+/// Where and how the screens connect.
+pub struct ScreenSettings {
+    /// realtime-service address.
+    pub server: SocketAddr,
+    /// Local addresses to connect from, round-robin; empty for the system's choice.
+    pub source_addrs: Vec<IpAddr>,
+    /// Polls every screen joins, by id, in run order.
+    pub polls: Vec<Uuid>,
+}
+
+/// Running screens.
+pub struct Screens {
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<ScreenLog>>>,
+    stop: watch::Sender<bool>,
+    /// `poll-results` received so far, all screens together.
+    pub deliveries: Arc<AtomicU64>,
+    /// Screens that connected and joined.
+    pub connected: usize,
+    /// Why screens failed to connect or join, first few distinct reasons.
+    pub failures: Vec<String>,
+}
+
+impl Screens {
+    /// Connects `count` screens, `concurrency` at a time, and returns once each has joined
+    /// every poll (or failed to).
+    pub async fn connect(
+        settings: ScreenSettings,
+        count: usize,
+        concurrency: usize,
+    ) -> anyhow::Result<Self> {
+        let settings = Arc::new(settings);
+        let deliveries = Arc::new(AtomicU64::new(0));
+        let (stop, stopped) = watch::channel(false);
+        let gate = Arc::new(Semaphore::new(concurrency.max(1)));
+        let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<Result<(), String>>(1024);
+        let poll_index: Arc<HashMap<Uuid, u32>> = Arc::new(
+            settings
+                .polls
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (*id, i as u32))
+                .collect(),
+        );
+        let mut tasks = Vec::with_capacity(count);
+        for n in 0..count {
+            let settings = settings.clone();
+            let gate = gate.clone();
+            let ready = ready_tx.clone();
+            let stopped = stopped.clone();
+            let deliveries = deliveries.clone();
+            let poll_index = poll_index.clone();
+            tasks.push(tokio::spawn(async move {
+                let permit = gate.acquire_owned().await.expect("gate never closes");
+                let joined = tokio::time::timeout(
+                    Duration::from_secs(30),
+                    Screen::join(&settings, n, &poll_index),
+                )
+                .await
+                .unwrap_or_else(|_| Err(anyhow!("connecting and joining took over 30 s")));
+                drop(permit);
+                match joined {
+                    Ok(screen) => {
+                        let _ = ready.send(Ok(())).await;
+                        screen.watch(stopped, &deliveries, &poll_index).await
+                    }
+                    Err(err) => {
+                        let _ = ready.send(Err(format!("{err:#}"))).await;
+                        Err(err)
+                    }
+                }
+            }));
+        }
+        drop(ready_tx);
+        let mut connected = 0;
+        let mut failures: Vec<String> = Vec::new();
+        while let Some(result) = ready_rx.recv().await {
+            match result {
+                Ok(()) => connected += 1,
+                Err(reason) => {
+                    if failures.len() < 5 && !failures.contains(&reason) {
+                        failures.push(reason);
+                    }
+                }
+            }
+        }
+        Ok(Self {
+            tasks,
+            stop,
+            deliveries,
+            connected,
+            failures,
+        })
+    }
+
+    /// Disconnects every screen and returns what each saw.
+    pub async fn close(self) -> Vec<ScreenLog> {
+        let _ = self.stop.send(true);
+        let mut logs = Vec::with_capacity(self.tasks.len());
+        for task in self.tasks {
+            if let Ok(Ok(log)) = task.await {
+                logs.push(log);
+            }
+        }
+        logs
+    }
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+struct Screen {
+    socket: Socket,
+    log: ScreenLog,
+}
+
+impl Screen {
+    /// Connects screen number `n` and joins every poll.
+    async fn join(
+        settings: &ScreenSettings,
+        n: usize,
+        poll_index: &HashMap<Uuid, u32>,
+    ) -> anyhow::Result<Self> {
+        let tcp = TcpSocket::new_v4().context("creating a socket")?;
+        if !settings.source_addrs.is_empty() {
+            let source = settings.source_addrs[n % settings.source_addrs.len()];
+            tcp.bind(SocketAddr::new(source, 0))
+                .with_context(|| format!("binding to {source}"))?;
+        }
+        let stream = tcp
+            .connect(settings.server)
+            .await
+            .with_context(|| format!("connecting to {}", settings.server))?;
+        stream.set_nodelay(true)?;
+        let url = format!(
+            "ws://{}/socket.io/?EIO=4&transport=websocket",
+            settings.server
+        );
+        let (socket, _) = tokio_tungstenite::client_async(url.as_str(), stream)
+            .await
+            .context("WebSocket handshake")?;
+        let mut screen = Self {
+            socket,
+            log: ScreenLog {
+                joined_seq: vec![0; settings.polls.len()],
+                deliveries: Vec::new(),
+            },
+        };
+        let open = screen.next_text().await?;
+        if !open.starts_with('0') {
+            bail!("expected the Engine.IO open packet, got {open}");
+        }
+        screen.send("40").await?;
+        loop {
+            let packet = screen.next_text().await?;
+            if packet.starts_with("40") {
+                break;
+            }
+            if packet.starts_with("44") {
+                bail!("namespace connection refused: {packet}");
+            }
+        }
+        for (ack_id, poll_id) in settings.polls.iter().enumerate() {
+            let emit = format!(r#"42{ack_id}["join",{{"pollId":"{poll_id}"}}]"#);
+            screen.send(&emit).await?;
+            let prefix = format!("43{ack_id}");
+            let ack = loop {
+                let packet = screen.next_text().await?;
+                if let Some(rest) = packet.strip_prefix(&prefix) {
+                    break rest.to_owned();
+                }
+                // Snapshots may already flow for a poll joined earlier.
+                screen.take(&packet, None, poll_index);
+            };
+            let (snapshot,): (serde_json::Value,) =
+                serde_json::from_str(&ack).with_context(|| format!("join acknowledgement {ack}"))?;
+            let seq = snapshot["seq"].as_i64().ok_or_else(|| {
+                anyhow!("joining poll {poll_id} was refused or odd: {snapshot}")
+            })?;
+            screen.log.joined_seq[ack_id] = seq;
+        }
+        Ok(screen)
+    }
+
+    /// Logs snapshots until told to stop.
+    async fn watch(
+        mut self,
+        mut stop: watch::Receiver<bool>,
+        deliveries: &AtomicU64,
+        poll_index: &HashMap<Uuid, u32>,
+    ) -> anyhow::Result<ScreenLog> {
+        loop {
+            tokio::select! {
+                _ = stop.changed() => break,
+                frame = self.socket.next() => match frame {
+                    Some(Ok(Message::Text(text))) => {
+                        if text.as_str() == "2" {
+                            self.send("3").await?;
+                        } else {
+                            self.take(text.as_str(), Some(deliveries), poll_index);
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None => {
+                        bail!("realtime-service closed the connection")
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(err)) => return Err(err).context("reading from realtime-service"),
+                },
+            }
+        }
+        let _ = self.socket.close(None).await;
+        Ok(self.log)
+    }
+
+    /// Logs `packet` when it is a `poll-results` event.
+    fn take(&mut self, packet: &str, counter: Option<&AtomicU64>, polls: &HashMap<Uuid, u32>) {
+        const EVENT: &str = r#"42["poll-results","#;
+        let Some(body) = packet.strip_prefix(EVENT) else {
+            return;
+        };
+        let received = Instant::now();
+        let now = Utc::now();
+        let json = &packet[2..];
+        let Ok((_, head)) = serde_json::from_str::<(serde::de::IgnoredAny, SnapshotHead)>(json)
+        else {
+            eprintln!("unreadable poll-results: {body}");
+            return;
+        };
+        let Some(poll) = polls.get(&head.poll_id) else {
+            return;
+        };
+        self.log.deliveries.push(Delivery {
+            poll: *poll,
+            seq: head.seq,
+            total: head.total,
+            received,
+            delay_micros: (now - head.at).num_microseconds().unwrap_or(i64::MAX),
+        });
+        if let Some(counter) = counter {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    async fn send(&mut self, text: &str) -> anyhow::Result<()> {
+        self.socket
+            .send(Message::text(text))
+            .await
+            .context("writing to realtime-service")
+    }
+
+    /// The next text packet, answering pings on the way.
+    async fn next_text(&mut self) -> anyhow::Result<String> {
+        loop {
+            match self.socket.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    if text.as_str() == "2" {
+                        self.send("3").await?;
+                        continue;
+                    }
+                    return Ok(text.as_str().to_owned());
+                }
+                Some(Ok(Message::Close(frame))) => bail!("closed by the server: {frame:?}"),
+                Some(Ok(_)) => continue,
+                Some(Err(err)) => return Err(err).context("reading from realtime-service"),
+                None => bail!("connection closed by the server"),
+            }
+        }
+    }
+}
