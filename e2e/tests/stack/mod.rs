@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use pollstream_infra::jwt::JwtKeys;
+use pollstream_infra::jwt::{JwtKeys, JwtSettings};
 use pollstream_testkit::{JWT_SECRET, TestDatabase, unique_topic};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -103,7 +103,7 @@ impl Stack {
             realtime_service: spawn("realtime-service", &env, &log_dir, 0),
             aggregator: None,
             aggregator_runs: 0,
-            keys: JwtKeys::new(JWT_SECRET.as_bytes()),
+            keys: JwtSettings::with_secret(JWT_SECRET).keys(),
             db,
             env,
             log_dir,

@@ -1,15 +1,29 @@
 //! Bearer tokens: HS256 JWTs signed with `JWT_SECRET`.
 //!
-//! The algorithm is pinned (a token claiming `none` or RS256 is rejected) and `exp` is
-//! required, so a leaked token stops working on its own.
+//! The algorithm is pinned (a token claiming `none` or RS256 is rejected), `exp` is required
+//! so a leaked token stops working on its own, and `iss`/`aud` are checked so a token minted
+//! for another system with the same secret is refused.
 
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use crate::env::{ConfigError, Vars};
+
 /// Shortest secret accepted: HS256 with a short secret can be brute-forced offline.
 pub const MIN_SECRET_LEN: usize = 32;
+
+/// Who the bearer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A registered account (or a token minted by an operator).
+    #[default]
+    User,
+    /// An anonymous participant: may vote, may not create polls.
+    Guest,
+}
 
 /// What a token says about its bearer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +34,13 @@ pub struct Claims {
     pub exp: u64,
     /// Issue time, seconds since the epoch.
     pub iat: u64,
+    /// Issuer, checked against `JWT_ISSUER`.
+    pub iss: String,
+    /// Audience, checked against `JWT_AUDIENCE`.
+    pub aud: String,
+    /// Account or guest.
+    #[serde(default)]
+    pub role: Role,
 }
 
 /// Why a token was refused.
@@ -33,12 +54,68 @@ pub enum TokenError {
     BadSubject,
 }
 
+/// Secret, issuer and audience, from `JWT_SECRET`, `JWT_ISSUER` and `JWT_AUDIENCE`.
+#[derive(Clone)]
+pub struct JwtSettings {
+    /// Signing secret, at least [`MIN_SECRET_LEN`] bytes.
+    pub secret: String,
+    /// `iss` written and required.
+    pub issuer: String,
+    /// `aud` written and required.
+    pub audience: String,
+}
+
+impl std::fmt::Debug for JwtSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtSettings")
+            .field("secret", &"<hidden>")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish()
+    }
+}
+
+impl JwtSettings {
+    /// Reads the settings; the secret is required and must be long enough.
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let secret = vars.required("JWT_SECRET")?;
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(ConfigError::Invalid {
+                name: "JWT_SECRET",
+                value: "<hidden>".into(),
+                reason: format!("must be at least {MIN_SECRET_LEN} bytes"),
+            });
+        }
+        Ok(Self {
+            secret,
+            issuer: vars.or_default("JWT_ISSUER", "pollstream"),
+            audience: vars.or_default("JWT_AUDIENCE", "pollstream"),
+        })
+    }
+
+    /// Settings with the default issuer and audience; for tests and tools.
+    pub fn with_secret(secret: &str) -> Self {
+        Self {
+            secret: secret.to_owned(),
+            issuer: "pollstream".into(),
+            audience: "pollstream".into(),
+        }
+    }
+
+    /// The keys these settings describe.
+    pub fn keys(&self) -> JwtKeys {
+        JwtKeys::new(self)
+    }
+}
+
 /// Signing and verification keys derived from one secret.
 #[derive(Clone)]
 pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    issuer: String,
+    audience: String,
 }
 
 impl std::fmt::Debug for JwtKeys {
@@ -48,27 +125,43 @@ impl std::fmt::Debug for JwtKeys {
 }
 
 impl JwtKeys {
-    /// Keys for `secret`, which the caller has checked is at least [`MIN_SECRET_LEN`] bytes.
-    pub fn new(secret: &[u8]) -> Self {
+    /// Keys for `settings`.
+    pub fn new(settings: &JwtSettings) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        validation.set_issuer(&[&settings.issuer]);
+        validation.set_audience(&[&settings.audience]);
         validation.leeway = 5;
         Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            encoding: EncodingKey::from_secret(settings.secret.as_bytes()),
+            decoding: DecodingKey::from_secret(settings.secret.as_bytes()),
             validation,
+            issuer: settings.issuer.clone(),
+            audience: settings.audience.clone(),
         }
     }
 
-    /// A token for `subject`, valid for `ttl`.
+    /// An account token for `subject`, valid for `ttl`.
     pub fn issue(&self, subject: &str, ttl: Duration) -> String {
+        self.issue_as(subject, Role::User, ttl)
+    }
+
+    /// A token for `subject` with `role`, valid for `ttl`.
+    pub fn issue_as(&self, subject: &str, role: Role, ttl: Duration) -> String {
         let now = jsonwebtoken::get_current_timestamp();
         let claims = Claims {
             sub: subject.to_owned(),
             iat: now,
             exp: now + ttl.as_secs(),
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            role,
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        self.sign(&claims)
+    }
+
+    fn sign(&self, claims: &Claims) -> String {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
             .expect("HS256 signing cannot fail")
     }
 
@@ -87,59 +180,75 @@ impl JwtKeys {
 mod tests {
     use super::*;
 
-    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn keys() -> JwtKeys {
+        JwtSettings::with_secret(SECRET).keys()
+    }
+
+    fn claims(sub: &str, offset_secs: i64) -> Claims {
+        let now = jsonwebtoken::get_current_timestamp();
+        Claims {
+            sub: sub.into(),
+            iat: now,
+            exp: (now as i64 + offset_secs) as u64,
+            iss: "pollstream".into(),
+            aud: "pollstream".into(),
+            role: Role::User,
+        }
+    }
 
     #[test]
-    fn issued_token_verifies_with_its_subject() {
-        let keys = JwtKeys::new(SECRET);
-        let token = keys.issue("alice", Duration::from_secs(60));
-        assert_eq!(keys.verify(&token).unwrap().sub, "alice");
+    fn issued_token_verifies_with_its_subject_and_role() {
+        let token = keys().issue_as("alice", Role::Guest, Duration::from_secs(60));
+        let claims = keys().verify(&token).unwrap();
+        assert_eq!(claims.sub, "alice");
+        assert_eq!(claims.role, Role::Guest);
     }
 
     #[test]
     fn token_signed_with_another_secret_is_rejected() {
-        let token =
-            JwtKeys::new(b"another-secret-another-secret-xx").issue("bob", Duration::from_secs(60));
-        assert!(JwtKeys::new(SECRET).verify(&token).is_err());
+        let other = JwtSettings::with_secret("another-secret-another-secret-xx").keys();
+        let token = other.issue("bob", Duration::from_secs(60));
+        assert!(keys().verify(&token).is_err());
     }
 
     #[test]
     fn expired_token_is_rejected() {
-        let keys = JwtKeys::new(SECRET);
-        let now = jsonwebtoken::get_current_timestamp();
-        let claims = Claims {
-            sub: "carol".into(),
-            iat: now - 120,
-            exp: now - 60,
-        };
-        let token =
-            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap();
-        assert!(keys.verify(&token).is_err());
+        let token = keys().sign(&claims("carol", -60));
+        assert!(keys().verify(&token).is_err());
+    }
+
+    #[test]
+    fn wrong_issuer_or_audience_is_rejected() {
+        let mut wrong_iss = claims("dan", 60);
+        wrong_iss.iss = "someone-else".into();
+        assert!(keys().verify(&keys().sign(&wrong_iss)).is_err());
+        let mut wrong_aud = claims("dan", 60);
+        wrong_aud.aud = "another-api".into();
+        assert!(keys().verify(&keys().sign(&wrong_aud)).is_err());
+        assert!(keys().verify(&keys().sign(&claims("dan", 60))).is_ok());
     }
 
     #[test]
     fn token_without_exp_is_rejected() {
-        let keys = JwtKeys::new(SECRET);
         let token = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
-            &serde_json::json!({"sub": "dave"}),
-            &keys.encoding,
+            &serde_json::json!({"sub": "dave", "iss": "pollstream", "aud": "pollstream"}),
+            &keys().encoding,
         )
         .unwrap();
-        assert!(keys.verify(&token).is_err());
+        assert!(keys().verify(&token).is_err());
     }
 
     #[test]
     fn other_algorithm_is_rejected() {
-        let keys = JwtKeys::new(SECRET);
-        let now = jsonwebtoken::get_current_timestamp();
-        let claims = Claims {
-            sub: "eve".into(),
-            iat: now,
-            exp: now + 60,
-        };
-        let token =
-            jsonwebtoken::encode(&Header::new(Algorithm::HS384), &claims, &keys.encoding).unwrap();
-        assert!(keys.verify(&token).is_err());
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS384),
+            &claims("eve", 60),
+            &keys().encoding,
+        )
+        .unwrap();
+        assert!(keys().verify(&token).is_err());
     }
 }

@@ -8,4 +8,4 @@ pub mod polls;
 pub mod results_cache;
 pub mod snapshots;
 
-pub use polls::{PollDefinition, PollKind, PollOption};
+pub use polls::{PollDefinition, PollKind, PollOption, ResultsVisibility, Viewer};

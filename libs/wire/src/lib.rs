@@ -24,7 +24,7 @@ pub fn results_cache_key(poll_id: Uuid) -> String {
 }
 
 /// Whether a poll still takes votes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PollStatus {
     /// Votes are accepted.
@@ -123,10 +123,13 @@ pub struct RoomRequest {
     /// The poll's short join code, when the client only knows that.
     #[serde(default)]
     pub code: Option<String>,
+    /// The client's bearer token, when results are only shown to some viewers.
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 /// Error payload shared by HTTP answers and Socket.IO acknowledgements.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// Stable machine-readable code, e.g. `poll_not_found`.
     pub error: String,

@@ -30,10 +30,14 @@ pub struct FlushOutcome {
 /// What the aggregator knows about a poll when it validates a vote.
 #[derive(Debug, Clone)]
 pub struct PollRules {
+    /// Fewest options per ballot.
+    pub min_choices: usize,
     /// Multiple choice polls allow more than one option.
     pub max_choices: usize,
     /// Votes cast after this are not counted.
     pub closes_at: Option<DateTime<Utc>>,
+    /// Votes cast after the poll was closed by its owner are not counted either.
+    pub closed_at: Option<DateTime<Utc>>,
     /// The poll's option ids.
     pub options: Vec<Uuid>,
 }
@@ -43,7 +47,8 @@ pub fn rejection(vote: &RawVote, rules: Option<&PollRules>) -> Option<&'static s
     let Some(rules) = rules else {
         return Some("unknown_poll");
     };
-    if vote.option_ids.is_empty() || vote.option_ids.len() > rules.max_choices {
+    if vote.option_ids.len() < rules.min_choices.max(1) || vote.option_ids.len() > rules.max_choices
+    {
         return Some("bad_choice_count");
     }
     for (index, id) in vote.option_ids.iter().enumerate() {
@@ -54,10 +59,11 @@ pub fn rejection(vote: &RawVote, rules: Option<&PollRules>) -> Option<&'static s
             return Some("duplicate_option");
         }
     }
-    if rules
-        .closes_at
-        .is_some_and(|closes_at| vote.cast_at > closes_at)
-    {
+    let closed_at = match (rules.closes_at, rules.closed_at) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    if closed_at.is_some_and(|closed_at| vote.cast_at > closed_at) {
         return Some("cast_after_close");
     }
     None
@@ -74,8 +80,9 @@ pub async fn flush_batch(db: &PgPool, batch: &VoteBatch) -> Result<FlushOutcome,
 
     // Row locks, in id order, serialise flushes of the same poll across replicas (during a
     // rebalance two may briefly hold the same votes) so `seq` and counters stay consistent.
-    let polls: Vec<(Uuid, i32, Option<DateTime<Utc>>)> = sqlx::query_as(
-        "SELECT id, max_choices, closes_at FROM polls WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+    let polls: Vec<RulesRow> = sqlx::query_as(
+        "SELECT id, min_choices, max_choices, closes_at, closed_at FROM polls
+         WHERE id = ANY($1) ORDER BY id FOR UPDATE",
     )
     .bind(&poll_ids)
     .fetch_all(&mut *tx)
@@ -87,12 +94,14 @@ pub async fn flush_batch(db: &PgPool, batch: &VoteBatch) -> Result<FlushOutcome,
             .await?;
     let mut rules: HashMap<Uuid, PollRules> = polls
         .into_iter()
-        .map(|(id, max_choices, closes_at)| {
+        .map(|row| {
             (
-                id,
+                row.id,
                 PollRules {
-                    max_choices: max_choices.max(1) as usize,
-                    closes_at,
+                    min_choices: row.min_choices.max(1) as usize,
+                    max_choices: row.max_choices.max(1) as usize,
+                    closes_at: row.closes_at,
+                    closed_at: row.closed_at,
                     options: Vec::new(),
                 },
             )
@@ -177,6 +186,15 @@ pub async fn flush_batch(db: &PgPool, batch: &VoteBatch) -> Result<FlushOutcome,
     Ok(outcome)
 }
 
+#[derive(sqlx::FromRow)]
+struct RulesRow {
+    id: Uuid,
+    min_choices: i32,
+    max_choices: i32,
+    closes_at: Option<DateTime<Utc>>,
+    closed_at: Option<DateTime<Utc>>,
+}
+
 /// PostgreSQL array literal `{a,b}`: nested arrays cannot be bound through `UNNEST`, so each
 /// ballot's options travel as text and are cast back to `uuid[]` in the statement.
 fn uuid_array_literal(ids: &[Uuid]) -> String {
@@ -199,8 +217,10 @@ mod tests {
 
     fn rules() -> PollRules {
         PollRules {
+            min_choices: 1,
             max_choices: 2,
             closes_at: None,
+            closed_at: None,
             options: vec![
                 Uuid::from_u128(10),
                 Uuid::from_u128(11),

@@ -6,6 +6,7 @@ pub mod config;
 pub mod flush;
 
 mod aggregator;
+mod closer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,6 +101,15 @@ pub async fn run(
             .await
     });
 
+    let closer = tokio::spawn(
+        closer::Closer {
+            db: db.clone(),
+            redis: redis.clone(),
+            producer: producer.clone(),
+            topic: config.poll_updates_topic.clone(),
+        }
+        .run(token.clone()),
+    );
     let aggregator = Aggregator {
         config: Arc::new(config),
         db,
@@ -109,6 +119,7 @@ pub async fn run(
     };
     aggregator.run(token.clone()).await;
     token.cancel();
+    let _ = closer.await;
     let _ = tokio::task::spawn_blocking(move || {
         rdkafka::producer::Producer::flush(&producer, Duration::from_secs(5))
     })

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use pollstream_infra::env::{ConfigError, Vars};
+use pollstream_infra::jwt::JwtSettings;
 use pollstream_infra::kafka::KafkaSettings;
 use pollstream_wire::POLL_UPDATES_TOPIC;
 
@@ -24,6 +25,8 @@ pub struct Config {
     pub group_prefix: String,
     /// Upper bound on any single Redis command.
     pub redis_timeout: Duration,
+    /// Verifies the tokens clients send with `join`, for results visibility.
+    pub jwt: JwtSettings,
 }
 
 impl Config {
@@ -41,6 +44,7 @@ impl Config {
                 1_000u64,
                 10..=60_000,
             )?),
+            jwt: JwtSettings::from_vars(vars)?,
         })
     }
 }
@@ -59,8 +63,11 @@ mod tests {
 
     #[test]
     fn defaults_apply() {
-        let config =
-            Config::from_vars(&Vars::from_pairs([("DATABASE_URL", "postgres://x/y")])).unwrap();
+        let config = Config::from_vars(&Vars::from_pairs([
+            ("DATABASE_URL", "postgres://x/y"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+        ]))
+        .unwrap();
         assert_eq!(config.port, 3003);
         assert_eq!(config.poll_updates_topic, "poll-updates");
     }

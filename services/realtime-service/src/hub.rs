@@ -1,20 +1,38 @@
-//! The shared state of the service: Socket.IO handle, ledger of broadcasts, and the clients
-//! used to resolve polls and read snapshots.
+//! The shared state of the service: Socket.IO handle, ledger of broadcasts, who is waiting
+//! for hidden results, and the clients used to resolve polls and read snapshots.
+//!
+//! Each poll has two rooms: `poll:{id}` receives counts; `poll:{id}:waiting` holds clients
+//! whose results are hidden for now (see [`ResultsVisibility`]). Counts are only ever emitted
+//! to the first. A waiting client moves over the moment the rule allows it: at close for
+//! `after_close`, once its own ballot is counted for `after_vote`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use pollstream_wire::{ErrorBody, PollSnapshot, RoomRequest};
+use pollstream_infra::jwt::JwtKeys;
+use pollstream_store::ResultsVisibility;
+use pollstream_wire::{ErrorBody, PollSnapshot, PollStatus, RoomRequest};
 use redis::aio::ConnectionManager;
+use serde_json::json;
 use socketioxide::SocketIo;
+use socketioxide::socket::Sid;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::rooms::{SnapshotLedger, room_name};
+use crate::rooms::{SnapshotLedger, room_name, waiting_room_name};
 use crate::sockets::error;
 
-/// Most join codes remembered; codes never change, so this only bounds memory.
-const MAX_CODES: usize = 100_000;
+/// Most polls or codes remembered; both are immutable, so this only bounds memory.
+const MAX_CACHED: usize = 100_000;
+
+/// What the service needs to know about a poll to decide who sees its counts.
+#[derive(Debug, Clone)]
+pub struct PollAccess {
+    /// The owner always sees counts.
+    pub owner_id: String,
+    /// The poll's rule.
+    pub visibility: ResultsVisibility,
+}
 
 /// State shared by the consumer loop and every socket handler.
 pub struct Hub {
@@ -26,19 +44,28 @@ pub struct Hub {
     pub db: PgPool,
     /// Results cache.
     pub redis: ConnectionManager,
+    /// Verifies tokens sent with `join`.
+    pub jwt: JwtKeys,
     /// Join code → poll id, filled on first use.
     codes: Mutex<HashMap<String, Uuid>>,
+    /// Poll id → owner and visibility, filled on first use.
+    access: Mutex<HashMap<Uuid, PollAccess>>,
+    /// `after_vote` polls: waiting sockets and the voter each one is.
+    waiting_voters: Mutex<HashMap<Uuid, HashMap<Sid, String>>>,
 }
 
 impl Hub {
     /// A hub over these clients.
-    pub fn new(io: SocketIo, db: PgPool, redis: ConnectionManager) -> Self {
+    pub fn new(io: SocketIo, db: PgPool, redis: ConnectionManager, jwt: JwtKeys) -> Self {
         Self {
             io,
             ledger: SnapshotLedger::default(),
             db,
             redis,
+            jwt,
             codes: Mutex::new(HashMap::new()),
+            access: Mutex::new(HashMap::new()),
+            waiting_voters: Mutex::new(HashMap::new()),
         }
     }
 
@@ -60,22 +87,17 @@ impl Hub {
                         format!("no poll with code {code:?}"),
                     ));
                 }
-                let found: Option<(Uuid,)> = sqlx::query_as("SELECT id FROM polls WHERE code = $1")
-                    .bind(&code)
-                    .fetch_optional(&self.db)
-                    .await
-                    .map_err(|err| {
-                        tracing::warn!(error = %err, "Cannot resolve join code");
-                        error(
-                            "unavailable",
-                            "cannot look up the poll right now, retry shortly",
-                        )
-                    })?;
-                let (id,) = found.ok_or_else(|| {
+                let found: Option<Uuid> =
+                    sqlx::query_scalar("SELECT id FROM polls WHERE code = $1")
+                        .bind(&code)
+                        .fetch_optional(&self.db)
+                        .await
+                        .map_err(unavailable)?;
+                let id = found.ok_or_else(|| {
                     error("poll_not_found", format!("no poll with code {code:?}"))
                 })?;
                 let mut codes = self.codes.lock().expect("codes lock poisoned");
-                if codes.len() >= MAX_CODES {
+                if codes.len() >= MAX_CACHED {
                     codes.clear();
                 }
                 codes.insert(code, id);
@@ -85,7 +107,76 @@ impl Hub {
         }
     }
 
-    /// Broadcasts an update from `poll-updates` to its room, unless it is stale.
+    /// Owner and visibility of `poll_id`.
+    pub async fn access(&self, poll_id: Uuid) -> Result<PollAccess, ErrorBody> {
+        if let Some(access) = self
+            .access
+            .lock()
+            .expect("access lock poisoned")
+            .get(&poll_id)
+        {
+            return Ok(access.clone());
+        }
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT owner_id, results_visibility FROM polls WHERE id = $1")
+                .bind(poll_id)
+                .fetch_optional(&self.db)
+                .await
+                .map_err(unavailable)?;
+        let (owner_id, visibility) =
+            row.ok_or_else(|| error("poll_not_found", format!("no poll with id {poll_id}")))?;
+        let access = PollAccess {
+            owner_id,
+            visibility: ResultsVisibility::parse(&visibility),
+        };
+        let mut cache = self.access.lock().expect("access lock poisoned");
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        cache.insert(poll_id, access.clone());
+        Ok(access)
+    }
+
+    /// Whether `voter` has a counted ballot in `poll_id`.
+    pub async fn has_counted_ballot(&self, poll_id: Uuid, voter: &str) -> Result<bool, ErrorBody> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM ballots WHERE poll_id = $1 AND voter_id = $2)",
+        )
+        .bind(poll_id)
+        .bind(voter)
+        .fetch_one(&self.db)
+        .await
+        .map_err(unavailable)
+    }
+
+    /// Remembers that socket `sid` (voter `voter`) waits for its ballot in `poll_id`.
+    pub fn wait_for_ballot(&self, poll_id: Uuid, sid: Sid, voter: String) {
+        self.waiting_voters
+            .lock()
+            .expect("waiting lock poisoned")
+            .entry(poll_id)
+            .or_default()
+            .insert(sid, voter);
+    }
+
+    /// Forgets socket `sid` in `poll_id`, or in every poll when `None` (disconnect).
+    pub fn stop_waiting(&self, poll_id: Option<Uuid>, sid: Sid) {
+        let mut waiting = self.waiting_voters.lock().expect("waiting lock poisoned");
+        match poll_id {
+            Some(poll_id) => {
+                if let Some(sockets) = waiting.get_mut(&poll_id) {
+                    sockets.remove(&sid);
+                }
+            }
+            None => waiting.values_mut().for_each(|sockets| {
+                sockets.remove(&sid);
+            }),
+        }
+        waiting.retain(|_, sockets| !sockets.is_empty());
+    }
+
+    /// Broadcasts an update from `poll-updates` to its room, unless it is stale, and lets in
+    /// waiting clients the update makes eligible.
     pub async fn publish(&self, snapshot: PollSnapshot) {
         let poll_id = snapshot.poll_id;
         let Some(broadcast) = self.ledger.accept(snapshot) else {
@@ -93,40 +184,112 @@ impl Hub {
             tracing::debug!(poll_id = %poll_id, "Stale snapshot dropped");
             return;
         };
-        let room = self.io.to(room_name(poll_id));
         let mut sent = 0u64;
-        match room.emit("poll-results", &broadcast.snapshot).await {
-            Ok(()) => sent += 1,
-            Err(err) => {
-                tracing::warn!(poll_id = %poll_id, error = %err, "Cannot broadcast poll-results")
-            }
-        }
+        let room = room_name(poll_id);
+        sent += self.emit(&room, "poll-results", &broadcast.snapshot).await;
         for stats in &broadcast.stats {
-            match self
-                .io
-                .to(room_name(poll_id))
-                .emit("poll-stats", stats)
-                .await
-            {
-                Ok(()) => sent += 1,
-                Err(err) => {
-                    tracing::warn!(poll_id = %poll_id, error = %err, "Cannot broadcast poll-stats")
-                }
-            }
+            sent += self.emit(&room, "poll-stats", stats).await;
         }
         if broadcast.closed_now {
-            match self
-                .io
-                .to(room_name(poll_id))
-                .emit("poll-closed", &broadcast.snapshot)
-                .await
-            {
-                Ok(()) => sent += 1,
-                Err(err) => {
-                    tracing::warn!(poll_id = %poll_id, error = %err, "Cannot broadcast poll-closed")
+            sent += self.emit(&room, "poll-closed", &broadcast.snapshot).await;
+            sent += self.release_at_close(&broadcast.snapshot).await;
+        }
+        sent += self.release_counted_voters(&broadcast.snapshot).await;
+        metrics::counter!("room_broadcasts_total").increment(sent);
+    }
+
+    async fn emit<T: serde::Serialize + ?Sized>(
+        &self,
+        room: &str,
+        event: &'static str,
+        data: &T,
+    ) -> u64 {
+        match self.io.to(room.to_owned()).emit(event, data).await {
+            Ok(()) => 1,
+            Err(err) => {
+                tracing::warn!(room, event, error = %err, "Cannot broadcast");
+                0
+            }
+        }
+    }
+
+    /// At close, tells waiting clients; for `after_close` polls they now see the counts and
+    /// move to the results room.
+    async fn release_at_close(&self, snapshot: &PollSnapshot) -> u64 {
+        let poll_id = snapshot.poll_id;
+        let waiting = waiting_room_name(poll_id);
+        let Ok(access) = self.access(poll_id).await else {
+            return 0;
+        };
+        if access.visibility == ResultsVisibility::AfterClose {
+            let sent = self.emit(&waiting, "poll-closed", snapshot).await;
+            if let Err(err) = self.io.to(waiting.clone()).join(room_name(poll_id)).await {
+                tracing::warn!(poll_id = %poll_id, error = %err, "Cannot move waiting sockets");
+            }
+            if let Err(err) = self.io.to(waiting.clone()).leave(waiting).await {
+                tracing::warn!(poll_id = %poll_id, error = %err, "Cannot empty the waiting room");
+            }
+            sent
+        } else {
+            let hidden = json!({ "pollId": poll_id, "status": PollStatus::Closed, "hidden": true });
+            self.emit(&waiting, "poll-closed", &hidden).await
+        }
+    }
+
+    /// For `after_vote` polls, moves waiting voters whose ballot is now counted.
+    async fn release_counted_voters(&self, snapshot: &PollSnapshot) -> u64 {
+        let poll_id = snapshot.poll_id;
+        let candidates: Vec<(Sid, String)> = match self
+            .waiting_voters
+            .lock()
+            .expect("waiting lock poisoned")
+            .get(&poll_id)
+        {
+            Some(sockets) => sockets
+                .iter()
+                .map(|(sid, voter)| (*sid, voter.clone()))
+                .collect(),
+            None => return 0,
+        };
+        let voters: Vec<&str> = candidates.iter().map(|(_, voter)| voter.as_str()).collect();
+        let counted: Vec<String> = match sqlx::query_scalar(
+            "SELECT voter_id FROM ballots WHERE poll_id = $1 AND voter_id = ANY($2)",
+        )
+        .bind(poll_id)
+        .bind(&voters)
+        .fetch_all(&self.db)
+        .await
+        {
+            Ok(counted) => counted,
+            Err(err) => {
+                // Retried with the next snapshot of this poll.
+                tracing::warn!(poll_id = %poll_id, error = %err, "Cannot check waiting voters");
+                return 0;
+            }
+        };
+        let mut sent = 0;
+        for (sid, voter) in candidates {
+            if !counted.contains(&voter) {
+                continue;
+            }
+            self.stop_waiting(Some(poll_id), sid);
+            if let Some(socket) = self.io.get_socket(sid) {
+                socket.leave(waiting_room_name(poll_id));
+                socket.join(room_name(poll_id));
+                match socket.emit("poll-results", snapshot) {
+                    Ok(()) => sent += 1,
+                    Err(err) => tracing::debug!(error = %err, "Socket gone before its results"),
                 }
             }
         }
-        metrics::counter!("room_broadcasts_total").increment(sent);
+        sent
     }
+}
+
+fn unavailable(err: sqlx::Error) -> ErrorBody {
+    tracing::warn!(error = %err, "Database unavailable for a socket request");
+    error(
+        "unavailable",
+        "cannot look up the poll right now, retry shortly",
+    )
 }

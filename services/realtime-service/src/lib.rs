@@ -83,7 +83,7 @@ pub async fn run(
         .ping_timeout(Duration::from_secs(20))
         .max_payload(16 * 1024)
         .build_layer();
-    let hub = Arc::new(Hub::new(io.clone(), db, redis));
+    let hub = Arc::new(Hub::new(io.clone(), db, redis, config.jwt.keys()));
     let connect_hub = hub.clone();
     io.ns("/", async move |socket: SocketRef| {
         sockets::on_connect(socket, connect_hub.clone())

@@ -61,9 +61,14 @@ impl SnapshotLedger {
     }
 }
 
-/// The Socket.IO room of a poll.
+/// The Socket.IO room of a poll: its members receive counts.
 pub fn room_name(poll_id: Uuid) -> String {
     format!("poll:{poll_id}")
+}
+
+/// The room of clients whose results are hidden for now: they receive no counts.
+pub fn waiting_room_name(poll_id: Uuid) -> String {
+    format!("poll:{poll_id}:waiting")
 }
 
 #[cfg(test)]

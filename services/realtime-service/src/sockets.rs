@@ -5,13 +5,13 @@
 
 use std::sync::Arc;
 
-use pollstream_store::{results_cache, snapshots};
+use pollstream_store::{Viewer, results_cache, snapshots};
 use pollstream_wire::{ErrorBody, PollSnapshot, RoomRequest};
 use socketioxide::extract::{AckSender, SocketRef, TryData};
 use uuid::Uuid;
 
 use crate::hub::Hub;
-use crate::rooms::room_name;
+use crate::rooms::{room_name, waiting_room_name};
 
 /// Registers the event handlers of a newly connected socket.
 pub fn on_connect(socket: SocketRef, hub: Arc<Hub>) {
@@ -38,6 +38,8 @@ pub fn on_connect(socket: SocketRef, hub: Arc<Hub>) {
                 Ok(request) => match leave_hub.resolve(&request).await {
                     Ok(poll_id) => {
                         socket.leave(room_name(poll_id));
+                        socket.leave(waiting_room_name(poll_id));
+                        leave_hub.stop_waiting(Some(poll_id), socket.id);
                         Ok(serde_json::json!({ "pollId": poll_id, "left": true }))
                     }
                     Err(err) => Err(err),
@@ -50,20 +52,72 @@ pub fn on_connect(socket: SocketRef, hub: Arc<Hub>) {
             send_ack(ack, reply);
         },
     );
-    socket.on_disconnect(async || {
+    socket.on_disconnect(async move |socket: SocketRef| {
         metrics::gauge!("sockets_connected").decrement(1.0);
+        hub.stop_waiting(None, socket.id);
     });
 }
 
+/// Puts the socket in the poll's results room if it may see counts now (and answers with the
+/// snapshot), or in its waiting room otherwise (and answers without counts).
 async fn join(
     socket: &SocketRef,
     hub: &Hub,
     request: RoomRequest,
 ) -> Result<serde_json::Value, ErrorBody> {
+    let viewer = match request.token.as_deref() {
+        Some(token) => Some(
+            hub.jwt
+                .verify(token)
+                .map_err(|err| error("unauthorized", err.to_string()))?
+                .sub,
+        ),
+        None => None,
+    };
     let poll_id = hub.resolve(&request).await?;
+    let access = hub.access(poll_id).await?;
+    let is_owner = viewer.as_deref() == Some(access.owner_id.as_str());
+    let has_counted_ballot = match viewer.as_deref() {
+        Some(voter) if access.visibility.needs_ballot() && !is_owner => {
+            hub.has_counted_ballot(poll_id, voter).await?
+        }
+        _ => false,
+    };
+    let rights = Viewer {
+        is_owner,
+        has_counted_ballot,
+    };
+    // Join before reading, so no broadcast falls between the snapshot and the first event.
     socket.join(room_name(poll_id));
     let snapshot = current_snapshot(hub, poll_id).await?;
-    Ok(serde_json::to_value(snapshot).expect("a snapshot serialises"))
+    if access.visibility.allows(rights, snapshot.status) {
+        return Ok(serde_json::to_value(snapshot).expect("a snapshot serialises"));
+    }
+    socket.leave(room_name(poll_id));
+    socket.join(waiting_room_name(poll_id));
+    if access.visibility.needs_ballot()
+        && let Some(voter) = viewer
+    {
+        hub.wait_for_ballot(poll_id, socket.id, voter.clone());
+        // The ballot may have been counted between the check above and now.
+        if hub
+            .has_counted_ballot(poll_id, &voter)
+            .await
+            .unwrap_or(false)
+        {
+            hub.stop_waiting(Some(poll_id), socket.id);
+            socket.leave(waiting_room_name(poll_id));
+            socket.join(room_name(poll_id));
+            let snapshot = current_snapshot(hub, poll_id).await?;
+            return Ok(serde_json::to_value(snapshot).expect("a snapshot serialises"));
+        }
+    }
+    Ok(serde_json::json!({
+        "pollId": poll_id,
+        "status": snapshot.status,
+        "hidden": true,
+        "resultsVisibility": access.visibility,
+    }))
 }
 
 /// The newest snapshot available: broadcast already, in the results cache, or in PostgreSQL.

@@ -44,6 +44,7 @@ impl Harness {
                 ("REDIS_URL", &redis),
                 ("KAFKA_BROKERS", &brokers),
                 ("POLL_UPDATES_TOPIC", &topic),
+                ("JWT_SECRET", pollstream_testkit::JWT_SECRET),
             ]))
             .unwrap();
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

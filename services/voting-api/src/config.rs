@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use pollstream_infra::env::{ConfigError, Vars};
-use pollstream_infra::jwt::MIN_SECRET_LEN;
+use pollstream_infra::jwt::JwtSettings;
 use pollstream_infra::kafka::KafkaSettings;
 
 /// Everything voting-api needs to run.
@@ -15,8 +15,19 @@ pub struct Config {
     pub redis_url: String,
     /// Kafka brokers and produce timeout.
     pub kafka: KafkaSettings,
-    /// Secret that signs and verifies bearer tokens.
-    pub jwt_secret: String,
+    /// Secret, issuer and audience of bearer tokens.
+    pub jwt: JwtSettings,
+    /// Lifetime of access tokens.
+    pub access_token_ttl: Duration,
+    /// Lifetime of refresh tokens.
+    pub refresh_token_ttl: Duration,
+    /// Rate limits on voting and authentication.
+    pub rate_limits: RateLimits,
+    /// Origins allowed by CORS (`*` for any); empty allows none.
+    pub cors_origins: Vec<String>,
+    /// Whether to take the client address from `X-Forwarded-For` (only behind a proxy that
+    /// sets it), for per-IP limits.
+    pub trust_forwarded_for: bool,
     /// Port to listen on (`VOTING_API_PORT`).
     pub port: u16,
     /// Lifetime of the per-voter lock that turns a second vote into `409`.
@@ -34,19 +45,30 @@ pub struct Config {
 impl Config {
     /// Reads the configuration from `vars`, naming the variable on any error.
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        let jwt_secret = vars.required("JWT_SECRET")?;
-        if jwt_secret.len() < MIN_SECRET_LEN {
-            return Err(ConfigError::Invalid {
-                name: "JWT_SECRET",
-                value: "<hidden>".into(),
-                reason: format!("must be at least {MIN_SECRET_LEN} bytes"),
-            });
-        }
         Ok(Self {
             database_url: vars.required("DATABASE_URL")?,
             redis_url: vars.or_default("REDIS_URL", "redis://127.0.0.1:6379"),
             kafka: KafkaSettings::from_vars(vars)?,
-            jwt_secret,
+            jwt: JwtSettings::from_vars(vars)?,
+            access_token_ttl: Duration::from_secs(vars.ranged_or(
+                "ACCESS_TOKEN_TTL_SECS",
+                15 * 60u64,
+                10..=86_400,
+            )?),
+            refresh_token_ttl: Duration::from_secs(vars.ranged_or(
+                "REFRESH_TOKEN_TTL_SECS",
+                7 * 86_400u64,
+                60..=90 * 86_400,
+            )?),
+            rate_limits: RateLimits::from_vars(vars)?,
+            cors_origins: vars
+                .or_default("CORS_ALLOWED_ORIGINS", "")
+                .split(',')
+                .map(str::trim)
+                .filter(|origin| !origin.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            trust_forwarded_for: vars.parsed_or("TRUST_FORWARDED_FOR", false)?,
             port: vars.parsed_or("VOTING_API_PORT", 3001)?,
             vote_lock_ttl: Duration::from_secs(vars.ranged_or(
                 "VOTE_LOCK_TTL_SECS",
@@ -65,6 +87,38 @@ impl Config {
                 10..=60_000,
             )?),
             db_max_connections: vars.ranged_or("DATABASE_MAX_CONNECTIONS", 10u32, 1..=1_000)?,
+        })
+    }
+}
+
+/// Requests allowed per client and window, shared by all replicas through Redis. `0`
+/// disables a limit.
+#[derive(Debug, Clone)]
+pub struct RateLimits {
+    /// Length of a window.
+    pub window: Duration,
+    /// Vote attempts per voter.
+    pub votes_per_voter: u64,
+    /// Vote attempts per client address (one venue's Wi-Fi may be many voters: be generous).
+    pub votes_per_ip: u64,
+    /// Authentication requests (register, login, refresh, guest) per client address.
+    pub auth_per_ip: u64,
+    /// Key prefix, so independent deployments sharing a Redis do not share counters.
+    pub namespace: String,
+}
+
+impl RateLimits {
+    fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        Ok(Self {
+            window: Duration::from_secs(vars.ranged_or(
+                "RATE_LIMIT_WINDOW_SECS",
+                60u64,
+                1..=3_600,
+            )?),
+            votes_per_voter: vars.parsed_or("RATE_LIMIT_VOTES_PER_VOTER", 30)?,
+            votes_per_ip: vars.parsed_or("RATE_LIMIT_VOTES_PER_IP", 20_000)?,
+            auth_per_ip: vars.parsed_or("RATE_LIMIT_AUTH_PER_IP", 300)?,
+            namespace: vars.or_default("RATE_LIMIT_NAMESPACE", "ratelimit"),
         })
     }
 }

@@ -24,9 +24,23 @@ pub enum ApiError {
     /// Missing, expired or invalid bearer token.
     #[error("{0}")]
     Unauthorized(String),
+    /// Authenticated, but not allowed to do this.
+    #[error("{message}")]
+    Forbidden {
+        /// Stable code.
+        code: &'static str,
+        /// What is not allowed.
+        message: String,
+    },
     /// No such poll.
     #[error("no poll with code or id {0:?}")]
     PollNotFound(String),
+    /// Too many requests in the current window.
+    #[error("too many requests; retry in {retry_after_secs} s")]
+    RateLimited {
+        /// Seconds until the window resets.
+        retry_after_secs: u64,
+    },
     /// A state conflict: already voted, poll closed.
     #[error("{message}")]
     Conflict {
@@ -76,6 +90,14 @@ impl ApiError {
         }
     }
 
+    /// `403` with `code` and `message`.
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::Forbidden {
+            code,
+            message: message.into(),
+        }
+    }
+
     /// `503` for `dependency`, keeping `err` for the log.
     pub fn unavailable(dependency: &'static str, err: impl std::fmt::Display) -> Self {
         ApiError::Unavailable {
@@ -88,10 +110,12 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest { code, .. }
+            | ApiError::Forbidden { code, .. }
             | ApiError::Conflict { code, .. }
             | ApiError::Unprocessable { code, .. } => code,
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::PollNotFound(_) => "poll_not_found",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::Unavailable { dependency, .. } => match *dependency {
                 "kafka" => "kafka_unavailable",
@@ -106,7 +130,9 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::PollNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -177,8 +203,14 @@ impl IntoResponse for ApiError {
                 (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
             }
             ApiError::Unavailable { .. } => {
-                (status, [(header::RETRY_AFTER, "1")], body).into_response()
+                (status, [(header::RETRY_AFTER, "1".to_owned())], body).into_response()
             }
+            ApiError::RateLimited { retry_after_secs } => (
+                status,
+                [(header::RETRY_AFTER, retry_after_secs.to_string())],
+                body,
+            )
+                .into_response(),
             _ => (status, body).into_response(),
         }
     }

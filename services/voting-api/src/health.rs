@@ -1,23 +1,33 @@
 //! `/healthz`, `/readyz` and `/metrics`.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::response::IntoResponse;
 use rdkafka::producer::Producer;
 use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::state::AppState;
 
 /// Health and metrics routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(pollstream_infra::health::healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(pollstream_infra::metrics::render))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
 }
 
-/// Ready when PostgreSQL, Redis and Kafka (the votes topic's metadata) answer.
+/// The process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "alive")))]
+async fn healthz() -> Json<Value> {
+    pollstream_infra::health::healthz().await
+}
+
+/// PostgreSQL, Redis and Kafka (the votes topic's metadata) answer right now.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "ready"), (status = 503, description = "a dependency is down; `checks` names it")))]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let producer = state.producer.clone();
     let topic = state.config.raw_votes_topic.clone();
@@ -29,4 +39,10 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
             .map_err(|err| err.to_string())
     })
     .await
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain", body = String)))]
+async fn metrics() -> impl IntoResponse {
+    pollstream_infra::metrics::render().await
 }

@@ -6,21 +6,29 @@
 pub mod config;
 pub mod error;
 
+mod accounts;
 mod auth;
+mod client_ip;
 mod health;
 mod poll_cache;
 mod polls;
+mod rate_limit;
 mod state;
 mod votes;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use pollstream_infra::jwt::JwtKeys;
+use axum::http::{HeaderValue, Method, header};
+use axum::routing::get;
+use axum::{Json, Router};
 use rdkafka::producer::Producer;
 use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
 
 pub use config::Config;
 use poll_cache::PollCache;
@@ -45,15 +53,78 @@ pub enum RunError {
     Serve(#[from] std::io::Error),
 }
 
-/// Builds the router with every route of the service.
-fn app(state: AppState) -> Router {
-    Router::new()
+/// Every route of the service with its OpenAPI description. Routes are only ever added
+/// through `routes!`, so the document and the router cannot drift apart.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut openapi) = OpenApiRouter::new()
+        .merge(accounts::router())
         .merge(polls::router())
         .merge(votes::router())
         .merge(health::router())
+        .split_for_parts();
+    openapi.info.title = "pollstream voting-api".into();
+    openapi.info.version = env!("CARGO_PKG_VERSION").into();
+    openapi.info.description = Some(
+        "Live polls: accounts, polls, votes and results. Errors are `{error, message}`.".into(),
+    );
+    openapi
+        .components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    openapi.paths.paths.insert(
+        OPENAPI_PATH.into(),
+        utoipa::openapi::PathItem::new(
+            utoipa::openapi::HttpMethod::Get,
+            utoipa::openapi::path::OperationBuilder::new()
+                .summary(Some("This document"))
+                .tag("operations")
+                .response(
+                    "200",
+                    utoipa::openapi::Response::new("OpenAPI 3.1 document"),
+                ),
+        ),
+    );
+    (router, openapi)
+}
+
+/// Where the OpenAPI document is served.
+pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
+
+/// Builds the router with every route of the service.
+fn app(state: AppState) -> Router {
+    let (router, openapi) = api();
+    let openapi = Arc::new(openapi);
+    router
+        .route(
+            OPENAPI_PATH,
+            get(move || async move { Json(openapi.as_ref().clone()) }),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(cors(&state.config.cors_origins))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// CORS for browser frontends on other origins, from `CORS_ALLOWED_ORIGINS`.
+fn cors(origins: &[String]) -> CorsLayer {
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 /// Serves voting-api on `listener` until `shutdown` completes, then drains in-flight
@@ -79,7 +150,7 @@ pub async fn run(
         detail: err.to_string(),
     })?;
     let state = AppState {
-        jwt: JwtKeys::new(config.jwt_secret.as_bytes()),
+        jwt: config.jwt.keys(),
         polls: PollCache::new(db.clone(), config.poll_cache_ttl),
         config: Arc::new(config),
         db,
@@ -88,9 +159,12 @@ pub async fn run(
     };
     pollstream_infra::metrics::handle();
     tracing::info!(address = %listener.local_addr()?, "voting-api listening");
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     // Votes already answered `202` were delivered; this only bounds the wait for stragglers.
     let _ = tokio::task::spawn_blocking(move || producer.flush(std::time::Duration::from_secs(5)))
         .await;

@@ -103,6 +103,16 @@ impl PollCache {
     }
 }
 
+impl PollCache {
+    /// Drops a poll that was deleted.
+    pub async fn forget(&self, poll: &PollDefinition) {
+        self.entries.invalidate(&PollKey::Id(poll.id)).await;
+        self.entries
+            .invalidate(&PollKey::Code(poll.code.clone()))
+            .await;
+    }
+}
+
 /// Join codes are short and alphanumeric; anything else is not worth a query.
 fn is_plausible_code(code: &str) -> bool {
     (4..=16).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphanumeric())

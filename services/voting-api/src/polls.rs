@@ -2,19 +2,25 @@
 
 use std::collections::HashSet;
 
-use axum::extract::{Path, State};
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use pollstream_store::{PollDefinition, PollKind, PollOption, results_cache, snapshots};
-use pollstream_wire::{PollSnapshot, PollStatus};
+use futures::TryStreamExt;
+use pollstream_store::{
+    PollDefinition, PollKind, PollOption, ResultsVisibility, Viewer, results_cache, snapshots,
+};
+use pollstream_wire::{ErrorBody, PollSnapshot, PollStatus};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, MaybeCaller};
 use crate::error::ApiError;
 use crate::state::{ApiJson, AppState};
 
@@ -24,37 +30,59 @@ const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
 const CODE_LEN: usize = 6;
 
 /// Routes under `/api/v1/polls`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/polls", post(create_poll))
-        .route("/api/v1/polls/{code}", get(get_poll))
-        .route("/api/v1/polls/{code}/results", get(get_results))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_poll))
+        .routes(routes!(my_polls))
+        .routes(routes!(get_poll, delete_poll))
+        .routes(routes!(close_poll))
+        .routes(routes!(get_results))
+        .routes(routes!(export_ballots))
+}
+
+/// Redis key set when a poll closes, checked atomically with each vote's lock.
+pub fn closed_flag_key(poll_id: Uuid) -> String {
+    format!("poll-closed:{poll_id}")
 }
 
 /// Body of `POST /api/v1/polls`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewPoll {
+    /// 1 to 500 characters.
     question: String,
+    /// 2 to 50 distinct answers, 1 to 200 characters each.
     options: Vec<String>,
     kind: PollKind,
+    /// Multiple choice only: fewest options per ballot (default 1).
+    #[serde(default)]
+    min_choices: Option<i32>,
+    /// Multiple choice only: most options per ballot (default: all).
     #[serde(default)]
     max_choices: Option<i32>,
+    /// When the poll closes by itself; must be in the future.
     #[serde(default)]
     closes_at: Option<DateTime<Utc>>,
+    /// Who sees counts, and when (default `always`).
+    #[serde(default)]
+    results_visibility: ResultsVisibility,
 }
 
 /// A poll as the API shows it, without counts.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PollView {
     id: Uuid,
+    /// Short join code shown to the audience.
     code: String,
     question: String,
     kind: PollKind,
+    min_choices: i32,
     max_choices: i32,
+    results_visibility: ResultsVisibility,
     status: PollStatus,
     closes_at: Option<DateTime<Utc>>,
+    closed_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     options: Vec<PollOption>,
 }
@@ -66,9 +94,12 @@ impl From<&PollDefinition> for PollView {
             code: poll.code.clone(),
             question: poll.question.clone(),
             kind: poll.kind,
+            min_choices: poll.min_choices,
             max_choices: poll.max_choices,
+            results_visibility: poll.visibility,
             status: poll.status_at(Utc::now()),
             closes_at: poll.closes_at,
+            closed_at: poll.closed_at,
             created_at: poll.created_at,
             options: poll.options.clone(),
         }
@@ -81,8 +112,10 @@ struct ValidPoll {
     question: String,
     options: Vec<String>,
     kind: PollKind,
+    min_choices: i32,
     max_choices: i32,
     closes_at: Option<DateTime<Utc>>,
+    visibility: ResultsVisibility,
 }
 
 fn validate(new: NewPoll, now: DateTime<Utc>) -> Result<ValidPoll, ApiError> {
@@ -119,21 +152,32 @@ fn validate(new: NewPoll, now: DateTime<Utc>) -> Result<ValidPoll, ApiError> {
         }
     }
     let option_count = options.len() as i32;
-    let max_choices = match (new.kind, new.max_choices) {
-        (PollKind::Single, None | Some(1)) => 1,
-        (PollKind::Single, Some(_)) => {
-            return Err(ApiError::unprocessable(
-                "invalid_max_choices",
-                "a `single` poll takes exactly one choice; omit `maxChoices` or set it to 1",
-            ));
+    let (min_choices, max_choices) = match new.kind {
+        PollKind::Single => {
+            if new.min_choices.is_some_and(|n| n != 1) || new.max_choices.is_some_and(|n| n != 1) {
+                return Err(ApiError::unprocessable(
+                    "invalid_max_choices",
+                    "a `single` poll takes exactly one choice; omit `minChoices`/`maxChoices` or set them to 1",
+                ));
+            }
+            (1, 1)
         }
-        (PollKind::Multiple, None) => option_count,
-        (PollKind::Multiple, Some(n)) if (1..=option_count).contains(&n) => n,
-        (PollKind::Multiple, Some(n)) => {
-            return Err(ApiError::unprocessable(
-                "invalid_max_choices",
-                format!("`maxChoices` must be between 1 and {option_count}, got {n}"),
-            ));
+        PollKind::Multiple => {
+            let max = new.max_choices.unwrap_or(option_count);
+            if !(1..=option_count).contains(&max) {
+                return Err(ApiError::unprocessable(
+                    "invalid_max_choices",
+                    format!("`maxChoices` must be between 1 and {option_count}, got {max}"),
+                ));
+            }
+            let min = new.min_choices.unwrap_or(1);
+            if !(1..=max).contains(&min) {
+                return Err(ApiError::unprocessable(
+                    "invalid_min_choices",
+                    format!("`minChoices` must be between 1 and `maxChoices` ({max}), got {min}"),
+                ));
+            }
+            (min, max)
         }
     };
     if let Some(closes_at) = new.closes_at
@@ -148,8 +192,10 @@ fn validate(new: NewPoll, now: DateTime<Utc>) -> Result<ValidPoll, ApiError> {
         question,
         options,
         kind: new.kind,
+        min_choices,
         max_choices,
         closes_at: new.closes_at,
+        visibility: new.results_visibility,
     })
 }
 
@@ -160,11 +206,16 @@ fn random_code() -> String {
         .collect()
 }
 
+/// Creates a poll owned by the caller (an account, not a guest).
+#[utoipa::path(post, path = "/api/v1/polls", tag = "polls", request_body = NewPoll, security(("bearer" = [])),
+    responses((status = 201, body = PollView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
 async fn create_poll(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(new): ApiJson<NewPoll>,
 ) -> Result<impl IntoResponse, ApiError> {
+    caller.require_account()?;
     let valid = validate(new, Utc::now())?;
     let poll = insert_poll(&state, &caller.subject, valid).await?;
     let view = PollView::from(&poll);
@@ -191,8 +242,9 @@ async fn insert_poll(
         let code = random_code();
         let mut tx = state.db.begin().await?;
         let inserted: Option<(DateTime<Utc>,)> = sqlx::query_as(
-            "INSERT INTO polls (id, code, owner_id, question, kind, max_choices, closes_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
+            "INSERT INTO polls (id, code, owner_id, question, kind, min_choices, max_choices, closes_at,
+                                results_visibility)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (code) DO NOTHING
              RETURNING created_at",
         )
@@ -201,8 +253,10 @@ async fn insert_poll(
         .bind(owner)
         .bind(&valid.question)
         .bind(valid.kind.as_str())
+        .bind(valid.min_choices)
         .bind(valid.max_choices)
         .bind(valid.closes_at)
+        .bind(valid.visibility.as_str())
         .fetch_optional(&mut *tx)
         .await?;
         let Some((created_at,)) = inserted else {
@@ -226,9 +280,12 @@ async fn insert_poll(
             owner_id: owner.to_owned(),
             question: valid.question,
             kind: valid.kind,
+            min_choices: valid.min_choices,
             max_choices: valid.max_choices,
+            visibility: valid.visibility,
             status: PollStatus::Open,
             closes_at: valid.closes_at,
+            closed_at: None,
             created_at,
             options: option_ids
                 .into_iter()
@@ -242,6 +299,9 @@ async fn insert_poll(
     ))
 }
 
+/// A poll by join code, without counts; public.
+#[utoipa::path(get, path = "/api/v1/polls/{code}", tag = "polls", params(("code" = String, Path, description = "join code")),
+    responses((status = 200, body = PollView), (status = 404, body = ErrorBody)))]
 async fn get_poll(
     State(state): State<AppState>,
     Path(code): Path<String>,
@@ -250,8 +310,237 @@ async fn get_poll(
     Ok(Json(PollView::from(poll.as_ref())))
 }
 
+/// Reads a poll fresh from PostgreSQL and checks that `caller` owns it.
+async fn owned_poll(
+    state: &AppState,
+    caller: &Caller,
+    code: &str,
+) -> Result<PollDefinition, ApiError> {
+    caller.require_account()?;
+    let poll = PollDefinition::load_by_code(&state.db, code)
+        .await?
+        .ok_or_else(|| ApiError::PollNotFound(code.to_owned()))?;
+    if poll.owner_id != caller.subject {
+        return Err(ApiError::forbidden(
+            "not_owner",
+            "only the poll's owner may do this",
+        ));
+    }
+    Ok(poll)
+}
+
+/// Closes a poll now. Idempotent. Every screen receives `poll-closed` with the final
+/// snapshot (announced by the aggregator within about half a second).
+#[utoipa::path(post, path = "/api/v1/polls/{code}/close", tag = "polls", security(("bearer" = [])),
+    params(("code" = String, Path, description = "join code")),
+    responses((status = 200, body = PollView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn close_poll(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(code): Path<String>,
+) -> Result<Json<PollView>, ApiError> {
+    let poll = owned_poll(&state, &caller, &code).await?;
+    // The flag first: from here on no replica's lock script lets a vote through, so every
+    // vote answered 202 was cast before `closed_at` below and will be counted.
+    let mut redis = state.redis.clone();
+    redis::cmd("SET")
+        .arg(closed_flag_key(poll.id))
+        .arg(1)
+        .arg("EX")
+        .arg(7 * 24 * 3600)
+        .query_async::<()>(&mut redis)
+        .await
+        .map_err(|err| ApiError::unavailable("redis", err))?;
+    sqlx::query(
+        "UPDATE polls SET status = 'closed', closed_at = now(), seq = seq + 1
+         WHERE id = $1 AND status = 'open'",
+    )
+    .bind(poll.id)
+    .execute(&state.db)
+    .await?;
+    let closed = PollDefinition::load_by_id(&state.db, poll.id)
+        .await?
+        .ok_or_else(|| ApiError::PollNotFound(code.clone()))?;
+    tracing::info!(poll_id = %poll.id, "Poll closed by its owner");
+    let view = PollView::from(&closed);
+    state.polls.insert(closed).await;
+    Ok(Json(view))
+}
+
+/// Deletes a poll with its ballots.
+#[utoipa::path(delete, path = "/api/v1/polls/{code}", tag = "polls", security(("bearer" = [])),
+    params(("code" = String, Path, description = "join code")),
+    responses((status = 204, description = "deleted"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delete_poll(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(code): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let poll = owned_poll(&state, &caller, &code).await?;
+    let mut redis = state.redis.clone();
+    redis::pipe()
+        .cmd("SET")
+        .arg(closed_flag_key(poll.id))
+        .arg(1)
+        .arg("EX")
+        .arg(7 * 24 * 3600)
+        .ignore()
+        .cmd("DEL")
+        .arg(pollstream_wire::results_cache_key(poll.id))
+        .ignore()
+        .query_async::<()>(&mut redis)
+        .await
+        .map_err(|err| ApiError::unavailable("redis", err))?;
+    sqlx::query("DELETE FROM polls WHERE id = $1")
+        .bind(poll.id)
+        .execute(&state.db)
+        .await?;
+    state.polls.forget(&poll).await;
+    tracing::info!(poll_id = %poll.id, "Poll deleted by its owner");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Paging of the caller's polls.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Page {
+    /// At most this many polls (1 to 200, default 50).
+    limit: Option<i64>,
+    /// Skip this many (default 0).
+    offset: Option<i64>,
+}
+
+/// One of the caller's polls with its current total.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MyPoll {
+    id: Uuid,
+    code: String,
+    question: String,
+    status: PollStatus,
+    total: i64,
+    created_at: DateTime<Utc>,
+    closes_at: Option<DateTime<Utc>>,
+}
+
+/// The caller's polls, newest first.
+#[utoipa::path(get, path = "/api/v1/polls/mine", tag = "polls", security(("bearer" = [])), params(Page),
+    responses((status = 200, body = Vec<MyPoll>), (status = 401, body = ErrorBody)))]
+async fn my_polls(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(page): Query<Page>,
+) -> Result<Json<Vec<MyPoll>>, ApiError> {
+    let limit = page.limit.unwrap_or(50).clamp(1, 200);
+    let offset = page.offset.unwrap_or(0).max(0);
+    let rows: Vec<(
+        Uuid,
+        String,
+        String,
+        String,
+        i64,
+        DateTime<Utc>,
+        Option<DateTime<Utc>>,
+    )> = sqlx::query_as(
+        "SELECT id, code, question, status, total, created_at, closes_at FROM polls
+         WHERE owner_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
+    )
+    .bind(&caller.subject)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&state.db)
+    .await?;
+    let now = Utc::now();
+    Ok(Json(
+        rows.into_iter()
+            .map(
+                |(id, code, question, status, total, created_at, closes_at)| MyPoll {
+                    id,
+                    code,
+                    question,
+                    status: if status == "open" && closes_at.is_none_or(|at| at > now) {
+                        PollStatus::Open
+                    } else {
+                        PollStatus::Closed
+                    },
+                    total,
+                    created_at,
+                    closes_at,
+                },
+            )
+            .collect(),
+    ))
+}
+
+/// Every ballot of a poll as CSV, streamed; owner only.
+#[utoipa::path(get, path = "/api/v1/polls/{code}/ballots.csv", tag = "polls", security(("bearer" = [])),
+    params(("code" = String, Path, description = "join code")),
+    responses((status = 200, content_type = "text/csv", body = String, description = "vote_id,voter_id,option_ids,options,cast_at,counted_at"),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn export_ballots(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(code): Path<String>,
+) -> Result<Response, ApiError> {
+    let poll = owned_poll(&state, &caller, &code).await?;
+    let texts: std::collections::HashMap<Uuid, String> = poll
+        .options
+        .iter()
+        .map(|o| (o.id, o.text.clone()))
+        .collect();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(32);
+    let db = state.db.clone();
+    let poll_id = poll.id;
+    tokio::spawn(async move {
+        let header_row = csv_row(&[
+            "vote_id",
+            "voter_id",
+            "option_ids",
+            "options",
+            "cast_at",
+            "counted_at",
+        ]);
+        if tx.send(Ok(header_row)).await.is_err() {
+            return;
+        }
+        let mut rows = sqlx::query_as::<_, BallotRow>(
+            "SELECT vote_id, voter_id, option_ids, cast_at, counted_at FROM ballots
+             WHERE poll_id = $1 ORDER BY counted_at, voter_id",
+        )
+        .bind(poll_id)
+        .fetch(&db);
+        loop {
+            let chunk = match rows.try_next().await {
+                Ok(Some(row)) => Ok(row.to_csv(&texts)),
+                Ok(None) => return,
+                Err(err) => {
+                    tracing::error!(poll_id = %poll_id, error = %err, "Ballot export failed midway");
+                    Err(std::io::Error::other(err))
+                }
+            };
+            let failed = chunk.is_err();
+            // The client hung up: stop reading.
+            if tx.send(chunk).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    let body = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    let filename = format!("attachment; filename=\"poll-{}-ballots.csv\"", poll.code);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, filename),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
 /// Body of `GET /api/v1/polls/{code}/results`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResultsView {
     poll_id: Uuid,
@@ -262,7 +551,7 @@ pub struct ResultsView {
     options: Vec<OptionResult>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct OptionResult {
     option_id: Uuid,
@@ -270,11 +559,19 @@ struct OptionResult {
     votes: i64,
 }
 
+/// Current counts, if the poll's results visibility lets the caller see them (a token is
+/// optional; `after_vote` and `owner_only` polls need one).
+#[utoipa::path(get, path = "/api/v1/polls/{code}/results", tag = "polls", security((), ("bearer" = [])),
+    params(("code" = String, Path, description = "join code")),
+    responses((status = 200, body = ResultsView), (status = 403, body = ErrorBody, description = "results hidden from this caller for now"),
+        (status = 404, body = ErrorBody)))]
 async fn get_results(
     State(state): State<AppState>,
+    MaybeCaller(caller): MaybeCaller,
     Path(code): Path<String>,
 ) -> Result<Json<ResultsView>, ApiError> {
     let poll = state.polls.by_code(&code).await?;
+    check_visibility(&state, &poll, caller.as_ref()).await?;
     let mut redis = state.redis.clone();
     let cached = match results_cache::read(&mut redis, poll.id).await {
         Ok(cached) => cached,
@@ -291,6 +588,78 @@ async fn get_results(
             .ok_or_else(|| ApiError::PollNotFound(code.clone()))?,
     };
     Ok(Json(results_view(&poll, &snapshot)))
+}
+
+/// Fails with `403 results_hidden` unless `caller` may see `poll`'s counts now. The check
+/// comes before any read, so neither the cache nor the database path can leak them.
+async fn check_visibility(
+    state: &AppState,
+    poll: &PollDefinition,
+    caller: Option<&Caller>,
+) -> Result<(), ApiError> {
+    let is_owner = caller.is_some_and(|c| c.subject == poll.owner_id);
+    let has_counted_ballot = match caller {
+        Some(caller) if poll.visibility.needs_ballot() && !is_owner => {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT EXISTS (SELECT 1 FROM ballots WHERE poll_id = $1 AND voter_id = $2)",
+            )
+            .bind(poll.id)
+            .bind(&caller.subject)
+            .fetch_one(&state.db)
+            .await?
+        }
+        _ => false,
+    };
+    let viewer = Viewer {
+        is_owner,
+        has_counted_ballot,
+    };
+    if poll.visibility.allows(viewer, poll.status_at(Utc::now())) {
+        return Ok(());
+    }
+    let why = match poll.visibility {
+        ResultsVisibility::AfterVote => "results are shown once your vote is counted",
+        ResultsVisibility::AfterClose => "results are shown when the poll closes",
+        _ => "results of this poll are visible to its owner only",
+    };
+    Err(ApiError::forbidden("results_hidden", why))
+}
+
+#[derive(sqlx::FromRow)]
+struct BallotRow {
+    vote_id: Uuid,
+    voter_id: String,
+    option_ids: Vec<Uuid>,
+    cast_at: DateTime<Utc>,
+    counted_at: DateTime<Utc>,
+}
+
+impl BallotRow {
+    fn to_csv(&self, texts: &std::collections::HashMap<Uuid, String>) -> Vec<u8> {
+        let ids: Vec<String> = self.option_ids.iter().map(Uuid::to_string).collect();
+        let names: Vec<&str> = self
+            .option_ids
+            .iter()
+            .map(|id| texts.get(id).map_or("", String::as_str))
+            .collect();
+        csv_row(&[
+            &self.vote_id.to_string(),
+            &self.voter_id,
+            &ids.join(";"),
+            &names.join(";"),
+            &self.cast_at.to_rfc3339(),
+            &self.counted_at.to_rfc3339(),
+        ])
+    }
+}
+
+/// One CSV line with RFC 4180 quoting (voter ids and option texts may hold commas and quotes).
+fn csv_row(fields: &[&str]) -> Vec<u8> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer
+        .write_record(fields)
+        .expect("writing to memory cannot fail");
+    writer.into_inner().expect("flushing to memory cannot fail")
 }
 
 fn results_view(poll: &PollDefinition, snapshot: &PollSnapshot) -> ResultsView {
@@ -330,8 +699,10 @@ mod tests {
             question: "  Lunch?  ".into(),
             options: options.iter().map(|s| s.to_string()).collect(),
             kind,
+            min_choices: None,
             max_choices,
             closes_at: None,
+            results_visibility: ResultsVisibility::Always,
         }
     }
 
@@ -403,6 +774,21 @@ mod tests {
         let mut blank = new_poll(PollKind::Single, &["a", "b"], None);
         blank.question = "   ".into();
         assert_eq!(code_of(validate(blank, now)), "invalid_question");
+    }
+
+    #[test]
+    fn min_choices_must_fit_under_max() {
+        let now = Utc::now();
+        let mut poll = new_poll(PollKind::Multiple, &["a", "b", "c"], Some(2));
+        poll.min_choices = Some(2);
+        let valid = validate(poll, now).unwrap();
+        assert_eq!((valid.min_choices, valid.max_choices), (2, 2));
+        let mut poll = new_poll(PollKind::Multiple, &["a", "b", "c"], Some(2));
+        poll.min_choices = Some(3);
+        assert_eq!(code_of(validate(poll, now)), "invalid_min_choices");
+        let mut poll = new_poll(PollKind::Single, &["a", "b"], None);
+        poll.min_choices = Some(2);
+        assert_eq!(code_of(validate(poll, now)), "invalid_max_choices");
     }
 
     #[test]

@@ -7,37 +7,44 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use pollstream_store::{PollDefinition, PollKind};
-use pollstream_wire::{PollStatus, RawVote, SCHEMA_VERSION};
+use pollstream_wire::{ErrorBody, PollStatus, RawVote, SCHEMA_VERSION};
 use rdkafka::producer::FutureRecord;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::Caller;
+use crate::client_ip::ClientIp;
 use crate::error::ApiError;
+use crate::polls::closed_flag_key;
+use crate::rate_limit::{self, Limit};
 use crate::state::{ApiJson, AppState};
 
 /// Routes that take votes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/votes/{code}", post(vote_by_code))
-        .route("/vote", post(legacy_vote))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(vote_by_code))
+        .routes(routes!(my_vote))
+        .routes(routes!(legacy_vote))
 }
 
 /// Body of `POST /api/v1/votes/{code}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CastVote {
+    /// The chosen options, as many as the poll allows.
     option_ids: Vec<Uuid>,
 }
 
 /// Body of the older `POST /vote`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LegacyVote {
     poll_id: Uuid,
@@ -45,39 +52,165 @@ pub struct LegacyVote {
 }
 
 /// Answer to an accepted vote.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VoteAccepted {
     vote_id: Uuid,
     poll_id: Uuid,
 }
 
+/// Casts the caller's vote (the voter is the token's subject). `202` means Kafka has it and
+/// it will be counted exactly once.
+#[utoipa::path(post, path = "/api/v1/votes/{code}", tag = "votes", request_body = CastVote, security(("bearer" = [])),
+    params(("code" = String, Path, description = "join code")),
+    responses((status = 202, body = VoteAccepted), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "already voted, or poll closed"),
+        (status = 422, body = ErrorBody, description = "invalid choices"), (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "Kafka or Redis unavailable; retry")))]
 async fn vote_by_code(
     State(state): State<AppState>,
     Path(code): Path<String>,
     caller: Caller,
+    ip: ClientIp,
     ApiJson(body): ApiJson<CastVote>,
 ) -> Result<(StatusCode, Json<VoteAccepted>), ApiError> {
     let poll = state.polls.by_code(&code).await?;
-    cast(state, &poll, caller.subject, body.option_ids).await
+    cast(state, &poll, caller.subject, ip, body.option_ids).await
 }
 
+/// The older single-choice shape; same rules as `POST /api/v1/votes/{code}`.
+#[utoipa::path(post, path = "/vote", tag = "votes", request_body = LegacyVote, security(("bearer" = [])),
+    responses((status = 202, body = VoteAccepted), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
 async fn legacy_vote(
     State(state): State<AppState>,
     caller: Caller,
+    ip: ClientIp,
     ApiJson(body): ApiJson<LegacyVote>,
 ) -> Result<(StatusCode, Json<VoteAccepted>), ApiError> {
     let poll = state.polls.by_id(body.poll_id).await?;
-    cast(state, &poll, caller.subject, vec![body.option_id]).await
+    cast(state, &poll, caller.subject, ip, vec![body.option_id]).await
+}
+
+/// Where the caller's vote in a poll stands.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MyVote {
+    /// `counted`, `pending` (accepted, not yet counted) or `none`.
+    status: &'static str,
+    vote_id: Option<Uuid>,
+    option_ids: Vec<Uuid>,
+    cast_at: Option<DateTime<Utc>>,
+    counted_at: Option<DateTime<Utc>>,
+}
+
+/// Whether the caller's vote is pending or counted, and which options it holds.
+#[utoipa::path(get, path = "/api/v1/votes/{code}/me", tag = "votes", security(("bearer" = [])),
+    params(("code" = String, Path, description = "join code")),
+    responses((status = 200, body = MyVote), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn my_vote(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+    caller: Caller,
+) -> Result<Json<MyVote>, ApiError> {
+    let poll = state.polls.by_code(&code).await?;
+    let ballot: Option<(Uuid, Vec<Uuid>, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT vote_id, option_ids, cast_at, counted_at FROM ballots WHERE poll_id = $1 AND voter_id = $2",
+    )
+    .bind(poll.id)
+    .bind(&caller.subject)
+    .fetch_optional(&state.db)
+    .await?;
+    if let Some((vote_id, option_ids, cast_at, counted_at)) = ballot {
+        return Ok(Json(MyVote {
+            status: "counted",
+            vote_id: Some(vote_id),
+            option_ids,
+            cast_at: Some(cast_at),
+            counted_at: Some(counted_at),
+        }));
+    }
+    let mut redis = state.redis.clone();
+    let lock: Option<String> = redis::cmd("GET")
+        .arg(lock_key(poll.id, &caller.subject))
+        .query_async(&mut redis)
+        .await
+        .map_err(|err| ApiError::unavailable("redis", err))?;
+    Ok(Json(match lock.as_deref().and_then(LockValue::parse) {
+        Some(lock) => MyVote {
+            status: "pending",
+            vote_id: Some(lock.vote_id),
+            option_ids: lock.option_ids,
+            cast_at: None,
+            counted_at: None,
+        },
+        None => MyVote {
+            status: "none",
+            vote_id: None,
+            option_ids: Vec::new(),
+            cast_at: None,
+            counted_at: None,
+        },
+    }))
+}
+
+fn lock_key(poll_id: Uuid, voter_id: &str) -> String {
+    format!("vote:{poll_id}:{voter_id}")
+}
+
+/// What the lock holds: enough to answer "my vote" before the ballot is counted.
+#[derive(Debug, PartialEq)]
+struct LockValue {
+    vote_id: Uuid,
+    option_ids: Vec<Uuid>,
+}
+
+impl LockValue {
+    fn render(&self) -> String {
+        let ids: Vec<String> = self.option_ids.iter().map(Uuid::to_string).collect();
+        format!("{}|{}", self.vote_id, ids.join(","))
+    }
+
+    fn parse(value: &str) -> Option<Self> {
+        let (vote_id, options) = value.split_once('|')?;
+        Some(LockValue {
+            vote_id: vote_id.parse().ok()?,
+            option_ids: options
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .ok()?,
+        })
+    }
 }
 
 async fn cast(
     state: AppState,
     poll: &PollDefinition,
     voter_id: String,
+    ip: ClientIp,
     option_ids: Vec<Uuid>,
 ) -> Result<(StatusCode, Json<VoteAccepted>), ApiError> {
     let result = async {
+        let limits = &state.config.rate_limits;
+        let mut redis = state.redis.clone();
+        rate_limit::check(
+            &mut redis,
+            limits.window,
+            &[
+                Limit {
+                    key: format!("{}:vote:voter:{voter_id}", limits.namespace),
+                    max: limits.votes_per_voter,
+                },
+                Limit {
+                    key: format!("{}:vote:ip:{}", limits.namespace, ip.0),
+                    max: limits.votes_per_ip,
+                },
+            ],
+        )
+        .await?;
         let now = Utc::now();
         if poll.status_at(now) == PollStatus::Closed {
             return Err(ApiError::conflict(
@@ -112,22 +245,35 @@ async fn lock_and_produce(
     state: AppState,
     vote: RawVote,
 ) -> Result<(StatusCode, Json<VoteAccepted>), ApiError> {
-    let lock_key = format!("vote:{}:{}", vote.poll_id, vote.voter_id);
+    let lock_key = lock_key(vote.poll_id, &vote.voter_id);
+    let lock_value = LockValue {
+        vote_id: vote.vote_id,
+        option_ids: vote.option_ids.clone(),
+    }
+    .render();
     let mut redis = state.redis.clone();
-    let acquired: Option<String> = redis::cmd("SET")
-        .arg(&lock_key)
-        .arg(vote.vote_id.to_string())
-        .arg("NX")
-        .arg("EX")
+    let outcome: i64 = redis::Script::new(TAKE_LOCK)
+        .key(&lock_key)
+        .key(closed_flag_key(vote.poll_id))
+        .arg(&lock_value)
         .arg(state.config.vote_lock_ttl.as_secs())
-        .query_async(&mut redis)
+        .invoke_async(&mut redis)
         .await
         .map_err(|err| ApiError::unavailable("redis", err))?;
-    if acquired.is_none() {
-        return Err(ApiError::conflict(
-            "already_voted",
-            "this voter has already voted in this poll",
-        ));
+    match outcome {
+        1 => {}
+        0 => {
+            return Err(ApiError::conflict(
+                "already_voted",
+                "this voter has already voted in this poll",
+            ));
+        }
+        _ => {
+            return Err(ApiError::conflict(
+                "poll_closed",
+                "this poll is closed and takes no more votes",
+            ));
+        }
     }
 
     let payload = vote.encode();
@@ -154,11 +300,19 @@ async fn lock_and_produce(
             ))
         }
         Err((err, _)) => {
-            release_lock(&mut redis, &lock_key, vote.vote_id).await;
+            release_lock(&mut redis, &lock_key, &lock_value).await;
             Err(ApiError::unavailable("kafka", err))
         }
     }
 }
+
+// 1: lock taken; 0: this voter already holds one; -1: the poll was closed (checked in the
+// same step, so no vote can slip in after a close).
+const TAKE_LOCK: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end
+return 0
+";
 
 const RELEASE_LOCK: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -167,12 +321,12 @@ end
 return 0
 ";
 
-/// Deletes the lock only if it still holds this vote's id, so a lock taken by a later
-/// attempt is never removed by an earlier one.
-async fn release_lock(redis: &mut redis::aio::ConnectionManager, key: &str, vote_id: Uuid) {
+/// Deletes the lock only if it still holds this vote, so a lock taken by a later attempt is
+/// never removed by an earlier one.
+async fn release_lock(redis: &mut redis::aio::ConnectionManager, key: &str, value: &str) {
     let released = redis::Script::new(RELEASE_LOCK)
         .key(key)
-        .arg(vote_id.to_string())
+        .arg(value)
         .invoke_async::<i64>(redis)
         .await;
     if let Err(err) = released {
@@ -203,15 +357,24 @@ fn check_choices(poll: &PollDefinition, option_ids: &[Uuid]) -> Result<(), ApiEr
             ));
         }
     }
-    let max = match poll.kind {
-        PollKind::Single => 1,
-        PollKind::Multiple => poll.max_choices as usize,
+    let (min, max) = match poll.kind {
+        PollKind::Single => (1, 1),
+        PollKind::Multiple => (poll.min_choices.max(1) as usize, poll.max_choices as usize),
     };
     if option_ids.len() > max {
         return Err(ApiError::unprocessable(
             "too_many_choices",
             format!(
                 "this poll allows at most {max} choice(s), got {}",
+                option_ids.len()
+            ),
+        ));
+    }
+    if option_ids.len() < min {
+        return Err(ApiError::unprocessable(
+            "too_few_choices",
+            format!(
+                "this poll needs at least {min} choices, got {}",
                 option_ids.len()
             ),
         ));
@@ -231,9 +394,12 @@ mod tests {
             owner_id: "owner".into(),
             question: "q".into(),
             kind,
+            min_choices: 1,
             max_choices,
+            visibility: pollstream_store::ResultsVisibility::Always,
             status: PollStatus::Open,
             closes_at: None,
+            closed_at: None,
             created_at: Utc::now(),
             options: (0..options)
                 .map(|i| PollOption {
@@ -265,6 +431,24 @@ mod tests {
         assert_eq!(code(&p, &[100, 100]), Some("duplicate_option"));
         assert_eq!(code(&p, &[100, 101, 102]), Some("too_many_choices"));
         assert_eq!(code(&p, &[100, 5]), Some("invalid_option"));
+    }
+
+    #[test]
+    fn multiple_choice_respects_min() {
+        let mut p = poll(PollKind::Multiple, 3, 4);
+        p.min_choices = 2;
+        assert_eq!(code(&p, &[100]), Some("too_few_choices"));
+        assert_eq!(code(&p, &[100, 101]), None);
+    }
+
+    #[test]
+    fn lock_value_round_trips() {
+        let value = LockValue {
+            vote_id: Uuid::from_u128(1),
+            option_ids: vec![Uuid::from_u128(2), Uuid::from_u128(3)],
+        };
+        assert_eq!(LockValue::parse(&value.render()), Some(value));
+        assert_eq!(LockValue::parse("garbage"), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use pollstream_infra::env::Vars;
-use pollstream_infra::jwt::{JwtKeys, MIN_SECRET_LEN};
+use pollstream_infra::jwt::JwtSettings;
 use pollstream_infra::kafka::KafkaSettings;
 use pollstream_wire::{DEAD_LETTER_SUFFIX, POLL_UPDATES_TOPIC, RAW_VOTES_TOPIC};
 
@@ -19,7 +19,8 @@ const USAGE: &str = "usage:
   pollstream-admin migrate                 apply pending migrations (reads DATABASE_URL)
   pollstream-admin create-topics           create the Kafka topics (reads KAFKA_BROKERS,
                                            RAW_VOTES_PARTITIONS=3, POLL_UPDATES_PARTITIONS=3)
-  pollstream-admin token SUBJECT [TTL_S]   print a bearer token for SUBJECT (reads JWT_SECRET)";
+  pollstream-admin token SUBJECT [TTL_S]   print a bearer token for SUBJECT (reads JWT_SECRET,
+                                           JWT_ISSUER, JWT_AUDIENCE)";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
@@ -82,13 +83,7 @@ fn token(vars: &Vars, subject: &str, ttl: Option<&str>) -> anyhow::Result<()> {
             .with_context(|| format!("TTL_S {ttl:?} is not a number of seconds"))?,
         None => 24 * 60 * 60,
     };
-    let secret = vars.required("JWT_SECRET")?;
-    if secret.len() < MIN_SECRET_LEN {
-        bail!("JWT_SECRET must be at least {MIN_SECRET_LEN} bytes");
-    }
-    println!(
-        "{}",
-        JwtKeys::new(secret.as_bytes()).issue(subject, Duration::from_secs(ttl))
-    );
+    let jwt = JwtSettings::from_vars(vars)?;
+    println!("{}", jwt.keys().issue(subject, Duration::from_secs(ttl)));
     Ok(())
 }

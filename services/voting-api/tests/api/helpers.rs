@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use pollstream_infra::env::Vars;
-use pollstream_infra::jwt::JwtKeys;
+use pollstream_infra::jwt::{JwtKeys, JwtSettings};
 use pollstream_testkit::{JWT_SECRET, TestDatabase};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -53,7 +53,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap(),
-        keys: JwtKeys::new(JWT_SECRET.as_bytes()),
+        keys: JwtSettings::with_secret(JWT_SECRET).keys(),
         _shutdown: shutdown,
     }
 }

@@ -1,0 +1,108 @@
+//! Closing polls on time and announcing every close.
+//!
+//! A poll with `closesAt` is closed here when the time comes; a poll its owner closed through
+//! voting-api is only marked in PostgreSQL. Either way the closing snapshot is produced to
+//! `poll-updates` (and cached) from here, and the poll marked announced only once that
+//! succeeded, so every close reaches the screens even if a produce fails or a replica dies.
+//! Several replicas may run this at once: closing is one atomic `UPDATE`, and announcing twice
+//! is harmless (screens drop snapshots they have already seen).
+
+use std::time::Duration;
+
+use pollstream_store::{results_cache, snapshots};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use redis::aio::ConnectionManager;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// How often due polls are looked for.
+pub const TICK: Duration = Duration::from_millis(250);
+
+/// Clients the closer needs.
+pub struct Closer {
+    /// Where polls live.
+    pub db: PgPool,
+    /// Results cache and closed flags.
+    pub redis: ConnectionManager,
+    /// Produces closing snapshots.
+    pub producer: FutureProducer,
+    /// Topic of snapshots.
+    pub topic: String,
+}
+
+impl Closer {
+    /// Runs until `shutdown`.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut ticker = tokio::time::interval(TICK);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = ticker.tick() => {
+                    if let Err(err) = self.tick().await {
+                        tracing::warn!(error = %err, "Closing polls failed; retrying");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn tick(&mut self) -> Result<(), CloseError> {
+        let due: Vec<(Uuid,)> = sqlx::query_as(
+            "UPDATE polls SET status = 'closed', closed_at = closes_at, seq = seq + 1
+             WHERE status = 'open' AND closes_at <= now()
+             RETURNING id",
+        )
+        .fetch_all(&self.db)
+        .await?;
+        for (poll_id,) in &due {
+            tracing::info!(poll_id = %poll_id, "Poll closed on time");
+            // Tells every voting-api replica at once, without waiting for its poll cache.
+            redis::cmd("SET")
+                .arg(format!("poll-closed:{poll_id}"))
+                .arg(1)
+                .arg("EX")
+                .arg(7 * 24 * 3600)
+                .query_async::<()>(&mut self.redis)
+                .await?;
+        }
+        let unannounced: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM polls WHERE status = 'closed' AND NOT close_announced ORDER BY id LIMIT 500",
+        )
+        .fetch_all(&self.db)
+        .await?;
+        if unannounced.is_empty() {
+            return Ok(());
+        }
+        let closing = snapshots::load_many(&self.db, &unannounced).await?;
+        for snapshot in &closing {
+            let key = snapshot.poll_id.to_string();
+            let payload = snapshot.encode();
+            self.producer
+                .send(
+                    FutureRecord::to(&self.topic).key(&key).payload(&payload),
+                    Duration::from_secs(1),
+                )
+                .await
+                .map_err(|(err, _)| CloseError::Kafka(err))?;
+            results_cache::write_if_newer(&mut self.redis, snapshot).await?;
+        }
+        sqlx::query("UPDATE polls SET close_announced = true WHERE id = ANY($1)")
+            .bind(&unannounced)
+            .execute(&self.db)
+            .await?;
+        metrics::counter!("polls_closed_announced_total").increment(closing.len() as u64);
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CloseError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("kafka: {0}")]
+    Kafka(rdkafka::error::KafkaError),
+}
