@@ -13,6 +13,7 @@ pub struct TestApp {
     pub address: String,
     pub db: TestDatabase,
     pub raw_votes_topic: String,
+    pub rate_limit_namespace: String,
     pub client: reqwest::Client,
     keys: JwtKeys,
     _shutdown: tokio::sync::oneshot::Sender<()>,
@@ -25,7 +26,9 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     let raw_votes_topic = pollstream_testkit::unique_topic("raw-votes");
     let brokers = pollstream_testkit::kafka_brokers();
     let redis = pollstream_testkit::redis_url();
+    let namespace = pollstream_testkit::unique_topic("ratelimit");
     let mut pairs: Vec<(&str, &str)> = vec![
+        ("RATE_LIMIT_NAMESPACE", &namespace),
         ("DATABASE_URL", &db.url),
         ("REDIS_URL", &redis),
         ("KAFKA_BROKERS", &brokers),
@@ -49,11 +52,47 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         address,
         db,
         raw_votes_topic,
+        rate_limit_namespace: namespace,
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap(),
         keys: JwtSettings::with_secret(JWT_SECRET).keys(),
+        _shutdown: shutdown,
+    }
+}
+
+/// A second instance of the same deployment: same database, topic and rate-limit counters.
+pub async fn spawn_twin(app: &TestApp, overrides: &[(&str, &str)]) -> TestApp {
+    let brokers = pollstream_testkit::kafka_brokers();
+    let redis = pollstream_testkit::redis_url();
+    let mut pairs: Vec<(&str, &str)> = vec![
+        ("DATABASE_URL", &app.db.url),
+        ("REDIS_URL", &redis),
+        ("KAFKA_BROKERS", &brokers),
+        ("JWT_SECRET", JWT_SECRET),
+        ("RAW_VOTES_TOPIC", &app.raw_votes_topic),
+        ("RATE_LIMIT_NAMESPACE", &app.rate_limit_namespace),
+    ];
+    pairs.retain(|(name, _)| !overrides.iter().any(|(o, _)| o == name));
+    pairs.extend_from_slice(overrides);
+    let config = Config::from_vars(&Vars::from_pairs(pairs)).expect("test configuration");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(voting_api::run(config, listener, async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        address,
+        db: TestDatabase {
+            url: app.db.url.clone(),
+            pool: app.db.pool.clone(),
+        },
+        raw_votes_topic: app.raw_votes_topic.clone(),
+        rate_limit_namespace: app.rate_limit_namespace.clone(),
+        client: app.client.clone(),
+        keys: app.keys.clone(),
         _shutdown: shutdown,
     }
 }
@@ -82,12 +121,15 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let response = self
-            .client
-            .get(format!("{}{path}", self.address))
-            .send()
-            .await
-            .expect("request failed");
+        self.get_as(path, None).await
+    }
+
+    pub async fn get_as(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        let mut request = self.client.get(format!("{}{path}", self.address));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request failed");
         let status = response.status();
         let body = response.json().await.unwrap_or(Value::Null);
         (status, body)
@@ -123,6 +165,48 @@ impl TestApp {
             &json!({ "optionIds": option_ids }),
         )
         .await
+    }
+}
+
+impl TestApp {
+    /// Creates a poll owned by `owner` from a full request body.
+    pub async fn create_poll_with(&self, body: &Value) -> Value {
+        let (status, poll) = self
+            .post("/api/v1/polls", Some(&self.token("owner")), body)
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{poll}");
+        poll
+    }
+
+    /// Inserts a ballot as the aggregator would have, for tests of what reads ballots.
+    pub async fn count_ballot(&self, poll: &Value, voter: &str, option_index: usize) {
+        let poll_id: uuid::Uuid = poll["id"].as_str().unwrap().parse().unwrap();
+        let option: uuid::Uuid = option_id(poll, option_index)
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO ballots (poll_id, voter_id, vote_id, option_ids, cast_at)
+             VALUES ($1, $2, $3, $4, now())",
+        )
+        .bind(poll_id)
+        .bind(voter)
+        .bind(uuid::Uuid::now_v7())
+        .bind(vec![option])
+        .execute(&self.db.pool)
+        .await
+        .unwrap();
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> StatusCode {
+        self.client
+            .delete(format!("{}{path}", self.address))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request failed")
+            .status()
     }
 }
 

@@ -1,5 +1,9 @@
 //! voting-api against real PostgreSQL, Redis and a Kafka-compatible broker.
 
+mod accounts;
 mod helpers;
+mod lifecycle;
+mod limits;
 mod polls;
+mod visibility;
 mod votes;

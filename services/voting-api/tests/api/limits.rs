@@ -1,0 +1,194 @@
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{option_id, spawn_app_with, spawn_twin};
+
+#[tokio::test]
+async fn vote_limits_are_shared_by_all_replicas() {
+    let limits = [
+        ("RATE_LIMIT_VOTES_PER_VOTER", "3"),
+        ("RATE_LIMIT_WINDOW_SECS", "60"),
+    ];
+    let first = spawn_app_with(&limits).await;
+    let namespace_pairs: Vec<(&str, &str)> = limits.to_vec();
+    let second = spawn_twin(&first, &namespace_pairs).await;
+    let mut codes_and_options: Vec<(String, Value)> = Vec::new();
+    for _ in 0..4 {
+        let poll = first.create_poll("single", &["a", "b"], None).await;
+        codes_and_options.push((
+            poll["code"].as_str().unwrap().to_owned(),
+            option_id(&poll, 0).clone(),
+        ));
+    }
+    // Alternate replicas: the counter lives in Redis, not in either process.
+    for (i, (code, option)) in codes_and_options.iter().enumerate().take(3) {
+        let app = if i % 2 == 0 { &first } else { &second };
+        let (status, body) = app.vote(code, "spammer", &[option]).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    let (code, option) = &codes_and_options[3];
+    let response = second
+        .client
+        .post(format!("{}/api/v1/votes/{code}", second.address))
+        .bearer_auth(second.token("spammer"))
+        .json(&json!({ "optionIds": [option] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "rate_limited");
+    let (status, _) = first.vote(code, "someone-else", &[option]).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "other voters are not limited");
+}
+
+#[tokio::test]
+async fn auth_endpoints_are_limited_per_address_across_replicas() {
+    let limits = [("RATE_LIMIT_AUTH_PER_IP", "3")];
+    let first = spawn_app_with(&limits).await;
+    let second = spawn_twin(&first, &limits).await;
+    for app in [&first, &second, &first] {
+        let (status, _) = app.post("/api/v1/auth/guest", None, &json!({})).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let (status, body) = second
+        .post(
+            "/api/v1/auth/login",
+            None,
+            &json!({"email": "x@example.com", "password": "whatever1"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited"))
+    );
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413() {
+    let app = spawn_app_with(&[]).await;
+    let huge = json!({ "question": "x".repeat(100_000), "options": ["a", "b"], "kind": "single" });
+    let (status, body) = app
+        .post("/api/v1/polls", Some(&app.token("owner")), &huge)
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+}
+
+#[tokio::test]
+async fn cors_allows_only_configured_origins() {
+    let app = spawn_app_with(&[(
+        "CORS_ALLOWED_ORIGINS",
+        "https://screen.example, https://admin.example",
+    )])
+    .await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}/api/v1/polls", app.address),
+            )
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    let allowed = preflight("https://admin.example").await.unwrap();
+    assert_eq!(
+        allowed
+            .headers()
+            .get("access-control-allow-origin")
+            .unwrap(),
+        "https://admin.example"
+    );
+    let denied = preflight("https://evil.example").await.unwrap();
+    assert!(
+        denied
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn openapi_document_lists_every_route_and_each_is_served() {
+    let app = spawn_app_with(&[]).await;
+    let (status, doc) = app.get("/api/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    let documented: Vec<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .map(move |method| (method.to_uppercase(), path.clone()))
+        })
+        .collect();
+    // Every route the router serves, as (method, path). The router is built only from the
+    // documented handlers; this list is what a client relies on.
+    let routes = [
+        ("POST", "/api/v1/auth/register"),
+        ("POST", "/api/v1/auth/login"),
+        ("POST", "/api/v1/auth/refresh"),
+        ("POST", "/api/v1/auth/logout"),
+        ("POST", "/api/v1/auth/guest"),
+        ("POST", "/api/v1/polls"),
+        ("GET", "/api/v1/polls/mine"),
+        ("GET", "/api/v1/polls/{code}"),
+        ("DELETE", "/api/v1/polls/{code}"),
+        ("POST", "/api/v1/polls/{code}/close"),
+        ("GET", "/api/v1/polls/{code}/results"),
+        ("GET", "/api/v1/polls/{code}/ballots.csv"),
+        ("POST", "/api/v1/votes/{code}"),
+        ("GET", "/api/v1/votes/{code}/me"),
+        ("POST", "/vote"),
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("GET", "/metrics"),
+        ("GET", "/api/v1/openapi.json"),
+    ];
+    for (method, path) in routes {
+        assert!(
+            documented.contains(&(method.to_owned(), path.to_owned())),
+            "{method} {path} is not documented"
+        );
+    }
+    assert_eq!(
+        documented.len(),
+        routes.len(),
+        "undocumented extras or missing routes: {documented:?}"
+    );
+    // And every documented operation is really served (not 404/405).
+    for (method, path) in &documented {
+        let url = format!("{}{}", app.address, path.replace("{code}", "ZZZZZZ"));
+        let response = app
+            .client
+            .request(method.parse().unwrap(), &url)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        assert!(
+            status != StatusCode::METHOD_NOT_ALLOWED
+                && !(status == StatusCode::NOT_FOUND && response.text().await.unwrap().is_empty()),
+            "{method} {path} is documented but not served: {status}"
+        );
+    }
+}
