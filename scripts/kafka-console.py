@@ -56,8 +56,8 @@ def base_config(args: argparse.Namespace) -> dict:
     return {
         "bootstrap.servers": brokers(args),
         "socket.timeout.ms": 10000,
-        # librdkafka logs connection noise at warning level; errors still reach us as errors.
-        "log_level": 3,
+        # librdkafka logs every failed connection attempt; failures still reach us as errors.
+        "log_level": 2,
     }
 
 
@@ -80,6 +80,12 @@ def decode(raw: bytes | None) -> str | None:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return "base64:" + base64.b64encode(raw).decode("ascii")
+
+
+def quote_if_spaced(value: str | None) -> str:
+    if value is None or any(c in value for c in ' "'):
+        return json.dumps(value)
+    return value
 
 
 def render(message, fmt: str) -> str:
@@ -112,7 +118,8 @@ def render(message, fmt: str) -> str:
             },
             separators=(",", ":"),
         )
-    header_text = " ".join(f"{k}={v}" for k, v in headers)
+    # Values with spaces (dlq-reason) are quoted, so each header stays one NAME=VALUE word.
+    header_text = " ".join(f"{k}={quote_if_spaced(v)}" for k, v in headers)
     return (
         f"{message.topic()}[{message.partition()}]@{message.offset()} {timestamp} "
         f"key={decode(message.key())} headers={{{header_text}}}\n  {value}"
