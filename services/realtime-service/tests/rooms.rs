@@ -278,3 +278,202 @@ async fn every_replica_delivers_every_update() {
     first.close().await;
     second.close().await;
 }
+
+impl Harness {
+    /// A poll with the given results visibility, owned by `owner`.
+    async fn poll_with(&self, visibility: &str) -> Poll {
+        let poll = self.poll().await;
+        sqlx::query("UPDATE polls SET results_visibility = $2 WHERE id = $1")
+            .bind(poll.id)
+            .bind(visibility)
+            .execute(&self.db.pool)
+            .await
+            .unwrap();
+        poll
+    }
+
+    async fn count_ballot(&self, poll: &Poll, voter: &str) {
+        sqlx::query(
+            "INSERT INTO ballots (poll_id, voter_id, vote_id, option_ids, cast_at) VALUES ($1, $2, $3, $4, now())",
+        )
+        .bind(poll.id)
+        .bind(voter)
+        .bind(Uuid::now_v7())
+        .bind(vec![poll.options[0]])
+        .execute(&self.db.pool)
+        .await
+        .unwrap();
+    }
+}
+
+fn token(subject: &str) -> String {
+    pollstream_infra::jwt::JwtSettings::with_secret(pollstream_testkit::JWT_SECRET)
+        .keys()
+        .issue(subject, Duration::from_secs(600))
+}
+
+#[tokio::test]
+async fn owner_only_counts_reach_only_the_owner() {
+    let h = Harness::new(1).await;
+    let poll = h.poll_with("owner_only").await;
+    let mut owner = SocketClient::connect(&h.urls[0]).await;
+    let mut stranger = SocketClient::connect(&h.urls[0]).await;
+    let ack = owner
+        .request(
+            "join",
+            json!({ "pollId": poll.id, "token": token("owner") }),
+        )
+        .await;
+    assert_eq!(ack["total"], 0, "the owner gets the snapshot: {ack}");
+    let ack = stranger
+        .request(
+            "join",
+            json!({ "pollId": poll.id, "token": token("someone") }),
+        )
+        .await;
+    assert_eq!(ack["hidden"], true, "{ack}");
+    assert!(
+        ack.get("options").is_none() && ack.get("total").is_none(),
+        "no counts: {ack}"
+    );
+    let ack = stranger
+        .request("join", json!({ "pollId": poll.id, "token": "forged" }))
+        .await;
+    assert_eq!(ack["error"], "unauthorized");
+
+    h.warm_up(&poll, &mut [&mut owner]).await;
+    h.publish(&poll, 2, [3, 1], PollStatus::Closed).await;
+    owner
+        .wait_for(Duration::from_secs(10), |l| l["event"] == "poll-closed")
+        .await
+        .expect("owner saw no close");
+    let closed = stranger
+        .wait_for(Duration::from_secs(10), |l| l["event"] == "poll-closed")
+        .await
+        .expect("the stranger is told the poll closed");
+    assert_eq!(closed["data"]["hidden"], true);
+    assert!(closed["data"].get("options").is_none(), "{closed}");
+    assert!(
+        stranger.events("poll-results").is_empty(),
+        "counts leaked to a stranger"
+    );
+    assert!(
+        stranger.events("poll-stats").is_empty(),
+        "counts leaked to a stranger"
+    );
+    owner.close().await;
+    stranger.close().await;
+}
+
+#[tokio::test]
+async fn after_close_counts_appear_for_everyone_at_close() {
+    let h = Harness::new(1).await;
+    let poll = h.poll_with("after_close").await;
+    let mut owner = SocketClient::connect(&h.urls[0]).await;
+    let mut audience = SocketClient::connect(&h.urls[0]).await;
+    owner
+        .request(
+            "join",
+            json!({ "code": poll.code, "token": token("owner") }),
+        )
+        .await;
+    let ack = audience.request("join", json!({ "code": poll.code })).await;
+    assert_eq!(ack["hidden"], true);
+    h.warm_up(&poll, &mut [&mut owner]).await;
+    h.publish(&poll, 2, [2, 2], PollStatus::Open).await;
+    owner
+        .wait_for(Duration::from_secs(10), |l| {
+            l["event"] == "poll-results" && l["data"]["seq"] == 2
+        })
+        .await
+        .unwrap();
+    assert!(
+        audience.events("poll-results").is_empty(),
+        "counts before close"
+    );
+
+    h.publish(&poll, 3, [2, 3], PollStatus::Closed).await;
+    let closed = audience
+        .wait_for(Duration::from_secs(10), |l| l["event"] == "poll-closed")
+        .await
+        .expect("poll-closed never reached the audience");
+    assert_eq!(
+        closed["data"]["total"], 5,
+        "the final snapshot comes with the close: {closed}"
+    );
+    // From now on the audience is in the results room.
+    h.publish(&poll, 4, [3, 3], PollStatus::Closed).await;
+    audience
+        .wait_for(Duration::from_secs(10), |l| {
+            l["event"] == "poll-results" && l["data"]["seq"] == 4
+        })
+        .await
+        .expect("late counts after close");
+    assert_eq!(audience.events("poll-closed").len(), 1, "announced once");
+    let late = SocketClient::connect(&h.urls[0]).await;
+    let mut late = late;
+    let ack = late.request("join", json!({ "code": poll.code })).await;
+    assert_eq!(
+        ack["total"], 6,
+        "after close anyone joining sees counts: {ack}"
+    );
+    for client in [owner, audience, late] {
+        client.close().await;
+    }
+}
+
+#[tokio::test]
+async fn after_vote_counts_appear_once_the_voters_ballot_is_counted() {
+    let h = Harness::new(1).await;
+    let poll = h.poll_with("after_vote").await;
+    let mut owner = SocketClient::connect(&h.urls[0]).await;
+    let mut voter = SocketClient::connect(&h.urls[0]).await;
+    let mut lurker = SocketClient::connect(&h.urls[0]).await;
+    owner
+        .request(
+            "join",
+            json!({ "pollId": poll.id, "token": token("owner") }),
+        )
+        .await;
+    assert_eq!(
+        voter
+            .request("join", json!({ "pollId": poll.id, "token": token("ivy") }))
+            .await["hidden"],
+        true
+    );
+    assert_eq!(
+        lurker.request("join", json!({ "pollId": poll.id })).await["hidden"],
+        true
+    );
+    h.warm_up(&poll, &mut [&mut owner]).await;
+
+    // The aggregator counts Ivy's ballot, then publishes the snapshot that includes it.
+    h.count_ballot(&poll, "ivy").await;
+    h.publish(&poll, 2, [2, 0], PollStatus::Open).await;
+    let results = voter
+        .wait_for(Duration::from_secs(10), |l| l["event"] == "poll-results")
+        .await
+        .expect("the voter never saw results after being counted");
+    assert_eq!(results["data"]["seq"], 2);
+    h.publish(&poll, 3, [3, 0], PollStatus::Open).await;
+    voter
+        .wait_for(Duration::from_secs(10), |l| {
+            l["event"] == "poll-results" && l["data"]["seq"] == 3
+        })
+        .await
+        .expect("the voter now follows the room");
+    assert!(
+        lurker.events("poll-results").is_empty(),
+        "counts leaked to someone who did not vote"
+    );
+
+    // A voter whose ballot is already counted sees counts at once.
+    let mut returning = SocketClient::connect(&h.urls[0]).await;
+    let ack = returning
+        .request("join", json!({ "pollId": poll.id, "token": token("ivy") }))
+        .await;
+    assert_eq!(ack["seq"], 3, "{ack}");
+    for client in [owner, voter, lurker, returning] {
+        client.close().await;
+    }
+}
