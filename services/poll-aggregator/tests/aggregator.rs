@@ -345,3 +345,101 @@ async fn replaying_the_topic_after_a_restart_counts_nothing_twice() {
     assert_eq!(vote_id, marker.vote_id);
     running.stop().await;
 }
+
+#[tokio::test]
+async fn polls_close_on_time_votes_cast_after_are_parked_and_the_close_is_announced() {
+    let h = Harness::new().await;
+    let updates = topic_reader(&h.poll_updates).await;
+    let dead = topic_reader(&h.dead_letters).await;
+    let (poll_id, options) = h.poll(2, 1).await;
+    let closes_at = Utc::now() + chrono::Duration::milliseconds(1500);
+    sqlx::query("UPDATE polls SET closes_at = $2 WHERE id = $1")
+        .bind(poll_id)
+        .bind(closes_at)
+        .execute(&h.db.pool)
+        .await
+        .unwrap();
+    let running = h.start("100").await;
+    h.send_vote(poll_id, "in-time", &[options[0]]).await;
+    // Cast (accepted by an API replica) after closesAt: it raced the close and must not count.
+    let late = RawVote {
+        v: SCHEMA_VERSION,
+        vote_id: Uuid::now_v7(),
+        poll_id,
+        voter_id: "raced".into(),
+        option_ids: vec![options[1]],
+        cast_at: closes_at + chrono::Duration::milliseconds(1),
+    };
+    h.send_raw(&poll_id.to_string(), &late.encode()).await;
+
+    let closing = pollstream_testkit::eventually(Duration::from_secs(30), || async {
+        let messages = read_messages(&updates, 1, Duration::from_millis(200)).await;
+        messages
+            .iter()
+            .map(|m| PollSnapshot::decode(&m.payload).unwrap())
+            .find(|s| s.status == pollstream_wire::PollStatus::Closed)
+    })
+    .await
+    .expect("the close was never announced");
+    assert_eq!(closing.total, 1);
+    let (status, announced, closed_at): (String, bool, Option<chrono::DateTime<Utc>>) =
+        sqlx::query_as("SELECT status, close_announced, closed_at FROM polls WHERE id = $1")
+            .bind(poll_id)
+            .fetch_one(&h.db.pool)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), announced), ("closed", true));
+    assert_eq!(
+        closed_at.map(|t| t.timestamp_millis()),
+        Some(closes_at.timestamp_millis())
+    );
+    let parked = read_messages(&dead, 1, Duration::from_secs(10)).await;
+    assert_eq!(parked.len(), 1);
+    assert!(
+        parked[0]
+            .headers
+            .contains(&("dlq-reason".to_owned(), "cast_after_close".to_owned()))
+    );
+    assert_eq!(h.counts(poll_id).await.1, 1);
+    let mut redis = pollstream_infra::redis::connect_lazy(
+        &pollstream_testkit::redis_url(),
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    let flag: Option<String> = redis::cmd("GET")
+        .arg(format!("poll-closed:{poll_id}"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(flag.is_some(), "voting-api replicas are told at once");
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_close_by_the_owner_is_announced() {
+    let h = Harness::new().await;
+    let updates = topic_reader(&h.poll_updates).await;
+    let (poll_id, options) = h.poll(2, 1).await;
+    let running = h.start("100").await;
+    h.send_vote(poll_id, "before", &[options[0]]).await;
+    h.wait_for_total(poll_id, 1).await;
+    // What voting-api's close endpoint writes.
+    sqlx::query(
+        "UPDATE polls SET status = 'closed', closed_at = now(), seq = seq + 1 WHERE id = $1",
+    )
+    .bind(poll_id)
+    .execute(&h.db.pool)
+    .await
+    .unwrap();
+    let closing = pollstream_testkit::eventually(Duration::from_secs(30), || async {
+        read_messages(&updates, 1, Duration::from_millis(200))
+            .await
+            .iter()
+            .map(|m| PollSnapshot::decode(&m.payload).unwrap())
+            .find(|s| s.status == pollstream_wire::PollStatus::Closed)
+    })
+    .await
+    .expect("the close was never announced");
+    assert_eq!((closing.total, closing.options[0].votes), (1, 1));
+    running.stop().await;
+}
