@@ -71,7 +71,6 @@ ENV LOG_FORMAT=json \
     RUST_LOG=info,sqlx=warn,rdkafka=warn
 # A numeric user, so that Kubernetes' runAsNonRoot can check it without reading /etc/passwd.
 USER 10001:10001
-WORKDIR /nonexistent
 
 # ---- admin: one-shot operator commands (migrate, create-topics, token) -------------------------
 FROM runtime AS admin
