@@ -12,8 +12,8 @@ mod screens;
 mod setup;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
@@ -164,7 +164,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let collector = tokio::spawn(collect(
         outcomes_rx,
         Tally::new(&option_counts),
-        voting.clone(),
+        Arc::downgrade(&voting),
         deliveries,
         args.quiet,
     ));
@@ -185,7 +185,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     drop(voting);
     let tally = collector.await.context("collecting outcomes")?;
 
-    progress(&args, "load done; waiting for the counts to settle".to_owned());
+    progress(
+        &args,
+        "load done; waiting for the counts to settle".to_owned(),
+    );
     let check = check::final_check(
         &http,
         &api,
@@ -210,7 +213,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
 
     let accepted = tally.count(load::Answer::Status(202));
     let summary = Summary {
-        mode: if args.rate.is_some() { "open" } else { "closed" }.to_owned(),
+        mode: if args.rate.is_some() {
+            "open"
+        } else {
+            "closed"
+        }
+        .to_owned(),
         target_rate: args.rate,
         concurrency: args.rate.is_none().then_some(args.concurrency),
         duration_seconds: (load_seconds * 10.0).round() / 10.0,
@@ -245,11 +253,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
 async fn collect(
     mut outcomes: mpsc::UnboundedReceiver<Outcome>,
     mut tally: Tally,
-    voting: Arc<Voting>,
+    voting: Weak<Voting>,
     deliveries: Arc<AtomicU64>,
     quiet: bool,
 ) -> Tally {
-    let voting = Arc::downgrade(&voting);
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;

@@ -118,6 +118,7 @@ impl Screens {
                 match joined {
                     Ok(screen) => {
                         let _ = ready.send(Ok(())).await;
+                        drop(ready);
                         screen.watch(stopped, &deliveries, &poll_index).await
                     }
                     Err(err) => {
@@ -130,7 +131,10 @@ impl Screens {
         drop(ready_tx);
         let mut connected = 0;
         let mut failures: Vec<String> = Vec::new();
-        while let Some(result) = ready_rx.recv().await {
+        for _ in 0..count {
+            let Some(result) = ready_rx.recv().await else {
+                break;
+            };
             match result {
                 Ok(()) => connected += 1,
                 Err(reason) => {
@@ -227,11 +231,11 @@ impl Screen {
                 // Snapshots may already flow for a poll joined earlier.
                 screen.take(&packet, None, poll_index);
             };
-            let (snapshot,): (serde_json::Value,) =
-                serde_json::from_str(&ack).with_context(|| format!("join acknowledgement {ack}"))?;
-            let seq = snapshot["seq"].as_i64().ok_or_else(|| {
-                anyhow!("joining poll {poll_id} was refused or odd: {snapshot}")
-            })?;
+            let (snapshot,): (serde_json::Value,) = serde_json::from_str(&ack)
+                .with_context(|| format!("join acknowledgement {ack}"))?;
+            let seq = snapshot["seq"]
+                .as_i64()
+                .ok_or_else(|| anyhow!("joining poll {poll_id} was refused or odd: {snapshot}"))?;
             screen.log.joined_seq[ack_id] = seq;
         }
         Ok(screen)
