@@ -79,10 +79,15 @@ impl Stack {
             ("REALTIME_SERVICE_PORT", realtime_port.to_string()),
             ("FLUSH_INTERVAL_MS", flush_interval_ms.to_string()),
             ("DATABASE_MAX_CONNECTIONS", "20".to_owned()),
-            ("RUST_LOG", "info".to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
+        // Diagnosing broker trouble: KAFKA_DEBUG=cgrp,fetch RUST_LOG=info,rdkafka=debug.
+        .chain(
+            ["KAFKA_DEBUG", "RUST_LOG"]
+                .into_iter()
+                .filter_map(|name| Some((name.to_owned(), std::env::var(name).ok()?))),
+        )
         .collect();
         let log_dir = binary("voting-api")
             .parent()

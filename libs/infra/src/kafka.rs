@@ -23,6 +23,9 @@ pub struct KafkaSettings {
     /// Upper bound on a produce, retries included (`message.timeout.ms`); past it the caller
     /// gets an error and can answer `503` instead of hanging.
     pub produce_timeout: Duration,
+    /// librdkafka debug contexts (`KAFKA_DEBUG`, e.g. `cgrp,fetch`), logged through tracing
+    /// under the `rdkafka` target; for diagnosing broker trouble.
+    pub debug: Option<String>,
 }
 
 impl KafkaSettings {
@@ -35,6 +38,7 @@ impl KafkaSettings {
                 5_000u64,
                 100..=300_000,
             )?),
+            debug: Some(vars.or_default("KAFKA_DEBUG", "")).filter(|d| !d.is_empty()),
         })
     }
 
@@ -43,6 +47,7 @@ impl KafkaSettings {
         Self {
             brokers: brokers.into(),
             produce_timeout: Duration::from_secs(5),
+            debug: None,
         }
     }
 
@@ -52,6 +57,9 @@ impl KafkaSettings {
             .set("bootstrap.servers", &self.brokers)
             .set("socket.timeout.ms", "10000")
             .set("log_level", "4");
+        if let Some(debug) = &self.debug {
+            config.set("debug", debug).set("log_level", "7");
+        }
         config
     }
 
@@ -87,8 +95,12 @@ impl KafkaSettings {
             // Low fetch wait: some Kafka-compatible brokers hold a fetch for a fraction of
             // this even when data is ready, which would add directly to vote-to-screen time.
             .set("fetch.wait.max.ms", "20")
+            // A member that died without leaving (kill -9) is dropped after the session
+            // timeout; a rebalance waits at most the poll interval for slow members. Both short,
+            // so a restarted replica gets its partitions back within seconds, not minutes.
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
+            .set("max.poll.interval.ms", "30000")
             .set("partition.assignment.strategy", "range,roundrobin")
             .create()
     }
