@@ -268,21 +268,22 @@ async fn refresh(
     limit_auth(&state, ip).await?;
     let hash = Sha256::digest(request.refresh_token.as_bytes()).to_vec();
     let mut tx = state.db.begin().await?;
-    let row: Option<(
-        Uuid,
-        Uuid,
-        Uuid,
-        DateTime<Utc>,
-        Option<DateTime<Utc>>,
-        Option<DateTime<Utc>>,
-    )> = sqlx::query_as(
+    let row: Option<RefreshRow> = sqlx::query_as(
         "SELECT id, family_id, user_id, expires_at, used_at, revoked_at
          FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
     )
     .bind(&hash)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((id, family, user_id, expires_at, used_at, revoked_at)) = row else {
+    let Some(RefreshRow {
+        id,
+        family_id: family,
+        user_id,
+        expires_at,
+        used_at,
+        revoked_at,
+    }) = row
+    else {
         return Err(ApiError::Unauthorized("unknown refresh token".into()));
     };
     if revoked_at.is_some() {
@@ -313,6 +314,16 @@ async fn refresh(
     let session = open_session(&state, &mut tx, user_id, family).await?;
     tx.commit().await?;
     Ok(Json(session))
+}
+
+#[derive(sqlx::FromRow)]
+struct RefreshRow {
+    id: Uuid,
+    family_id: Uuid,
+    user_id: Uuid,
+    expires_at: DateTime<Utc>,
+    used_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
 }
 
 /// Revokes the refresh token's whole family. Unknown tokens are accepted silently.

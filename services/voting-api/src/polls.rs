@@ -433,15 +433,7 @@ async fn my_polls(
 ) -> Result<Json<Vec<MyPoll>>, ApiError> {
     let limit = page.limit.unwrap_or(50).clamp(1, 200);
     let offset = page.offset.unwrap_or(0).max(0);
-    let rows: Vec<(
-        Uuid,
-        String,
-        String,
-        String,
-        i64,
-        DateTime<Utc>,
-        Option<DateTime<Utc>>,
-    )> = sqlx::query_as(
+    let rows: Vec<MyPollRow> = sqlx::query_as(
         "SELECT id, code, question, status, total, created_at, closes_at FROM polls
          WHERE owner_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
     )
@@ -453,23 +445,32 @@ async fn my_polls(
     let now = Utc::now();
     Ok(Json(
         rows.into_iter()
-            .map(
-                |(id, code, question, status, total, created_at, closes_at)| MyPoll {
-                    id,
-                    code,
-                    question,
-                    status: if status == "open" && closes_at.is_none_or(|at| at > now) {
-                        PollStatus::Open
-                    } else {
-                        PollStatus::Closed
-                    },
-                    total,
-                    created_at,
-                    closes_at,
+            .map(|row| MyPoll {
+                status: if row.status == "open" && row.closes_at.is_none_or(|at| at > now) {
+                    PollStatus::Open
+                } else {
+                    PollStatus::Closed
                 },
-            )
+                id: row.id,
+                code: row.code,
+                question: row.question,
+                total: row.total,
+                created_at: row.created_at,
+                closes_at: row.closes_at,
+            })
             .collect(),
     ))
+}
+
+#[derive(sqlx::FromRow)]
+struct MyPollRow {
+    id: Uuid,
+    code: String,
+    question: String,
+    status: String,
+    total: i64,
+    created_at: DateTime<Utc>,
+    closes_at: Option<DateTime<Utc>>,
 }
 
 /// Every ballot of a poll as CSV, streamed; owner only.

@@ -115,20 +115,20 @@ async fn my_vote(
     caller: Caller,
 ) -> Result<Json<MyVote>, ApiError> {
     let poll = state.polls.by_code(&code).await?;
-    let ballot: Option<(Uuid, Vec<Uuid>, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+    let ballot: Option<MyBallotRow> = sqlx::query_as(
         "SELECT vote_id, option_ids, cast_at, counted_at FROM ballots WHERE poll_id = $1 AND voter_id = $2",
     )
     .bind(poll.id)
     .bind(&caller.subject)
     .fetch_optional(&state.db)
     .await?;
-    if let Some((vote_id, option_ids, cast_at, counted_at)) = ballot {
+    if let Some(ballot) = ballot {
         return Ok(Json(MyVote {
             status: "counted",
-            vote_id: Some(vote_id),
-            option_ids,
-            cast_at: Some(cast_at),
-            counted_at: Some(counted_at),
+            vote_id: Some(ballot.vote_id),
+            option_ids: ballot.option_ids,
+            cast_at: Some(ballot.cast_at),
+            counted_at: Some(ballot.counted_at),
         }));
     }
     let mut redis = state.redis.clone();
@@ -153,6 +153,14 @@ async fn my_vote(
             counted_at: None,
         },
     }))
+}
+
+#[derive(sqlx::FromRow)]
+struct MyBallotRow {
+    vote_id: Uuid,
+    option_ids: Vec<Uuid>,
+    cast_at: DateTime<Utc>,
+    counted_at: DateTime<Utc>,
 }
 
 fn lock_key(poll_id: Uuid, voter_id: &str) -> String {
