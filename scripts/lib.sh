@@ -1,0 +1,422 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034  # variables used by the scripts that source this file
+# Helpers shared by scripts/up, scripts/down, scripts/token and scripts/test.
+# Source this file; do not run it. Every ensure_* / start_* function is idempotent:
+# it checks first, says what it finds, and only acts when something is missing.
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RUN_DIR="$ROOT/.run"       # git-ignored: env file, logs, pid files, broker data
+LOG_DIR="$RUN_DIR/logs"
+PID_DIR="$RUN_DIR/pids"
+ENV_FILE="$RUN_DIR/env"
+TANSU_DIR="$RUN_DIR/tansu"
+TANSU_VERSION="0.6.0"
+TANSU_FEATURES="dynostore,libsql"
+
+# Local PostgreSQL, reached as its superuser over TCP (the tests create their own databases).
+PG_HOST="127.0.0.1"
+PG_PORT="5432"
+PG_ADMIN_URL="postgres://postgres@$PG_HOST:$PG_PORT/postgres"
+PG_DATABASE="pollstream"
+REDIS_HOST="127.0.0.1"
+REDIS_PORT="6379"
+KAFKA_HOST="127.0.0.1"
+KAFKA_PORT="9092"
+
+# Debian packages needed to build the workspace (rdkafka builds librdkafka with cmake and
+# needs curl headers; tansu needs libclang) and to run the local infrastructure.
+BUILD_PACKAGES=(build-essential pkg-config cmake libclang-dev libcurl4-openssl-dev zlib1g-dev
+    ca-certificates curl)
+INFRA_PACKAGES=(postgresql postgresql-client redis-server redis-tools)
+
+CARGO_BIN_DIR="${CARGO_HOME:-$HOME/.cargo}/bin"
+if [[ -d "$CARGO_BIN_DIR" && ":$PATH:" != *":$CARGO_BIN_DIR:"* ]]; then
+    PATH="$CARGO_BIN_DIR:$PATH"
+fi
+
+log() { printf '==> %s\n' "$*" >&2; }
+warn() { printf '==> warning: %s\n' "$*" >&2; }
+die() {
+    printf '==> error: %s\n' "$*" >&2
+    exit 1
+}
+
+# Runs a command as root (directly, or through sudo when not root).
+as_root() {
+    if [[ $(id -u) -eq 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        die "need root (or sudo) to run: $*"
+    fi
+}
+
+# Runs a command as the postgres system user (peer authentication on the local socket).
+as_postgres() {
+    if [[ $(id -u) -eq 0 ]]; then
+        runuser -u postgres -- "$@"
+    else
+        sudo -u postgres "$@"
+    fi
+}
+
+require_cargo() {
+    command -v cargo >/dev/null 2>&1 ||
+        die "cargo not found: install the Rust toolchain (https://rustup.rs) and run this again"
+}
+
+# ensure_apt_packages PKG...: installs the packages that are not installed yet.
+ensure_apt_packages() {
+    local missing=() pkg status
+    for pkg in "$@"; do
+        status="$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)"
+        [[ $status == "install ok installed" ]] || missing+=("$pkg")
+    done
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        return 0
+    fi
+    command -v apt-get >/dev/null 2>&1 ||
+        die "missing packages (${missing[*]}) and no apt-get to install them; install them by hand"
+    log "installing Debian packages: ${missing[*]}"
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+# port_open HOST PORT: true when something accepts TCP connections there.
+port_open() {
+    (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
+}
+
+# wait_until DESCRIPTION TIMEOUT_S PID LOGFILE COMMAND...
+# Retries COMMAND (quietly) every second until it succeeds. Fails after TIMEOUT_S seconds, or
+# as soon as PID (when not "-") has exited; shows the end of LOGFILE (when not "-") on failure.
+wait_until() {
+    local what="$1" timeout="$2" pid="$3" logfile="$4"
+    shift 4
+    local deadline=$((SECONDS + timeout))
+    until "$@" >/dev/null 2>&1; do
+        if [[ $pid != "-" ]] && ! kill -0 "$pid" 2>/dev/null; then
+            show_log_tail "$logfile"
+            die "$what: the process (pid $pid) exited"
+        fi
+        if ((SECONDS >= deadline)); then
+            show_log_tail "$logfile"
+            die "$what: still not ready after ${timeout}s"
+        fi
+        sleep 1
+    done
+}
+
+# wait_until_quiet TIMEOUT_S COMMAND...: like wait_until, but returns 1 instead of failing.
+wait_until_quiet() {
+    local deadline=$((SECONDS + $1))
+    shift
+    until "$@" >/dev/null 2>&1; do
+        ((SECONDS < deadline)) || return 1
+        sleep 1
+    done
+}
+
+show_log_tail() {
+    if [[ $1 != "-" && -f $1 ]]; then
+        printf -- '--- last lines of %s ---\n' "$1" >&2
+        tail -n 30 "$1" >&2
+        printf -- '---\n' >&2
+    fi
+}
+
+# wait_for_port HOST PORT [TIMEOUT_S] [PID] [LOGFILE]
+wait_for_port() {
+    local host="$1" port="$2" timeout="${3:-60}" pid="${4:--}" logfile="${5:--}"
+    log "waiting for $host:$port to accept connections"
+    wait_until "$host:$port" "$timeout" "$pid" "$logfile" port_open "$host" "$port"
+}
+
+# running_pid NAME: prints the pid recorded in .run/pids/NAME.pid when that process is alive
+# and still runs NAME; otherwise removes the stale pid file and returns 1.
+running_pid() {
+    local name="$1" pidfile="$PID_DIR/$1.pid" pid cmdline=""
+    [[ -f $pidfile ]] || return 1
+    pid="$(<"$pidfile")"
+    if [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then
+        cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
+    fi
+    if [[ $cmdline == *"$name"* ]]; then
+        printf '%s\n' "$pid"
+        return 0
+    fi
+    rm -f "$pidfile"
+    return 1
+}
+
+# stop_process NAME [TIMEOUT_S]: SIGTERM to the process recorded for NAME, SIGKILL if it is
+# still there after TIMEOUT_S (it may be draining).
+stop_process() {
+    local name="$1" timeout="${2:-30}" pid deadline
+    if ! pid="$(running_pid "$name")"; then
+        log "$name is not running"
+        return 0
+    fi
+    log "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + timeout))
+    while kill -0 "$pid" 2>/dev/null; do
+        if ((SECONDS >= deadline)); then
+            warn "$name (pid $pid) did not stop within ${timeout}s; killing it"
+            kill -KILL "$pid" 2>/dev/null || true
+            break
+        fi
+        sleep 0.5
+    done
+    rm -f "$PID_DIR/$name.pid"
+}
+
+# ensure_postgres: PostgreSQL installed, running on 127.0.0.1:5432, and reachable over TCP
+# as the postgres superuser without a password.
+ensure_postgres() {
+    ensure_apt_packages postgresql postgresql-client
+    if pg_isready -q -h "$PG_HOST" -p "$PG_PORT"; then
+        log "PostgreSQL is running on $PG_HOST:$PG_PORT"
+    else
+        local version cluster
+        if [[ -z "$(pg_lsclusters --no-header 2>/dev/null)" ]]; then
+            version="$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n 1)"
+            [[ -n $version ]] || die "PostgreSQL server binaries not found under /usr/lib/postgresql"
+            log "creating PostgreSQL cluster $version/main"
+            as_root pg_createcluster --port "$PG_PORT" "$version" main
+        fi
+        # Start every cluster that is down (normally just one: <version>/main on 5432).
+        while read -r version cluster _port status _rest; do
+            if [[ $status != online* ]]; then
+                log "starting PostgreSQL cluster $version/$cluster"
+                as_root pg_ctlcluster --skip-systemctl-redirect "$version" "$cluster" start
+            fi
+        done < <(pg_lsclusters --no-header)
+        wait_until "PostgreSQL on $PG_HOST:$PG_PORT" 60 - - pg_isready -q -h "$PG_HOST" -p "$PG_PORT"
+        log "PostgreSQL is running on $PG_HOST:$PG_PORT"
+    fi
+
+    if psql "$PG_ADMIN_URL" -w -X -q -tA -c 'select 1' >/dev/null 2>&1; then
+        return 0
+    fi
+    # A fresh Debian install asks for a password on TCP connections. This is a local
+    # development database: let loopback connections in without one, as on the project's
+    # machines.
+    local hba
+    hba="$(as_postgres psql -p "$PG_PORT" -X -tA -c 'show hba_file')"
+    [[ -f $hba ]] || die "cannot find pg_hba.conf (got '$hba')"
+    if ! grep -q '^# pollstream: local development' "$hba"; then
+        log "allowing passwordless loopback connections to PostgreSQL in $hba"
+        local tmp
+        tmp="$(mktemp)"
+        {
+            echo '# pollstream: local development (scripts/lib.sh): trust loopback TCP connections'
+            echo 'host    all    all    127.0.0.1/32    trust'
+            echo 'host    all    all    ::1/128         trust'
+            cat "$hba"
+        } >"$tmp"
+        as_root cp "$tmp" "$hba"
+        rm -f "$tmp"
+    fi
+    as_postgres psql -p "$PG_PORT" -X -q -tA -c 'select pg_reload_conf()' >/dev/null
+    wait_until "PostgreSQL login as postgres over TCP" 10 - - \
+        psql "$PG_ADMIN_URL" -w -X -q -tA -c 'select 1'
+}
+
+redis_pong() {
+    [[ "$(redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]
+}
+
+# ensure_redis: Redis installed and answering on 127.0.0.1:6379.
+ensure_redis() {
+    ensure_apt_packages redis-server redis-tools
+    if redis_pong; then
+        log "Redis is running on $REDIS_HOST:$REDIS_PORT"
+        return 0
+    fi
+    log "starting Redis on $REDIS_HOST:$REDIS_PORT"
+    as_root mkdir -p /var/lib/redis /var/log/redis
+    as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" \
+        --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
+    wait_until "Redis on $REDIS_HOST:$REDIS_PORT" 30 - /var/log/redis/ci.log redis_pong
+    log "Redis is running on $REDIS_HOST:$REDIS_PORT"
+}
+
+tansu_bin() {
+    if command -v tansu >/dev/null 2>&1; then
+        command -v tansu
+    elif [[ -x "$CARGO_BIN_DIR/tansu" ]]; then
+        printf '%s\n' "$CARGO_BIN_DIR/tansu"
+    else
+        return 1
+    fi
+}
+
+# ensure_tansu: the tansu broker (an Apache Kafka-compatible broker) is installed. Waits for an
+# install that is already running instead of starting a second one.
+ensure_tansu() {
+    local bin
+    if bin="$(tansu_bin)"; then
+        log "tansu is installed ($bin)"
+        return 0
+    fi
+    if pgrep -f "^[^ ]*cargo install tansu" >/dev/null 2>&1; then
+        log "tansu is being installed by another process; waiting for it to finish"
+        local deadline=$((SECONDS + 3600))
+        while pgrep -f "^[^ ]*cargo install tansu" >/dev/null 2>&1; do
+            ((SECONDS < deadline)) || die "the running tansu install has not finished after an hour"
+            sleep 10
+        done
+        if bin="$(tansu_bin)"; then
+            log "tansu is installed ($bin)"
+            return 0
+        fi
+        warn "that install did not produce a tansu binary; installing it here"
+    fi
+    require_cargo
+    ensure_apt_packages "${BUILD_PACKAGES[@]}"
+    log "installing tansu $TANSU_VERSION with cargo (about 10-20 minutes on 2 cores)"
+    cargo install tansu --version "$TANSU_VERSION" --locked --features "$TANSU_FEATURES"
+    bin="$(tansu_bin)" || die "cargo install tansu finished but no tansu binary is on PATH"
+    log "tansu is installed ($bin)"
+}
+
+# tansu_answers: true when the broker on 127.0.0.1:9092 answers a Kafka metadata request. An
+# open port is not enough: when tansu's storage task fails, the process keeps listening but
+# every request fails.
+tansu_answers() {
+    local bin
+    bin="$(tansu_bin)" || return 1
+    (cd "$TANSU_DIR" && env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$HOME" \
+        timeout 10 "$bin" topic list --broker "tcp://$KAFKA_HOST:$KAFKA_PORT") >/dev/null 2>&1
+}
+
+# start_tansu: runs the broker on 127.0.0.1:9092 in the background (data, log and pid under
+# .run/), unless it (or another working broker) is already there. A broker these scripts
+# started that no longer answers is restarted.
+start_tansu() {
+    local pid bin logfile="$LOG_DIR/tansu.log"
+    mkdir -p "$TANSU_DIR" "$LOG_DIR" "$PID_DIR"
+    if pid="$(running_pid tansu)"; then
+        wait_for_port "$KAFKA_HOST" "$KAFKA_PORT" 60 "$pid" "$logfile"
+        if wait_until_quiet 20 tansu_answers; then
+            log "tansu is already running (pid $pid)"
+            return 0
+        fi
+        show_log_tail "$logfile"
+        warn "tansu (pid $pid) is running but does not answer Kafka requests; restarting it"
+        stop_process tansu 20
+    elif port_open "$KAFKA_HOST" "$KAFKA_PORT"; then
+        wait_until_quiet 20 tansu_answers ||
+            die "a process these scripts did not start listens on $KAFKA_HOST:$KAFKA_PORT but does not answer Kafka requests"
+        log "a broker these scripts did not start is already running on $KAFKA_HOST:$KAFKA_PORT; using it"
+        return 0
+    fi
+    bin="$(tansu_bin)" || die "tansu is not installed (run ensure_tansu first)"
+    log "starting tansu on $KAFKA_HOST:$KAFKA_PORT (data in $TANSU_DIR, log in $logfile)"
+    # tansu reads a .env in its working directory and generic variables (CLUSTER_ID,
+    # STORAGE_ENGINE, ...): run it from its own folder with a clean environment.
+    (
+        cd "$TANSU_DIR"
+        setsid env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$HOME" RUST_LOG="${TANSU_LOG:-warn}" \
+            "$bin" broker \
+            --storage-engine "sqlite://tansu.db" \
+            --listener-url "tcp://$KAFKA_HOST:$KAFKA_PORT" \
+            --advertised-listener-url "tcp://$KAFKA_HOST:$KAFKA_PORT" \
+            >>"$logfile" 2>&1 </dev/null &
+        echo $! >"$PID_DIR/tansu.pid"
+    )
+    pid="$(<"$PID_DIR/tansu.pid")"
+    wait_for_port "$KAFKA_HOST" "$KAFKA_PORT" 60 "$pid" "$logfile"
+    wait_until "tansu on $KAFKA_HOST:$KAFKA_PORT" 60 "$pid" "$logfile" tansu_answers
+    log "tansu is running (pid $pid)"
+}
+
+# ensure_topics ADMIN_BIN: creates raw-votes, raw-votes.dlq and poll-updates. Retries, since a
+# broker that just opened its port may not answer admin requests yet.
+ensure_topics() {
+    local admin="$1"
+    log "creating Kafka topics on $KAFKA_BROKERS"
+    local deadline=$((SECONDS + 90)) out
+    until out="$("$admin" create-topics 2>&1)"; do
+        if ((SECONDS >= deadline)); then
+            printf '%s\n' "$out" >&2
+            die "could not create the Kafka topics on $KAFKA_BROKERS"
+        fi
+        sleep 2
+    done
+    printf '%s\n' "$out" | sed 's/^/    /' >&2
+}
+
+# ensure_database: the pollstream database exists on the local PostgreSQL.
+ensure_database() {
+    local exists
+    exists="$(psql "$PG_ADMIN_URL" -w -X -tA -c "select 1 from pg_database where datname = '$PG_DATABASE'")"
+    if [[ $exists == 1 ]]; then
+        log "database $PG_DATABASE exists"
+    else
+        log "creating database $PG_DATABASE"
+        psql "$PG_ADMIN_URL" -w -X -q -c "create database $PG_DATABASE"
+    fi
+}
+
+# ensure_env: creates .run/env once (with a random JWT_SECRET) and exports its variables.
+# Edit .run/env to change the local settings; delete it to start over (this also changes the
+# JWT secret, so tokens minted before stop working). Variables already set in the calling
+# environment win over the file.
+ensure_env() {
+    mkdir -p "$RUN_DIR"
+    if [[ ! -f $ENV_FILE ]]; then
+        local secret
+        secret="$(head -c 36 /dev/urandom | base64 | tr '+/' '-_')" # 48 characters
+        [[ ${#secret} -eq 48 ]] || die "could not generate a JWT secret"
+        log "writing $ENV_FILE (with a new random JWT_SECRET)"
+        (
+            umask 077
+            cat >"$ENV_FILE" <<EOF
+# Local settings for scripts/up, scripts/token and the services they start.
+# Created by scripts/lib.sh; edit freely. Values set in the environment take precedence.
+JWT_SECRET="\${JWT_SECRET:-$secret}"
+DATABASE_URL="\${DATABASE_URL:-postgres://postgres@$PG_HOST:$PG_PORT/$PG_DATABASE}"
+REDIS_URL="\${REDIS_URL:-redis://$REDIS_HOST:$REDIS_PORT}"
+KAFKA_BROKERS="\${KAFKA_BROKERS:-$KAFKA_HOST:$KAFKA_PORT}"
+VOTING_API_PORT="\${VOTING_API_PORT:-3001}"
+POLL_AGGREGATOR_PORT="\${POLL_AGGREGATOR_PORT:-3002}"
+REALTIME_SERVICE_PORT="\${REALTIME_SERVICE_PORT:-3003}"
+FLUSH_INTERVAL_MS="\${FLUSH_INTERVAL_MS:-2000}"
+VOTE_LOCK_TTL_SECS="\${VOTE_LOCK_TTL_SECS:-86400}"
+RUST_LOG="\${RUST_LOG:-info,sqlx=warn,rdkafka=warn}"
+EOF
+        )
+    fi
+    set -a
+    # shellcheck source=/dev/null
+    . "$ENV_FILE"
+    set +a
+}
+
+# ensure_node_deps: installs the Node.js test client's packages (e2e/node), if that folder
+# exists. Skipped when node_modules is newer than package.json and package-lock.json.
+ensure_node_deps() {
+    local dir="$ROOT/e2e/node"
+    [[ -f $dir/package.json ]] || return 0
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        ensure_apt_packages nodejs npm
+    fi
+    local stamp="$dir/node_modules/.package-lock.json"
+    if [[ -f $stamp && $stamp -nt $dir/package.json &&
+        (! -f $dir/package-lock.json || $stamp -nt $dir/package-lock.json) ]]; then
+        log "Node.js packages in e2e/node are up to date"
+        return 0
+    fi
+    if [[ -f $dir/package-lock.json ]]; then
+        log "installing Node.js packages in e2e/node (npm ci)"
+        (cd "$dir" && npm ci --no-audit --no-fund)
+    else
+        log "installing Node.js packages in e2e/node (npm install)"
+        (cd "$dir" && npm install --no-audit --no-fund)
+    fi
+}
