@@ -20,6 +20,7 @@ use tokio::net::TcpSocket;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use uuid::Uuid;
 
 /// One `poll-results` as a screen saw it.
@@ -195,9 +196,15 @@ impl Screen {
             "ws://{}/socket.io/?EIO=4&transport=websocket",
             settings.server
         );
-        let (socket, _) = tokio_tungstenite::client_async(url.as_str(), stream)
-            .await
-            .context("WebSocket handshake")?;
+        // The default 128 KiB read buffer per connection would make ten thousand screens
+        // cost over a gigabyte here; snapshots are a few hundred bytes.
+        let config = WebSocketConfig::default()
+            .read_buffer_size(8 * 1024)
+            .write_buffer_size(0);
+        let (socket, _) =
+            tokio_tungstenite::client_async_with_config(url.as_str(), stream, Some(config))
+                .await
+                .context("WebSocket handshake")?;
         let mut screen = Self {
             socket,
             log: ScreenLog {
