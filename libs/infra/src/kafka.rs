@@ -122,3 +122,28 @@ impl KafkaSettings {
         Ok(())
     }
 }
+
+/// Sets `kafka_consumer_lag{topic, partition}` for every partition `consumer` holds: the
+/// messages between its position and the partition's end. Blocking (one watermark request per
+/// partition): call it from a blocking thread, every few seconds.
+pub fn report_lag(consumer: &rdkafka::consumer::StreamConsumer) {
+    use rdkafka::consumer::Consumer;
+    let Ok(positions) = consumer.position() else {
+        return;
+    };
+    for element in positions.elements() {
+        let rdkafka::Offset::Offset(position) = element.offset() else {
+            continue;
+        };
+        if let Ok((_, high)) =
+            consumer.fetch_watermarks(element.topic(), element.partition(), Duration::from_secs(1))
+        {
+            metrics::gauge!(
+                "kafka_consumer_lag",
+                "topic" => element.topic().to_owned(),
+                "partition" => element.partition().to_string()
+            )
+            .set((high - position).max(0) as f64);
+        }
+    }
+}

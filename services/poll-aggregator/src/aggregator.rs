@@ -172,7 +172,10 @@ impl Aggregator {
                     return;
                 }
                 Err(err) => {
-                    metrics::counter!("flush_failures_total").increment(1);
+                    metrics::counter!("flush_failures_total", "cause" => err.cause()).increment(1);
+                    if matches!(err, FlushError::Database(_)) {
+                        metrics::counter!("database_errors_total").increment(1);
+                    }
                     tracing::warn!(error = %err, messages = batch.len(), retry_in_ms = backoff.as_millis() as u64, "Flush failed, keeping the batch");
                     if sleep_or_cancel(backoff, shutdown).await {
                         return;
@@ -274,6 +277,18 @@ enum FlushError {
     Redis(#[source] redis::RedisError),
     #[error("task: {0}")]
     Task(String),
+}
+
+impl FlushError {
+    /// Which dependency failed, as a metrics label.
+    fn cause(&self) -> &'static str {
+        match self {
+            FlushError::Database(_) => "database",
+            FlushError::Kafka(_) => "kafka",
+            FlushError::Redis(_) => "redis",
+            FlushError::Task(_) => "task",
+        }
+    }
 }
 
 fn dead_letter_headers(topic: &str, partition: i32, offset: i64, reason: &str) -> OwnedHeaders {

@@ -101,6 +101,20 @@ pub async fn run(
             .await
     });
 
+    let lag_consumer = consumer.clone();
+    let lag_token = token.clone();
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                () = lag_token.cancelled() => return,
+                _ = ticker.tick() => {
+                    let consumer = lag_consumer.clone();
+                    let _ = tokio::task::spawn_blocking(move || pollstream_infra::kafka::report_lag(&consumer)).await;
+                }
+            }
+        }
+    });
     let closer = tokio::spawn(
         closer::Closer {
             db: db.clone(),

@@ -94,6 +94,9 @@ pub async fn run(
         .route("/healthz", get(pollstream_infra::health::healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(pollstream_infra::metrics::render))
+        .layer(axum::middleware::from_fn(
+            pollstream_infra::metrics::track_http,
+        ))
         .with_state(HealthState {
             hub: hub.clone(),
             consumer: consumer.clone(),
@@ -101,6 +104,20 @@ pub async fn run(
         .layer(layer);
 
     let token = CancellationToken::new();
+    let gauges_io = io.clone();
+    let gauges_token = token.clone();
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                () = gauges_token.cancelled() => return,
+                _ = ticker.tick() => {
+                    let Ok(rooms) = gauges_io.rooms().await;
+                    metrics::gauge!("rooms_active").set(rooms.len() as f64);
+                }
+            }
+        }
+    });
     let consumer_task = tokio::spawn(consume(consumer, hub.clone(), token.clone()));
     tracing::info!(address = %listener.local_addr()?, group_id, "realtime-service listening");
     let server_token = token.clone();

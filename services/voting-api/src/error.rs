@@ -185,10 +185,16 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let message = match &self {
             ApiError::Unavailable { dependency, detail } => {
+                if *dependency == "postgres" {
+                    metrics::counter!("database_errors_total").increment(1);
+                }
                 tracing::warn!(dependency, error = %detail, "Dependency unavailable");
                 format!("{dependency} is unavailable, retry shortly")
             }
             ApiError::Internal(detail) => {
+                if detail.starts_with("database") {
+                    metrics::counter!("database_errors_total").increment(1);
+                }
                 tracing::error!(error = %detail, "Request failed");
                 "internal error".to_owned()
             }

@@ -107,6 +107,9 @@ fn app(state: AppState) -> Router {
             OPENAPI_PATH,
             get(move || async move { Json(openapi.as_ref().clone()) }),
         )
+        .layer(axum::middleware::from_fn(
+            pollstream_infra::metrics::track_http,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(cors(&state.config.cors_origins))
         .layer(TraceLayer::new_for_http())
