@@ -278,7 +278,8 @@ def test_every_variable_the_code_reads_is_set(rendered, overlay, secret_template
     secret_keys = set(secret_template["stringData"])
     config = set(config_map(rendered, overlay))
     everything = set().union(*(vars_read_by(p) for p in (*SERVICES, ADMIN))) | ALWAYS_SET
-    assert not everything - config - secret_keys, "add to k8s/base/config.env or the Secret template"
+    unset = sorted(everything - config - secret_keys)
+    assert not unset, f"add to k8s/base/config.env (or the Secret template): {unset}"
     assert not config & secret_keys, "a variable is both in the ConfigMap and the Secret"
 
     missing = {}
