@@ -1,3 +1,6 @@
+// Shared by several test binaries, each of which uses only part of it.
+#![allow(dead_code)]
+
 //! The three services as real processes (the binaries users run), each with its own port,
 //! the test's own database and topics, and logs under `target/e2e-logs/`.
 

@@ -68,7 +68,10 @@ impl KafkaSettings {
         self.base()
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", "2")
+            // Batches are what the broker commits; a few ms of linger makes them large under
+            // load at little cost to a single vote's latency.
+            .set("linger.ms", "5")
+            .set("batch.num.messages", "10000")
             .set("compression.type", "none")
             .set(
                 "message.timeout.ms",
@@ -87,6 +90,18 @@ impl KafkaSettings {
         group_id: &str,
         offset_reset: &str,
     ) -> Result<StreamConsumer, KafkaError> {
+        self.consumer_waiting(group_id, offset_reset, Duration::from_millis(20))
+    }
+
+    /// Like [`KafkaSettings::consumer`] with a chosen `fetch.wait.max.ms`: consumers whose
+    /// latency matters less (the aggregator flushes every few seconds anyway) wait longer and
+    /// cost the broker far fewer empty fetches.
+    pub fn consumer_waiting(
+        &self,
+        group_id: &str,
+        offset_reset: &str,
+        fetch_wait: Duration,
+    ) -> Result<StreamConsumer, KafkaError> {
         self.base()
             .set("group.id", group_id)
             .set("enable.auto.commit", "false")
@@ -94,7 +109,7 @@ impl KafkaSettings {
             .set("auto.offset.reset", offset_reset)
             // Low fetch wait: some Kafka-compatible brokers hold a fetch for a fraction of
             // this even when data is ready, which would add directly to vote-to-screen time.
-            .set("fetch.wait.max.ms", "20")
+            .set("fetch.wait.max.ms", fetch_wait.as_millis().to_string())
             // A member that died without leaving (kill -9) is dropped after the session
             // timeout; a rebalance waits at most the poll interval for slow members. Both short,
             // so a restarted replica gets its partitions back within seconds, not minutes.

@@ -29,6 +29,9 @@ pub struct Config {
     pub dead_letter_topic: String,
     /// Consumer group; all replicas share it so each vote is consumed by one of them.
     pub group_id: String,
+    /// Longest a fetch waits for new votes (`KAFKA_FETCH_WAIT_MS`); small against the flush
+    /// interval, large enough to spare the broker empty fetches.
+    pub fetch_wait: Duration,
     /// Upper bound on any single Redis command.
     pub redis_timeout: Duration,
     /// How long SIGTERM may take to flush the last batch before giving up on it (it is then
@@ -55,6 +58,11 @@ impl Config {
             raw_votes_topic,
             poll_updates_topic: vars.or_default("POLL_UPDATES_TOPIC", POLL_UPDATES_TOPIC),
             group_id: vars.or_default("AGGREGATOR_GROUP_ID", "poll-aggregator"),
+            fetch_wait: Duration::from_millis(vars.ranged_or(
+                "KAFKA_FETCH_WAIT_MS",
+                100u64,
+                1..=5_000,
+            )?),
             redis_timeout: Duration::from_millis(vars.ranged_or(
                 "REDIS_TIMEOUT_MS",
                 1_000u64,

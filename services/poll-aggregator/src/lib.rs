@@ -69,7 +69,7 @@ pub async fn run(
         .map_err(|e| setup("Kafka producer")(&e))?;
     let consumer = config
         .kafka
-        .consumer(&config.group_id, "earliest")
+        .consumer_waiting(&config.group_id, "earliest", config.fetch_wait)
         .map_err(|e| setup("Kafka consumer")(&e))?;
     consumer
         .subscribe(&[&config.raw_votes_topic])

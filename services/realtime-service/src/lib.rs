@@ -82,6 +82,9 @@ pub async fn run(
         .ping_interval(Duration::from_secs(25))
         .ping_timeout(Duration::from_secs(20))
         .max_payload(16 * 1024)
+        // Packets queued per socket before it counts as too slow and misses one; the default
+        // (128) drops updates for clients that stall briefly under a burst.
+        .max_buffer_size(1024)
         .build_layer();
     let hub = Arc::new(Hub::new(io.clone(), db, redis, config.jwt.keys()));
     let connect_hub = hub.clone();
