@@ -140,6 +140,18 @@ impl Stack {
         child.kill().await.expect("SIGKILL the aggregator");
     }
 
+    /// Sends `signal` (e.g. `TERM`, `INT`) to the aggregator and waits up to 60 s for it to
+    /// exit; returns whether it exited successfully.
+    pub async fn signal_aggregator(&mut self, signal: &str) -> bool {
+        let mut child = self.aggregator.take().expect("aggregator not running");
+        signal_and_wait(&mut child, signal).await
+    }
+
+    /// Like [`Stack::signal_aggregator`], for voting-api.
+    pub async fn signal_voting_api(&mut self, signal: &str) -> bool {
+        signal_and_wait(&mut self.voting_api, signal).await
+    }
+
     /// Waits until `base`/readyz answers 200.
     pub async fn wait_ready(&self, base: &str) {
         let url = format!("{base}/readyz");
@@ -265,4 +277,18 @@ fn spawn(name: &str, env: &[(String, String)], log_dir: &std::path::Path, run: u
         .kill_on_drop(true)
         .spawn()
         .unwrap_or_else(|err| panic!("starting {name}: {err}"))
+}
+
+async fn signal_and_wait(child: &mut Child, signal: &str) -> bool {
+    let pid = child.id().expect("process already reaped");
+    let sent = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("running kill");
+    assert!(sent.success(), "kill -{signal} {pid} failed");
+    match tokio::time::timeout(Duration::from_secs(60), child.wait()).await {
+        Ok(Ok(status)) => status.success(),
+        _ => false,
+    }
 }

@@ -162,3 +162,79 @@ pub fn report_lag(consumer: &rdkafka::consumer::StreamConsumer) {
         }
     }
 }
+
+/// An idempotent producer that replaces itself when the broker stops accepting it.
+///
+/// After a broker restart the producer's id and sequence numbers may be unknown to the broker
+/// (tansu answers every produce with an error from then on; Apache Kafka can raise a fatal
+/// error). A producer in that state never recovers on its own, so after a non-timeout failure
+/// a fresh one is built, at most every [`ResilientProducer::REBUILD_INTERVAL`]. Messages the
+/// old one still held were already answered with an error and are retried by their senders;
+/// a duplicate that reaches Kafka that way is dropped by the ballot key.
+pub struct ResilientProducer {
+    settings: KafkaSettings,
+    current: std::sync::RwLock<(FutureProducer, std::time::Instant)>,
+}
+
+impl ResilientProducer {
+    /// Shortest time between two rebuilds.
+    pub const REBUILD_INTERVAL: Duration = Duration::from_secs(2);
+
+    /// Builds the first producer.
+    pub fn new(settings: KafkaSettings) -> Result<Self, KafkaError> {
+        let producer = settings.producer()?;
+        Ok(Self {
+            settings,
+            current: std::sync::RwLock::new((producer, std::time::Instant::now())),
+        })
+    }
+
+    /// The producer to send with now (cheap: a reference-counted handle).
+    pub fn get(&self) -> FutureProducer {
+        self.current
+            .read()
+            .expect("producer lock poisoned")
+            .0
+            .clone()
+    }
+
+    /// Called after `failed` could not deliver because of `error`: rebuilds the producer
+    /// unless the error only says the broker is unreachable (that heals by itself) or another
+    /// caller already rebuilt it.
+    pub fn recover(&self, failed: &FutureProducer, error: &KafkaError) {
+        use rdkafka::producer::Producer;
+        let fatal = failed.client().fatal_error().is_some();
+        let transient = matches!(
+            error.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::MessageTimedOut
+                    | RDKafkaErrorCode::QueueFull
+                    | RDKafkaErrorCode::AllBrokersDown
+                    | RDKafkaErrorCode::BrokerTransportFailure
+                    | RDKafkaErrorCode::RequestTimedOut
+            )
+        );
+        if transient && !fatal {
+            return;
+        }
+        let mut current = self.current.write().expect("producer lock poisoned");
+        let same = current.0.client().native_ptr() == failed.client().native_ptr();
+        if !same || current.1.elapsed() < Self::REBUILD_INTERVAL {
+            return;
+        }
+        match self.settings.producer() {
+            Ok(fresh) => {
+                tracing::warn!(error = %error, fatal, "Kafka producer rejected; replaced it with a fresh one");
+                metrics::counter!("kafka_producer_rebuilds_total").increment(1);
+                *current = (fresh, std::time::Instant::now());
+            }
+            Err(err) => tracing::error!(error = %err, "Cannot rebuild the Kafka producer"),
+        }
+    }
+
+    /// Waits up to `timeout` for queued messages to be delivered; for shutdown.
+    pub fn flush(&self, timeout: Duration) {
+        use rdkafka::producer::Producer;
+        let _ = self.get().flush(timeout);
+    }
+}

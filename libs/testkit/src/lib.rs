@@ -5,6 +5,7 @@
 //! so Redis keys never collide. Locations come from `TEST_DATABASE_URL`, `REDIS_URL` and
 //! `KAFKA_BROKERS`, defaulting to the local stack `scripts/test` starts.
 
+pub mod owned;
 pub mod socket_client;
 
 use std::time::Duration;

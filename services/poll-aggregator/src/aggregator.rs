@@ -8,11 +8,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pollstream_infra::kafka::ResilientProducer;
 use pollstream_store::results_cache;
 use pollstream_wire::RawVote;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
@@ -34,7 +35,7 @@ pub struct Aggregator {
     /// Results cache.
     pub redis: ConnectionManager,
     /// Produces snapshots and dead letters.
-    pub producer: FutureProducer,
+    pub producer: Arc<ResilientProducer>,
     /// Consumes `raw-votes` in the shared group.
     pub consumer: Arc<StreamConsumer>,
 }
@@ -130,12 +131,14 @@ impl Aggregator {
             if let Some(key) = key {
                 record = record.key(key);
             }
-            match self.producer.send(record, Duration::from_secs(1)).await {
+            let producer = self.producer.get();
+            match producer.send(record, Duration::from_secs(1)).await {
                 Ok(_) => {
                     metrics::counter!("dead_letters_total").increment(1);
                     return;
                 }
                 Err((err, _)) => {
+                    self.producer.recover(&producer, &err);
                     tracing::warn!(error = %err, "Cannot produce dead letter, retrying");
                     if sleep_or_cancel(backoff, shutdown).await {
                         return;
@@ -215,9 +218,10 @@ impl Aggregator {
         let deliveries = outcome.snapshots.iter().map(|snapshot| {
             let key = snapshot.poll_id.to_string();
             let payload = snapshot.encode();
-            let producer = &self.producer;
+            let resilient = &self.producer;
             let topic = &self.config.poll_updates_topic;
             async move {
+                let producer = resilient.get();
                 producer
                     .send(
                         FutureRecord::to(topic).key(&key).payload(&payload),
@@ -225,7 +229,10 @@ impl Aggregator {
                     )
                     .await
                     .map(|_| ())
-                    .map_err(|(err, _)| FlushError::Kafka(err))
+                    .map_err(|(err, _)| {
+                        resilient.recover(&producer, &err);
+                        FlushError::Kafka(err)
+                    })
             }
         });
         let started = Instant::now();

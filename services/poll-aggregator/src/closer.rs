@@ -10,7 +10,10 @@
 use std::time::Duration;
 
 use pollstream_store::{results_cache, snapshots};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::sync::Arc;
+
+use pollstream_infra::kafka::ResilientProducer;
+use rdkafka::producer::FutureRecord;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +29,7 @@ pub struct Closer {
     /// Results cache and closed flags.
     pub redis: ConnectionManager,
     /// Produces closing snapshots.
-    pub producer: FutureProducer,
+    pub producer: Arc<ResilientProducer>,
     /// Topic of snapshots.
     pub topic: String,
 }
@@ -79,13 +82,17 @@ impl Closer {
         for snapshot in &closing {
             let key = snapshot.poll_id.to_string();
             let payload = snapshot.encode();
-            self.producer
+            let producer = self.producer.get();
+            producer
                 .send(
                     FutureRecord::to(&self.topic).key(&key).payload(&payload),
                     Duration::from_secs(1),
                 )
                 .await
-                .map_err(|(err, _)| CloseError::Kafka(err))?;
+                .map_err(|(err, _)| {
+                    self.producer.recover(&producer, &err);
+                    CloseError::Kafka(err)
+                })?;
             results_cache::write_if_newer(&mut self.redis, snapshot).await?;
         }
         sqlx::query("UPDATE polls SET close_announced = true WHERE id = ANY($1)")

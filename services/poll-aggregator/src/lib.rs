@@ -63,10 +63,10 @@ pub async fn run(
         .map_err(|e| setup("PostgreSQL pool")(&e))?;
     let redis = pollstream_infra::redis::connect_lazy(&config.redis_url, config.redis_timeout)
         .map_err(|e| setup("Redis client")(&e))?;
-    let producer = config
-        .kafka
-        .producer()
-        .map_err(|e| setup("Kafka producer")(&e))?;
+    let producer = Arc::new(
+        pollstream_infra::kafka::ResilientProducer::new(config.kafka.clone())
+            .map_err(|e| setup("Kafka producer")(&e))?,
+    );
     let consumer = config
         .kafka
         .consumer_waiting(&config.group_id, "earliest", config.fetch_wait)
@@ -134,10 +134,7 @@ pub async fn run(
     aggregator.run(token.clone()).await;
     token.cancel();
     let _ = closer.await;
-    let _ = tokio::task::spawn_blocking(move || {
-        rdkafka::producer::Producer::flush(&producer, Duration::from_secs(5))
-    })
-    .await;
+    let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
     match server.await {
         Ok(result) => result?,
         Err(err) => tracing::error!(error = %err, "Health server task failed"),

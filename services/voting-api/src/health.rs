@@ -29,7 +29,7 @@ async fn healthz() -> Json<Value> {
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "ready"), (status = 503, description = "a dependency is down; `checks` names it")))]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let producer = state.producer.clone();
+    let producer = state.producer.get();
     let topic = state.config.raw_votes_topic.clone();
     pollstream_infra::health::readiness(&state.db, &state.redis, move || {
         producer

@@ -23,7 +23,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method, header};
 use axum::routing::get;
 use axum::{Json, Router};
-use rdkafka::producer::Producer;
+use pollstream_infra::kafka::ResilientProducer;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
@@ -148,7 +148,7 @@ pub async fn run(
             what: "Redis client",
             detail: err.to_string(),
         })?;
-    let producer = config.kafka.producer().map_err(|err| RunError::Setup {
+    let producer = ResilientProducer::new(config.kafka.clone()).map_err(|err| RunError::Setup {
         what: "Kafka producer",
         detail: err.to_string(),
     })?;
@@ -158,8 +158,9 @@ pub async fn run(
         config: Arc::new(config),
         db,
         redis,
-        producer: producer.clone(),
+        producer: Arc::new(producer),
     };
+    let producer = state.producer.clone();
     pollstream_infra::metrics::handle();
     tracing::info!(address = %listener.local_addr()?, "voting-api listening");
     axum::serve(

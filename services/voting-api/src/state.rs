@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::{FromRequest, Request};
 use pollstream_infra::jwt::JwtKeys;
-use rdkafka::producer::FutureProducer;
+use pollstream_infra::kafka::ResilientProducer;
 use redis::aio::ConnectionManager;
 use serde::de::DeserializeOwned;
 use sqlx::PgPool;
@@ -23,7 +23,7 @@ pub struct AppState {
     /// Redis: vote locks and the results cache.
     pub redis: ConnectionManager,
     /// Idempotent `acks=all` producer for `raw-votes`.
-    pub producer: FutureProducer,
+    pub producer: Arc<ResilientProducer>,
     /// Bearer token verification.
     pub jwt: JwtKeys,
     /// Poll definitions kept in memory so a vote costs no database query.

@@ -290,10 +290,8 @@ async fn lock_and_produce(
         .key(&key)
         .payload(&payload);
     let started = Instant::now();
-    let delivery = state
-        .producer
-        .send(record, Duration::from_millis(500))
-        .await;
+    let producer = state.producer.get();
+    let delivery = producer.send(record, Duration::from_millis(500)).await;
     metrics::histogram!("kafka_produce_duration_seconds", "topic" => "raw-votes")
         .record(started.elapsed().as_secs_f64());
     match delivery {
@@ -308,6 +306,7 @@ async fn lock_and_produce(
             ))
         }
         Err((err, _)) => {
+            state.producer.recover(&producer, &err);
             release_lock(&mut redis, &lock_key, &lock_value).await;
             Err(ApiError::unavailable("kafka", err))
         }

@@ -4,6 +4,7 @@ mod accounts;
 mod helpers;
 mod lifecycle;
 mod limits;
+mod outages;
 mod polls;
 mod visibility;
 mod votes;

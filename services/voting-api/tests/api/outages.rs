@@ -1,0 +1,103 @@
+//! voting-api while Redis or Kafka is down: bounded `503`s, no lock left behind, readiness
+//! says which dependency is missing, and (for Redis) recovery without a restart once it is
+//! back.
+
+use std::time::{Duration, Instant};
+
+use pollstream_infra::kafka::KafkaSettings;
+use pollstream_testkit::owned::{OwnedBroker, OwnedRedis};
+use reqwest::StatusCode;
+
+use crate::helpers::{option_id, spawn_app_with};
+
+#[tokio::test]
+async fn redis_outage_gives_quick_503s_and_recovers_by_itself() {
+    let mut redis = OwnedRedis::start().await;
+    let url = redis.url();
+    let app = spawn_app_with(&[("REDIS_URL", &url), ("REDIS_TIMEOUT_MS", "500")]).await;
+    let poll = app.create_poll("single", &["a", "b"], None).await;
+    let code = poll["code"].as_str().unwrap();
+    assert_eq!(
+        app.vote(code, "before", &[option_id(&poll, 0)]).await.0,
+        StatusCode::ACCEPTED
+    );
+
+    redis.kill().await;
+    let started = Instant::now();
+    let (status, body) = app.vote(code, "during", &[option_id(&poll, 0)]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("redis_unavailable"))
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    let (status, ready) = app.get("/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_ne!(ready["checks"]["redis"], "ok", "{ready}");
+    assert_eq!(ready["checks"]["postgres"], "ok", "{ready}");
+
+    redis.resume().await;
+    let recovered = pollstream_testkit::eventually(Duration::from_secs(20), || async {
+        let (status, _) = app.vote(code, "during", &[option_id(&poll, 0)]).await;
+        (status == StatusCode::ACCEPTED).then_some(())
+    })
+    .await;
+    assert!(
+        recovered.is_some(),
+        "voting never recovered after Redis came back"
+    );
+    assert_eq!(app.get("/readyz").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn kafka_outage_gives_bounded_503s_and_leaves_no_lock() {
+    let mut broker = OwnedBroker::start().await;
+    let brokers = broker.brokers();
+    let app = spawn_app_with(&[
+        ("KAFKA_BROKERS", &brokers),
+        ("KAFKA_PRODUCE_TIMEOUT_MS", "1500"),
+    ])
+    .await;
+    KafkaSettings::new(&brokers)
+        .ensure_topics(&[(&app.raw_votes_topic, 3)])
+        .await
+        .expect("creating the topic on the test's broker");
+    let poll = app.create_poll("single", &["a", "b"], None).await;
+    let code = poll["code"].as_str().unwrap();
+    let accepted = pollstream_testkit::eventually(Duration::from_secs(30), || async {
+        (app.vote(code, "before", &[option_id(&poll, 0)]).await.0 == StatusCode::ACCEPTED)
+            .then_some(())
+    })
+    .await;
+    assert!(accepted.is_some(), "no vote accepted with the broker up");
+
+    broker.kill().await;
+    let started = Instant::now();
+    let (status, body) = app.vote(code, "during", &[option_id(&poll, 1)]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("kafka_unavailable"))
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    let mut redis = pollstream_infra::redis::connect_lazy(
+        &pollstream_testkit::redis_url(),
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    let lock: Option<String> = redis::cmd("GET")
+        .arg(format!("vote:{}:during", poll["id"].as_str().unwrap()))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(lock, None, "a vote Kafka did not take leaves no lock");
+    let (status, ready) = app.get("/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_ne!(ready["checks"]["kafka"], "ok", "{ready}");
+}
