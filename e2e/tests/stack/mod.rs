@@ -57,6 +57,11 @@ pub struct Stack {
 impl Stack {
     /// Starts voting-api, poll-aggregator and realtime-service for test `name`.
     pub async fn start(name: &str, flush_interval_ms: u64) -> Self {
+        Self::start_with(name, flush_interval_ms, &[]).await
+    }
+
+    /// Like [`Stack::start`], with extra environment variables for every service.
+    pub async fn start_with(name: &str, flush_interval_ms: u64, extra: &[(&str, &str)]) -> Self {
         pollstream_testkit::init_logging();
         let db = TestDatabase::create().await;
         let raw_votes = unique_topic("raw-votes");
@@ -85,6 +90,11 @@ impl Stack {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
+        .chain(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        )
         // Diagnosing broker trouble: KAFKA_DEBUG=cgrp,fetch RUST_LOG=info,rdkafka=debug.
         .chain(
             ["KAFKA_DEBUG", "RUST_LOG"]
@@ -150,6 +160,11 @@ impl Stack {
     /// Like [`Stack::signal_aggregator`], for voting-api.
     pub async fn signal_voting_api(&mut self, signal: &str) -> bool {
         signal_and_wait(&mut self.voting_api, signal).await
+    }
+
+    /// The log file of `service` (its first run).
+    pub fn log_path(&self, service: &str) -> PathBuf {
+        self.log_dir.join(format!("{service}.log"))
     }
 
     /// Waits until `base`/readyz answers 200.

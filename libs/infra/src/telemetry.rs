@@ -1,25 +1,269 @@
-//! Logging: structured JSON lines on stdout, level from `RUST_LOG`.
+//! Logging and tracing.
+//!
+//! Logs are structured JSON lines on stdout, level from `RUST_LOG`. When
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set, spans are also exported over OTLP (HTTP/protobuf) with
+//! the service's name, and the W3C trace context is propagated through Kafka headers (see
+//! [`trace_context`]), so one vote is one trace across the three services.
 
+use std::time::Duration;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
-/// Installs the global subscriber for `service`. JSON by default; `LOG_FORMAT=pretty` gives
-/// human-readable lines for a terminal.
-pub fn init(service: &'static str) {
+/// Keeps the span exporter alive; dropping it (at the end of `main`) flushes pending spans.
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take()
+            && let Err(err) = provider.shutdown()
+        {
+            eprintln!("flushing spans failed: {err}");
+        }
+    }
+}
+
+/// Installs the global subscriber for `service`: JSON logs (or `LOG_FORMAT=pretty`), plus OTLP
+/// span export when `OTEL_EXPORTER_OTLP_ENDPOINT` is set and not empty.
+pub fn init(service: &'static str) -> TelemetryGuard {
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,rdkafka=warn"));
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,rdkafka=warn,librdkafka=warn"));
     let pretty = std::env::var("LOG_FORMAT").is_ok_and(|v| v == "pretty");
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let result = if pretty {
-        builder.try_init()
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .ok()
+        .filter(|e| !e.trim().is_empty());
+    let provider = endpoint
+        .as_deref()
+        .and_then(|endpoint| tracer_provider(service, endpoint));
+    let otel = provider
+        .as_ref()
+        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service)));
+    let fmt = if pretty {
+        tracing_subscriber::fmt::layer().boxed()
     } else {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init()
+        tracing_subscriber::fmt::layer()
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(JsonLines { service })
+            .boxed()
     };
+    let result = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .try_init();
     if result.is_ok() {
-        tracing::info!(service, "Logging initialised");
+        opentelemetry::global::set_text_map_propagator(
+            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+        );
+        tracing::info!(
+            service,
+            otlp = endpoint.as_deref().unwrap_or("off"),
+            "Telemetry initialised"
+        );
+    }
+    TelemetryGuard { provider }
+}
+
+use tracing_subscriber::Layer as _;
+
+/// One JSON object per event: time, level, service, message, the event's fields, the fields
+/// of the spans it happened in (so `poll_id`, `vote_id` set on a span appear on every line
+/// inside it), and the OpenTelemetry trace and span ids when tracing is on.
+struct JsonLines {
+    service: &'static str,
+}
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for JsonLines
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        use tracing_subscriber::fmt::FormattedFields;
+
+        let mut line = serde_json::Map::new();
+        let metadata = event.metadata();
+        line.insert(
+            "timestamp".into(),
+            chrono::Utc::now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                .into(),
+        );
+        line.insert("level".into(), metadata.level().as_str().into());
+        line.insert("service".into(), self.service.into());
+        line.insert("target".into(), metadata.target().into());
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                let extensions = span.extensions();
+                if let Some(fields) = extensions.get::<FormattedFields<N>>()
+                    && let Ok(serde_json::Value::Object(fields)) =
+                        serde_json::from_str::<serde_json::Value>(fields.as_str())
+                {
+                    line.extend(fields);
+                }
+            }
+            let context = tracing::Span::current().context();
+            let span_context = opentelemetry::trace::TraceContextExt::span(&context)
+                .span_context()
+                .clone();
+            if span_context.is_valid() {
+                line.insert(
+                    "trace_id".into(),
+                    span_context.trace_id().to_string().into(),
+                );
+                line.insert("span_id".into(), span_context.span_id().to_string().into());
+            }
+        }
+        event.record(&mut FieldVisitor(&mut line));
+        let text = serde_json::to_string(&line).map_err(|_| std::fmt::Error)?;
+        writeln!(writer, "{text}")
+    }
+}
+
+/// Collects an event's fields into the JSON line.
+struct FieldVisitor<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
+
+impl tracing::field::Visit for FieldVisitor<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0
+            .insert(field.name().into(), format!("{value:?}").into());
+    }
+}
+
+fn tracer_provider(service: &'static str, endpoint: &str) -> Option<SdkTracerProvider> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
+        .with_timeout(Duration::from_secs(5))
+        .build();
+    let exporter = match exporter {
+        Ok(exporter) => exporter,
+        Err(err) => {
+            eprintln!("OTLP export disabled: {err}");
+            return None;
+        }
+    };
+    let processor = BatchSpanProcessor::builder(exporter)
+        .with_batch_config(
+            BatchConfigBuilder::default()
+                .with_scheduled_delay(Duration::from_millis(500))
+                .build(),
+        )
+        .build();
+    Some(
+        SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            .with_resource(
+                opentelemetry_sdk::Resource::builder()
+                    .with_service_name(service)
+                    .build(),
+            )
+            .build(),
+    )
+}
+
+/// Carrying the W3C trace context (`traceparent`) in Kafka message headers.
+pub mod trace_context {
+    use std::collections::HashMap;
+
+    use opentelemetry::propagation::{Extractor, Injector};
+    use rdkafka::message::{Header, Headers, OwnedHeaders};
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    struct HeaderMap(HashMap<String, String>);
+
+    impl Injector for HeaderMap {
+        fn set(&mut self, key: &str, value: String) {
+            self.0.insert(key.to_owned(), value);
+        }
+    }
+
+    impl Extractor for HeaderMap {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.0.get(key).map(String::as_str)
+        }
+
+        fn keys(&self) -> Vec<&str> {
+            self.0.keys().map(String::as_str).collect()
+        }
+    }
+
+    /// `headers` plus the context of `span` (usually the current one).
+    pub fn inject(span: &tracing::Span, headers: OwnedHeaders) -> OwnedHeaders {
+        let mut carrier = HeaderMap(HashMap::new());
+        let context = span.context();
+        opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.inject_context(&context, &mut carrier);
+        });
+        carrier.0.iter().fold(headers, |headers, (key, value)| {
+            headers.insert(Header {
+                key,
+                value: Some(value.as_str()),
+            })
+        })
+    }
+
+    /// Makes the context carried by `headers` (if any) the parent of `span`.
+    pub fn adopt<H: Headers>(span: &tracing::Span, headers: Option<&H>) {
+        let Some(headers) = headers else { return };
+        let carrier = HeaderMap(
+            headers
+                .iter()
+                .filter_map(|h| {
+                    Some((h.key.to_owned(), String::from_utf8(h.value?.to_vec()).ok()?))
+                })
+                .collect(),
+        );
+        let context = opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.extract(&carrier)
+        });
+        let _ = span.set_parent(context);
+    }
+
+    /// Makes the context in a W3C `traceparent` the parent of `span`.
+    pub fn adopt_traceparent(span: &tracing::Span, traceparent: &str) {
+        let carrier = HeaderMap(HashMap::from([(
+            "traceparent".to_owned(),
+            traceparent.to_owned(),
+        )]));
+        let context = opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.extract(&carrier)
+        });
+        let _ = span.set_parent(context);
+    }
+
+    /// The trace context carried by `headers`, as a W3C `traceparent`, if any.
+    pub fn traceparent<H: Headers>(headers: Option<&H>) -> Option<String> {
+        headers?
+            .iter()
+            .find(|h| h.key == "traceparent")
+            .and_then(|h| String::from_utf8(h.value?.to_vec()).ok())
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pollstream_infra::kafka::ResilientProducer;
+use pollstream_infra::telemetry::trace_context;
 use pollstream_store::results_cache;
 use pollstream_wire::RawVote;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -18,6 +19,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::batch::VoteBatch;
 use crate::config::Config;
@@ -99,7 +101,10 @@ impl Aggregator {
     ) {
         let (partition, offset) = (message.partition(), message.offset());
         match RawVote::decode(message.payload().unwrap_or_default()) {
-            Ok(vote) => batch.push(vote, partition, offset),
+            Ok(vote) => {
+                batch.trace(vote.poll_id, trace_context::traceparent(message.headers()));
+                batch.push(vote, partition, offset);
+            }
             Err(err) => {
                 let reason = err.to_string();
                 tracing::warn!(partition, offset, error = %reason, "Undecodable vote, parking it in the dead-letter topic");
@@ -208,25 +213,36 @@ impl Aggregator {
             )
             .await;
         }
-        self.publish(&outcome).await?;
+        self.publish(&outcome, batch).await?;
         self.commit(batch).await?;
         Ok(outcome)
     }
 
     /// Produces every snapshot to `poll-updates` and refreshes the results cache.
-    async fn publish(&mut self, outcome: &FlushOutcome) -> Result<(), FlushError> {
+    async fn publish(
+        &mut self,
+        outcome: &FlushOutcome,
+        batch: &VoteBatch,
+    ) -> Result<(), FlushError> {
         let deliveries = outcome.snapshots.iter().map(|snapshot| {
             let key = snapshot.poll_id.to_string();
             let payload = snapshot.encode();
+            // The snapshot continues the trace of the poll's first vote in the batch.
+            let span = tracing::info_span!("publish_snapshot", poll_id = %snapshot.poll_id, seq = snapshot.seq, total = snapshot.total);
+            if let Some(traceparent) = batch.traceparent(snapshot.poll_id) {
+                trace_context::adopt_traceparent(&span, traceparent);
+            }
+            let headers = trace_context::inject(&span, OwnedHeaders::new());
             let resilient = &self.producer;
             let topic = &self.config.poll_updates_topic;
             async move {
                 let producer = resilient.get();
                 producer
                     .send(
-                        FutureRecord::to(topic).key(&key).payload(&payload),
+                        FutureRecord::to(topic).key(&key).payload(&payload).headers(headers),
                         Duration::from_secs(1),
                     )
+                    .instrument(span)
                     .await
                     .map(|_| ())
                     .map_err(|(err, _)| {

@@ -17,6 +17,9 @@ pub struct VoteBatch {
     next_offsets: BTreeMap<i32, i64>,
     /// Messages covered by this batch, votes and skipped ones alike.
     messages: usize,
+    /// Per poll, the trace context (`traceparent`) of its first vote in the batch: the
+    /// snapshot published for the poll continues that vote's trace.
+    traceparents: HashMap<Uuid, String>,
 }
 
 impl VoteBatch {
@@ -26,6 +29,19 @@ impl VoteBatch {
         if self.voters.insert((vote.poll_id, vote.voter_id.clone())) {
             self.votes.push(vote);
         }
+    }
+
+    /// Remembers the trace context a vote of `poll_id` arrived with, unless the poll already
+    /// has one in this batch.
+    pub fn trace(&mut self, poll_id: Uuid, traceparent: Option<String>) {
+        if let Some(traceparent) = traceparent {
+            self.traceparents.entry(poll_id).or_insert(traceparent);
+        }
+    }
+
+    /// The trace context the snapshot of `poll_id` continues, if any.
+    pub fn traceparent(&self, poll_id: Uuid) -> Option<&str> {
+        self.traceparents.get(&poll_id).map(String::as_str)
     }
 
     /// Records a message that holds no vote to count (parked in the dead-letter topic), so
@@ -75,6 +91,7 @@ impl VoteBatch {
         self.voters.clear();
         self.next_offsets.clear();
         self.messages = 0;
+        self.traceparents.clear();
     }
 }
 

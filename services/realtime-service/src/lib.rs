@@ -25,6 +25,7 @@ use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use config::Config;
 use hub::Hub;
@@ -148,7 +149,11 @@ async fn consume(consumer: Arc<StreamConsumer>, hub: Arc<Hub>, shutdown: Cancell
         };
         match message {
             Ok(message) => match PollSnapshot::decode(message.payload().unwrap_or_default()) {
-                Ok(snapshot) => hub.publish(snapshot).await,
+                Ok(snapshot) => {
+                    let span = tracing::info_span!("broadcast", poll_id = %snapshot.poll_id, seq = snapshot.seq);
+                    pollstream_infra::telemetry::trace_context::adopt(&span, message.headers());
+                    hub.publish(snapshot).instrument(span).await;
+                }
                 Err(err) => {
                     metrics::counter!("undecodable_updates_total").increment(1);
                     tracing::warn!(partition = message.partition(), offset = message.offset(), error = %err, "Undecodable poll update skipped");

@@ -6,7 +6,7 @@ use realtime_service::Config;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    pollstream_infra::telemetry::init("realtime-service");
+    let _telemetry = pollstream_infra::telemetry::init("realtime-service");
     let config = Config::from_vars(&Vars::process()).context("reading configuration")?;
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.port))
         .await

@@ -6,7 +6,7 @@ use voting_api::Config;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    pollstream_infra::telemetry::init("voting-api");
+    let _telemetry = pollstream_infra::telemetry::init("voting-api");
     let config = Config::from_vars(&Vars::process()).context("reading configuration")?;
     let address = ("0.0.0.0", config.port);
     let listener = tokio::net::TcpListener::bind(address)

@@ -11,10 +11,12 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use pollstream_infra::telemetry::trace_context;
 use pollstream_store::{PollDefinition, PollKind};
 use pollstream_wire::{ErrorBody, PollStatus, RawVote, SCHEMA_VERSION};
 use rdkafka::producer::FutureRecord;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -237,7 +239,9 @@ async fn cast(
         };
         // Run lock-and-produce to completion even if the client goes away mid-request:
         // dropping it between the lock and the delivery report would strand the lock.
-        tokio::spawn(lock_and_produce(state, vote))
+        let span =
+            tracing::info_span!("produce_vote", poll_id = %vote.poll_id, vote_id = %vote.vote_id);
+        tokio::spawn(lock_and_produce(state, vote).instrument(span))
             .await
             .map_err(|err| ApiError::Internal(format!("vote task failed: {err}")))?
     }
@@ -288,7 +292,11 @@ async fn lock_and_produce(
     let key = vote.poll_id.to_string();
     let record = FutureRecord::to(&state.config.raw_votes_topic)
         .key(&key)
-        .payload(&payload);
+        .payload(&payload)
+        .headers(trace_context::inject(
+            &tracing::Span::current(),
+            rdkafka::message::OwnedHeaders::new(),
+        ));
     let started = Instant::now();
     let producer = state.producer.get();
     let delivery = producer.send(record, Duration::from_millis(500)).await;
