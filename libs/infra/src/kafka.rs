@@ -174,11 +174,17 @@ pub fn report_lag(consumer: &rdkafka::consumer::StreamConsumer) {
 pub struct ResilientProducer {
     settings: KafkaSettings,
     current: std::sync::RwLock<(FutureProducer, std::time::Instant)>,
+    /// When a message was last delivered: a producer that has delivered nothing for
+    /// [`ResilientProducer::STALL`] while failing is replaced even on "transient" errors,
+    /// since some brokers (tansu) never answer an old client again after a restart.
+    last_delivery: std::sync::Mutex<std::time::Instant>,
 }
 
 impl ResilientProducer {
     /// Shortest time between two rebuilds.
     pub const REBUILD_INTERVAL: Duration = Duration::from_secs(2);
+    /// How long a producer may fail without a single delivery before it is replaced.
+    pub const STALL: Duration = Duration::from_secs(8);
 
     /// Builds the first producer.
     pub fn new(settings: KafkaSettings) -> Result<Self, KafkaError> {
@@ -186,6 +192,7 @@ impl ResilientProducer {
         Ok(Self {
             settings,
             current: std::sync::RwLock::new((producer, std::time::Instant::now())),
+            last_delivery: std::sync::Mutex::new(std::time::Instant::now()),
         })
     }
 
@@ -196,6 +203,11 @@ impl ResilientProducer {
             .expect("producer lock poisoned")
             .0
             .clone()
+    }
+
+    /// Records a successful delivery.
+    pub fn delivered(&self) {
+        *self.last_delivery.lock().expect("delivery lock poisoned") = std::time::Instant::now();
     }
 
     /// Called after `failed` could not deliver because of `error`: rebuilds the producer
@@ -214,12 +226,23 @@ impl ResilientProducer {
                     | RDKafkaErrorCode::RequestTimedOut
             )
         );
-        if transient && !fatal {
+        let stalled = self
+            .last_delivery
+            .lock()
+            .expect("delivery lock poisoned")
+            .elapsed()
+            >= Self::STALL;
+        if transient && !fatal && !stalled {
             return;
         }
         let mut current = self.current.write().expect("producer lock poisoned");
         let same = current.0.client().native_ptr() == failed.client().native_ptr();
-        if !same || current.1.elapsed() < Self::REBUILD_INTERVAL {
+        let min_age = if transient && !fatal {
+            Self::STALL
+        } else {
+            Self::REBUILD_INTERVAL
+        };
+        if !same || current.1.elapsed() < min_age {
             return;
         }
         match self.settings.producer() {

@@ -139,6 +139,7 @@ impl Aggregator {
             let producer = self.producer.get();
             match producer.send(record, Duration::from_secs(1)).await {
                 Ok(_) => {
+                    self.producer.delivered();
                     metrics::counter!("dead_letters_total").increment(1);
                     return;
                 }
@@ -244,7 +245,7 @@ impl Aggregator {
                     )
                     .instrument(span)
                     .await
-                    .map(|_| ())
+                    .map(|_| resilient.delivered())
                     .map_err(|(err, _)| {
                         resilient.recover(&producer, &err);
                         FlushError::Kafka(err)
