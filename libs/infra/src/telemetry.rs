@@ -11,6 +11,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -69,8 +70,6 @@ pub fn init(service: &'static str) -> TelemetryGuard {
     }
     TelemetryGuard { provider }
 }
-
-use tracing_subscriber::Layer as _;
 
 /// One JSON object per event: time, level, service, message, the event's fields, the fields
 /// of the spans it happened in (so `poll_id`, `vote_id` set on a span appear on every line
