@@ -5,7 +5,9 @@ mod stack;
 
 use std::time::Duration;
 
+use pollstream_testkit::SocketClient;
 use reqwest::StatusCode;
+use serde_json::json;
 use stack::Stack;
 use uuid::Uuid;
 
@@ -74,5 +76,28 @@ async fn sigint_stops_voting_api_cleanly() {
         .send()
         .await;
     assert!(refused.is_err(), "voting-api still answers after SIGINT");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_sockets_cleanly() {
+    let mut stack = Stack::start("sigterm-realtime", 500).await;
+    let poll = stack.create_poll(&["a", "b"]).await;
+    let mut screen = SocketClient::connect(&stack.realtime).await;
+    screen
+        .request("join", json!({ "code": poll["code"] }))
+        .await;
+    assert!(
+        stack.signal_realtime("TERM").await,
+        "realtime-service did not exit cleanly on SIGTERM"
+    );
+    let disconnect = screen
+        .wait_for(Duration::from_secs(10), |l| l["event"] == "disconnect")
+        .await
+        .expect("the socket was not closed");
+    // The connection is closed, not the Socket.IO session refused: socket.io-client
+    // reconnects by itself (to another replica during a rolling restart) and joins again.
+    assert_eq!(disconnect["reason"], "transport close", "{disconnect}");
+    screen.close().await;
     stack.stop().await;
 }

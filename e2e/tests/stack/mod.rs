@@ -157,6 +157,11 @@ impl Stack {
         signal_and_wait(&mut child, signal).await
     }
 
+    /// Like [`Stack::signal_aggregator`], for realtime-service.
+    pub async fn signal_realtime(&mut self, signal: &str) -> bool {
+        signal_and_wait(&mut self.realtime_service, signal).await
+    }
+
     /// Like [`Stack::signal_aggregator`], for voting-api.
     pub async fn signal_voting_api(&mut self, signal: &str) -> bool {
         signal_and_wait(&mut self.voting_api, signal).await

@@ -168,23 +168,26 @@ pub fn report_lag(consumer: &rdkafka::consumer::StreamConsumer) {
 /// After a broker restart the producer's id and sequence numbers may be unknown to the broker
 /// (tansu answers every produce with an error from then on; Apache Kafka can raise a fatal
 /// error). A producer in that state never recovers on its own, so after a non-timeout failure
-/// a fresh one is built, at most every [`ResilientProducer::REBUILD_INTERVAL`]. Messages the
+/// a fresh one is built, at most every [`ResilientProducer::REBUILD_INTERVAL`], and after any
+/// failure once nothing was delivered for [`ResilientProducer::STALL`]. Messages the
 /// old one still held were already answered with an error and are retried by their senders;
 /// a duplicate that reaches Kafka that way is dropped by the ballot key.
 pub struct ResilientProducer {
     settings: KafkaSettings,
     current: std::sync::RwLock<(FutureProducer, std::time::Instant)>,
     /// When a message was last delivered: a producer that has delivered nothing for
-    /// [`ResilientProducer::STALL`] while failing is replaced even on "transient" errors,
-    /// since some brokers (tansu) never answer an old client again after a restart.
+    /// [`ResilientProducer::STALL`] while failing is replaced even on "transient" errors. The
+    /// fresh one gets a new producer id once the broker is back; tansu 0.6 breaks (its storage
+    /// task panics) when a producer id from before its restart produces again.
     last_delivery: std::sync::Mutex<std::time::Instant>,
 }
 
 impl ResilientProducer {
     /// Shortest time between two rebuilds.
     pub const REBUILD_INTERVAL: Duration = Duration::from_secs(2);
-    /// How long a producer may fail without a single delivery before it is replaced.
-    pub const STALL: Duration = Duration::from_secs(8);
+    /// How long a producer may fail without a single delivery before it is replaced (at most
+    /// this often, so a healthy but idle producer costs one rebuild per outage).
+    pub const STALL: Duration = Duration::from_secs(2);
 
     /// Builds the first producer.
     pub fn new(settings: KafkaSettings) -> Result<Self, KafkaError> {

@@ -256,6 +256,11 @@ impl OwnedBroker {
     pub async fn resume(&mut self) {
         let tansu = which("tansu").expect("tansu is not installed (scripts/test installs it)");
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("tansu.log"))
+            .expect("tansu log file");
         // tansu reads a .env and generic variables from its environment: give it neither.
         let child = Command::new(tansu)
             .current_dir(&self.dir)
@@ -270,8 +275,8 @@ impl OwnedBroker {
                 "--advertised-listener-url",
                 &url,
             ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().expect("log file")))
+            .stderr(Stdio::from(log))
             .kill_on_drop(true)
             .spawn()
             .expect("starting tansu");
@@ -284,6 +289,13 @@ impl OwnedBroker {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill().await;
         }
+    }
+}
+
+impl OwnedBroker {
+    /// What the broker logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("tansu.log")).unwrap_or_default()
     }
 }
 
