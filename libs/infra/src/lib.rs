@@ -9,5 +9,8 @@ pub mod kafka;
 pub mod metrics;
 pub mod postgres;
 pub mod redis;
+mod run_error;
 pub mod shutdown;
 pub mod telemetry;
+
+pub use run_error::RunError;

@@ -22,22 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use aggregator::Aggregator;
 pub use config::Config;
-
-/// Why the service could not start or stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// A client could not be created from the configuration.
-    #[error("cannot set up {what}: {detail}")]
-    Setup {
-        /// Which client.
-        what: &'static str,
-        /// Why.
-        detail: String,
-    },
-    /// The health server failed.
-    #[error("health server failed: {0}")]
-    Serve(#[from] std::io::Error),
-}
+pub use pollstream_infra::RunError;
 
 #[derive(Clone)]
 struct HealthState {
@@ -53,27 +38,21 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let setup = |what: &'static str| {
-        move |err: &dyn std::fmt::Display| RunError::Setup {
-            what,
-            detail: err.to_string(),
-        }
-    };
     let db = pollstream_infra::postgres::connect_lazy(&config.database_url, 4)
-        .map_err(|e| setup("PostgreSQL pool")(&e))?;
+        .map_err(RunError::setup("PostgreSQL pool"))?;
     let redis = pollstream_infra::redis::connect_lazy(&config.redis_url, config.redis_timeout)
-        .map_err(|e| setup("Redis client")(&e))?;
+        .map_err(RunError::setup("Redis client"))?;
     let producer = Arc::new(
         pollstream_infra::kafka::ResilientProducer::new(config.kafka.clone())
-            .map_err(|e| setup("Kafka producer")(&e))?,
+            .map_err(RunError::setup("Kafka producer"))?,
     );
     let consumer = config
         .kafka
         .consumer_waiting(&config.group_id, "earliest", config.fetch_wait)
-        .map_err(|e| setup("Kafka consumer")(&e))?;
+        .map_err(RunError::setup("Kafka consumer"))?;
     consumer
         .subscribe(&[&config.raw_votes_topic])
-        .map_err(|e| setup("Kafka subscription")(&e))?;
+        .map_err(RunError::setup("Kafka subscription"))?;
     let consumer = Arc::new(consumer);
 
     let token = CancellationToken::new();

@@ -29,22 +29,7 @@ use tracing::Instrument;
 
 pub use config::Config;
 use hub::Hub;
-
-/// Why the service could not start or stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// A client could not be created from the configuration.
-    #[error("cannot set up {what}: {detail}")]
-    Setup {
-        /// Which client.
-        what: &'static str,
-        /// Why.
-        detail: String,
-    },
-    /// The HTTP server failed.
-    #[error("HTTP server failed: {0}")]
-    Serve(#[from] std::io::Error),
-}
+pub use pollstream_infra::RunError;
 
 #[derive(Clone)]
 struct HealthState {
@@ -59,24 +44,18 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let setup = |what: &'static str| {
-        move |err: &dyn std::fmt::Display| RunError::Setup {
-            what,
-            detail: err.to_string(),
-        }
-    };
     let db = pollstream_infra::postgres::connect_lazy(&config.database_url, 8)
-        .map_err(|e| setup("PostgreSQL pool")(&e))?;
+        .map_err(RunError::setup("PostgreSQL pool"))?;
     let redis = pollstream_infra::redis::connect_lazy(&config.redis_url, config.redis_timeout)
-        .map_err(|e| setup("Redis client")(&e))?;
+        .map_err(RunError::setup("Redis client"))?;
     let group_id = format!("{}-{}", config.group_prefix, uuid::Uuid::new_v4());
     let consumer = config
         .kafka
         .consumer(&group_id, "latest")
-        .map_err(|e| setup("Kafka consumer")(&e))?;
+        .map_err(RunError::setup("Kafka consumer"))?;
     consumer
         .subscribe(&[&config.poll_updates_topic])
-        .map_err(|e| setup("Kafka subscription")(&e))?;
+        .map_err(RunError::setup("Kafka subscription"))?;
     let consumer = Arc::new(consumer);
 
     let (layer, io) = SocketIo::builder()

@@ -32,26 +32,11 @@ use utoipa_axum::router::OpenApiRouter;
 
 pub use config::Config;
 use poll_cache::PollCache;
+pub use pollstream_infra::RunError;
 use state::AppState;
 
 /// Largest request body accepted; a vote or a poll is far smaller.
 const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// Why the service could not start or stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// A client could not be created from the configuration.
-    #[error("cannot set up {what}: {detail}")]
-    Setup {
-        /// Which client.
-        what: &'static str,
-        /// Why.
-        detail: String,
-    },
-    /// The HTTP server failed.
-    #[error("HTTP server failed: {0}")]
-    Serve(#[from] std::io::Error),
-}
 
 /// Every route of the service with its OpenAPI description. Routes are only ever added
 /// through `routes!`, so the document and the router cannot drift apart.
@@ -143,19 +128,11 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let db =
         pollstream_infra::postgres::connect_lazy(&config.database_url, config.db_max_connections)
-            .map_err(|err| RunError::Setup {
-            what: "PostgreSQL pool",
-            detail: err.to_string(),
-        })?;
+            .map_err(RunError::setup("PostgreSQL pool"))?;
     let redis = pollstream_infra::redis::connect_lazy(&config.redis_url, config.redis_timeout)
-        .map_err(|err| RunError::Setup {
-            what: "Redis client",
-            detail: err.to_string(),
-        })?;
-    let producer = ResilientProducer::new(config.kafka.clone()).map_err(|err| RunError::Setup {
-        what: "Kafka producer",
-        detail: err.to_string(),
-    })?;
+        .map_err(RunError::setup("Redis client"))?;
+    let producer =
+        ResilientProducer::new(config.kafka.clone()).map_err(RunError::setup("Kafka producer"))?;
     let state = AppState {
         jwt: config.jwt.keys(),
         polls: PollCache::new(db.clone(), config.poll_cache_ttl),
