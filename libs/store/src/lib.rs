@@ -4,6 +4,8 @@
 //! service resolves join codes and answers `join` with the current snapshot. Both read the
 //! snapshot from the Redis cache the aggregator refreshes and fall back to PostgreSQL.
 
+pub mod ballots;
+pub mod closed_flag;
 pub mod polls;
 pub mod results_cache;
 pub mod snapshots;

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use pollstream_store::{results_cache, snapshots};
+use pollstream_store::{closed_flag, results_cache, snapshots};
 use std::sync::Arc;
 
 use pollstream_infra::kafka::ResilientProducer;
@@ -62,13 +62,7 @@ impl Closer {
         for (poll_id,) in &due {
             tracing::info!(poll_id = %poll_id, "Poll closed on time");
             // Tells every voting-api replica at once, without waiting for its poll cache.
-            redis::cmd("SET")
-                .arg(format!("poll-closed:{poll_id}"))
-                .arg(1)
-                .arg("EX")
-                .arg(7 * 24 * 3600)
-                .query_async::<()>(&mut self.redis)
-                .await?;
+            closed_flag::set(&mut self.redis, *poll_id).await?;
         }
         let unannounced: Vec<Uuid> = sqlx::query_scalar(
             "SELECT id FROM polls WHERE status = 'closed' AND NOT close_announced ORDER BY id LIMIT 500",

@@ -139,14 +139,9 @@ impl Hub {
 
     /// Whether `voter` has a counted ballot in `poll_id`.
     pub async fn has_counted_ballot(&self, poll_id: Uuid, voter: &str) -> Result<bool, ErrorBody> {
-        sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM ballots WHERE poll_id = $1 AND voter_id = $2)",
-        )
-        .bind(poll_id)
-        .bind(voter)
-        .fetch_one(&self.db)
-        .await
-        .map_err(unavailable)
+        pollstream_store::ballots::is_counted(&self.db, poll_id, voter)
+            .await
+            .map_err(unavailable)
     }
 
     /// Remembers that socket `sid` (voter `voter`) waits for its ballot in `poll_id`.

@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use pollstream_store::{
-    PollDefinition, PollKind, PollOption, ResultsVisibility, Viewer, results_cache, snapshots,
+    PollDefinition, PollKind, PollOption, ResultsVisibility, Viewer, ballots, closed_flag,
+    results_cache, snapshots,
 };
 use pollstream_wire::{ErrorBody, PollSnapshot, PollStatus};
 use rand::Rng;
@@ -38,11 +39,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(close_poll))
         .routes(routes!(get_results))
         .routes(routes!(export_ballots))
-}
-
-/// Redis key set when a poll closes, checked atomically with each vote's lock.
-pub fn closed_flag_key(poll_id: Uuid) -> String {
-    format!("poll-closed:{poll_id}")
 }
 
 /// Body of `POST /api/v1/polls`.
@@ -343,12 +339,7 @@ async fn close_poll(
     // The flag first: from here on no replica's lock script lets a vote through, so every
     // vote answered 202 was cast before `closed_at` below and will be counted.
     let mut redis = state.redis.clone();
-    redis::cmd("SET")
-        .arg(closed_flag_key(poll.id))
-        .arg(1)
-        .arg("EX")
-        .arg(7 * 24 * 3600)
-        .query_async::<()>(&mut redis)
+    closed_flag::set(&mut redis, poll.id)
         .await
         .map_err(|err| ApiError::unavailable("redis", err))?;
     sqlx::query(
@@ -380,10 +371,10 @@ async fn delete_poll(
     let mut redis = state.redis.clone();
     redis::pipe()
         .cmd("SET")
-        .arg(closed_flag_key(poll.id))
+        .arg(closed_flag::key(poll.id))
         .arg(1)
         .arg("EX")
-        .arg(7 * 24 * 3600)
+        .arg(closed_flag::TTL_SECS)
         .ignore()
         .cmd("DEL")
         .arg(pollstream_wire::results_cache_key(poll.id))
@@ -601,13 +592,7 @@ async fn check_visibility(
     let is_owner = caller.is_some_and(|c| c.subject == poll.owner_id);
     let has_counted_ballot = match caller {
         Some(caller) if poll.visibility.needs_ballot() && !is_owner => {
-            sqlx::query_scalar::<_, bool>(
-                "SELECT EXISTS (SELECT 1 FROM ballots WHERE poll_id = $1 AND voter_id = $2)",
-            )
-            .bind(poll.id)
-            .bind(&caller.subject)
-            .fetch_one(&state.db)
-            .await?
+            ballots::is_counted(&state.db, poll.id, &caller.subject).await?
         }
         _ => false,
     };

@@ -25,7 +25,6 @@ use uuid::Uuid;
 use crate::auth::Caller;
 use crate::client_ip::ClientIp;
 use crate::error::ApiError;
-use crate::polls::closed_flag_key;
 use crate::rate_limit::{self, Limit};
 use crate::state::{ApiJson, AppState};
 
@@ -266,7 +265,7 @@ async fn lock_and_produce(
     let mut redis = state.redis.clone();
     let outcome: i64 = redis::Script::new(TAKE_LOCK)
         .key(&lock_key)
-        .key(closed_flag_key(vote.poll_id))
+        .key(pollstream_store::closed_flag::key(vote.poll_id))
         .arg(&lock_value)
         .arg(state.config.vote_lock_ttl.as_secs())
         .invoke_async(&mut redis)
