@@ -16,6 +16,16 @@ use stack::Stack;
 use uuid::Uuid;
 
 const VOTERS: usize = 2_000;
+
+/// The ids of a created poll's options, in order.
+fn option_ids(poll: &Value) -> Vec<String> {
+    poll["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap().to_owned())
+        .collect()
+}
 const CONCURRENCY: usize = 100;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -24,12 +34,7 @@ async fn two_thousand_voters_are_counted_exactly_and_screens_follow() {
     let poll = stack.create_poll(&["Rust", "Go", "Node"]).await;
     let code = poll["code"].as_str().unwrap().to_owned();
     let poll_id: Uuid = poll["id"].as_str().unwrap().parse().unwrap();
-    let option_ids: Vec<String> = poll["options"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["id"].as_str().unwrap().to_owned())
-        .collect();
+    let option_ids = option_ids(&poll);
 
     let mut screen = SocketClient::connect(&stack.realtime).await;
     let joined = screen.request("join", json!({ "code": code })).await;
@@ -154,12 +159,7 @@ async fn killing_the_aggregator_mid_stream_loses_and_doubles_nothing() {
     let poll = stack.create_poll(&["Yes", "No"]).await;
     let code = poll["code"].as_str().unwrap().to_owned();
     let poll_id: Uuid = poll["id"].as_str().unwrap().parse().unwrap();
-    let option_ids: Vec<String> = poll["options"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["id"].as_str().unwrap().to_owned())
-        .collect();
+    let option_ids = option_ids(&poll);
 
     let accepted = Arc::new(AtomicUsize::new(0));
     let sent = Arc::new(AtomicUsize::new(0));

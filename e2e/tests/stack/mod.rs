@@ -9,34 +9,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use pollstream_infra::jwt::{JwtKeys, JwtSettings};
-use pollstream_testkit::{JWT_SECRET, TestDatabase, unique_topic};
+use pollstream_testkit::{JWT_SECRET, TestDatabase, free_port, unique_topic, workspace_binary};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
-
-/// Where cargo put the binaries: next to the `deps/` folder this test runs from.
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build the services first (`cargo build --bins`, which scripts/test does)",
-        path.display()
-    );
-    path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One running stack.
 pub struct Stack {
@@ -102,7 +78,7 @@ impl Stack {
                 .filter_map(|name| Some((name.to_owned(), std::env::var(name).ok()?))),
         )
         .collect();
-        let log_dir = binary("voting-api")
+        let log_dir = workspace_binary("voting-api")
             .parent()
             .unwrap()
             .join("e2e-logs")
@@ -288,7 +264,7 @@ fn spawn(name: &str, env: &[(String, String)], log_dir: &std::path::Path, run: u
         format!("{name}.log")
     };
     let log = std::fs::File::create(log_dir.join(log_name)).unwrap();
-    Command::new(binary(name))
+    Command::new(workspace_binary(name))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

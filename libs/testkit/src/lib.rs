@@ -37,6 +37,32 @@ pub fn kafka_brokers() -> String {
     std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
 }
 
+/// A TCP port on 127.0.0.1 that nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("binding a free port")
+        .local_addr()
+        .expect("local address")
+        .port()
+}
+
+/// Where cargo put the workspace binary `name`: next to the `deps/` folder the running test
+/// executable is in. Panics with a hint when it was not built.
+pub fn workspace_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the services first (`cargo build --bins`, which scripts/test does)",
+        path.display()
+    );
+    path
+}
+
 /// Logs test output when `TEST_LOG` is set; silent otherwise.
 pub fn init_logging() {
     if std::env::var_os("TEST_LOG").is_some() {

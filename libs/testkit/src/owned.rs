@@ -8,13 +8,7 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::free_port;
 
 fn scratch_dir(kind: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(

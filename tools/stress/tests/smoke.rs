@@ -2,37 +2,13 @@
 //! binaries with the test's own database and topics. It checks the tool end to end (votes,
 //! duplicates, screens, the final count check), not the stack's speed.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use pollstream_testkit::{JWT_SECRET, TestDatabase, unique_topic};
+use pollstream_testkit::{JWT_SECRET, TestDatabase, free_port, unique_topic, workspace_binary};
 use serde_json::Value;
 use tokio::process::{Child, Command};
-
-/// Where cargo put the service binaries: next to the `deps/` folder this test runs from.
-fn service_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build the services first (`cargo build --bins`, which scripts/test does)",
-        path.display()
-    );
-    path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The three services, killed when dropped.
 struct Stack {
@@ -69,7 +45,7 @@ impl Stack {
             ("FLUSH_INTERVAL_MS", flush_interval_ms.to_string()),
             ("RUST_LOG", "info".to_owned()),
         ];
-        let log_dir = service_binary("voting-api")
+        let log_dir = workspace_binary("voting-api")
             .parent()
             .unwrap()
             .join("stress-smoke-logs")
@@ -106,7 +82,7 @@ impl Stack {
 
 fn spawn(name: &str, env: &[(&str, String)], log_dir: &Path) -> Child {
     let log = std::fs::File::create(log_dir.join(format!("{name}.log"))).unwrap();
-    Command::new(service_binary(name))
+    Command::new(workspace_binary(name))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
