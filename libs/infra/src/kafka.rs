@@ -163,31 +163,24 @@ pub fn report_lag(consumer: &rdkafka::consumer::StreamConsumer) {
     }
 }
 
-/// An idempotent producer that replaces itself when the broker stops accepting it.
+/// An idempotent producer that replaces itself when a send fails.
 ///
-/// After a broker restart the producer's id and sequence numbers may be unknown to the broker
-/// (tansu answers every produce with an error from then on; Apache Kafka can raise a fatal
-/// error). A producer in that state never recovers on its own, so after a non-timeout failure
-/// a fresh one is built, at most every [`ResilientProducer::REBUILD_INTERVAL`], and after any
-/// failure once nothing was delivered for [`ResilientProducer::STALL`]. Messages the
-/// old one still held were already answered with an error and are retried by their senders;
-/// a duplicate that reaches Kafka that way is dropped by the ballot key.
+/// A producer that lost its broker does not always come back with it: after a broker restart
+/// its producer id and sequence numbers may be unknown there (Apache Kafka can raise a fatal
+/// error; tansu 0.6's storage panics when a producer id from before its restart produces
+/// again). So after any failed send other than a full local queue (plain overload), a fresh
+/// producer is built, at most every [`ResilientProducer::REBUILD_INTERVAL`]; the one that meets
+/// the returning broker then registers a new producer id. Sends still in flight keep the old
+/// producer alive until they finish; a message that reaches Kafka twice that way is dropped by
+/// the ballot key.
 pub struct ResilientProducer {
     settings: KafkaSettings,
     current: std::sync::RwLock<(FutureProducer, std::time::Instant)>,
-    /// When a message was last delivered: a producer that has delivered nothing for
-    /// [`ResilientProducer::STALL`] while failing is replaced even on "transient" errors. The
-    /// fresh one gets a new producer id once the broker is back; tansu 0.6 breaks (its storage
-    /// task panics) when a producer id from before its restart produces again.
-    last_delivery: std::sync::Mutex<std::time::Instant>,
 }
 
 impl ResilientProducer {
     /// Shortest time between two rebuilds.
-    pub const REBUILD_INTERVAL: Duration = Duration::from_secs(2);
-    /// How long a producer may fail without a single delivery before it is replaced (at most
-    /// this often, so a healthy but idle producer costs one rebuild per outage).
-    pub const STALL: Duration = Duration::from_secs(2);
+    pub const REBUILD_INTERVAL: Duration = Duration::from_secs(1);
 
     /// Builds the first producer.
     pub fn new(settings: KafkaSettings) -> Result<Self, KafkaError> {
@@ -195,7 +188,6 @@ impl ResilientProducer {
         Ok(Self {
             settings,
             current: std::sync::RwLock::new((producer, std::time::Instant::now())),
-            last_delivery: std::sync::Mutex::new(std::time::Instant::now()),
         })
     }
 
@@ -208,49 +200,24 @@ impl ResilientProducer {
             .clone()
     }
 
-    /// Records a successful delivery.
-    pub fn delivered(&self) {
-        *self.last_delivery.lock().expect("delivery lock poisoned") = std::time::Instant::now();
-    }
-
     /// Called after `failed` could not deliver because of `error`: rebuilds the producer
-    /// unless the error only says the broker is unreachable (that heals by itself) or another
-    /// caller already rebuilt it.
+    /// unless the local queue was merely full, another caller already rebuilt it, or the last
+    /// rebuild is too recent.
     pub fn recover(&self, failed: &FutureProducer, error: &KafkaError) {
         use rdkafka::producer::Producer;
         let fatal = failed.client().fatal_error().is_some();
-        let transient = matches!(
-            error.rdkafka_error_code(),
-            Some(
-                RDKafkaErrorCode::MessageTimedOut
-                    | RDKafkaErrorCode::QueueFull
-                    | RDKafkaErrorCode::AllBrokersDown
-                    | RDKafkaErrorCode::BrokerTransportFailure
-                    | RDKafkaErrorCode::RequestTimedOut
-            )
-        );
-        let stalled = self
-            .last_delivery
-            .lock()
-            .expect("delivery lock poisoned")
-            .elapsed()
-            >= Self::STALL;
-        if transient && !fatal && !stalled {
+        let overloaded = error.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull);
+        if overloaded && !fatal {
             return;
         }
         let mut current = self.current.write().expect("producer lock poisoned");
         let same = current.0.client().native_ptr() == failed.client().native_ptr();
-        let min_age = if transient && !fatal {
-            Self::STALL
-        } else {
-            Self::REBUILD_INTERVAL
-        };
-        if !same || current.1.elapsed() < min_age {
+        if !same || current.1.elapsed() < Self::REBUILD_INTERVAL {
             return;
         }
         match self.settings.producer() {
             Ok(fresh) => {
-                tracing::warn!(error = %error, fatal, "Kafka producer rejected; replaced it with a fresh one");
+                tracing::warn!(error = %error, fatal, "Kafka send failed; replaced the producer with a fresh one");
                 metrics::counter!("kafka_producer_rebuilds_total").increment(1);
                 *current = (fresh, std::time::Instant::now());
             }

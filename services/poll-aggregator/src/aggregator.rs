@@ -139,7 +139,6 @@ impl Aggregator {
             let producer = self.producer.get();
             match producer.send(record, Duration::from_secs(1)).await {
                 Ok(_) => {
-                    self.producer.delivered();
                     metrics::counter!("dead_letters_total").increment(1);
                     return;
                 }
@@ -245,7 +244,7 @@ impl Aggregator {
                     )
                     .instrument(span)
                     .await
-                    .map(|_| resilient.delivered())
+                    .map(|_| ())
                     .map_err(|(err, _)| {
                         resilient.recover(&producer, &err);
                         FlushError::Kafka(err)

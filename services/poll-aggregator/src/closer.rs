@@ -87,7 +87,6 @@ impl Closer {
                     self.producer.recover(&producer, &err);
                     CloseError::Kafka(err)
                 })?;
-            self.producer.delivered();
             results_cache::write_if_newer(&mut self.redis, snapshot).await?;
         }
         sqlx::query("UPDATE polls SET close_announced = true WHERE id = ANY($1)")

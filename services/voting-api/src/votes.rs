@@ -303,7 +303,6 @@ async fn lock_and_produce(
         .record(started.elapsed().as_secs_f64());
     match delivery {
         Ok(_) => {
-            state.producer.delivered();
             tracing::debug!(poll_id = %vote.poll_id, vote_id = %vote.vote_id, "Vote accepted");
             Ok((
                 StatusCode::ACCEPTED,
