@@ -1,5 +1,9 @@
 //! Fixed-window rate limits kept in Redis, so every API replica shares the same counters.
+//!
+//! The counting is a Lua function ([`COUNT_LIMITS`]) that other scripts embed: the vote path
+//! counts its limits and takes its lock in one round trip (see `votes.rs`).
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -15,21 +19,43 @@ pub struct Limit {
     pub max: u64,
 }
 
-// Counts the request against every limit, then reports the first exceeded one's remaining
-// window in milliseconds, or -1 if all pass. Counting all keys keeps the windows honest.
-const CHECK_LIMITS: &str = r"
-local window = tonumber(ARGV[1])
-local exceeded = -1
-for i, key in ipairs(KEYS) do
-  local count = redis.call('INCR', key)
-  if count == 1 then redis.call('PEXPIRE', key, window) end
-  if count > tonumber(ARGV[i + 1]) and exceeded < 0 then
-    exceeded = redis.call('PTTL', key)
-    if exceeded < 0 then exceeded = window end
+/// Lua: `count_limits(first_key, first_arg, window_ms)` counts the request against every key
+/// from `KEYS[first_key]` on, whose maxima are `ARGV[first_arg]` onwards, then returns the
+/// first exceeded key's remaining window in milliseconds, or -1 if all pass. Counting all
+/// keys keeps the windows honest.
+pub const COUNT_LIMITS: &str = r"
+local function count_limits(first_key, first_arg, window)
+  local exceeded = -1
+  for i = first_key, #KEYS do
+    local key = KEYS[i]
+    local count = redis.call('INCR', key)
+    if count == 1 then redis.call('PEXPIRE', key, window) end
+    if count > tonumber(ARGV[first_arg + i - first_key]) and exceeded < 0 then
+      exceeded = redis.call('PTTL', key)
+      if exceeded < 0 then exceeded = window end
+    end
   end
+  return exceeded
 end
-return exceeded
 ";
+
+static CHECK_LIMITS: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(&format!(
+        "{COUNT_LIMITS}return count_limits(1, 2, tonumber(ARGV[1]))"
+    ))
+});
+
+/// The limits that apply, in the order a script takes them (unlimited ones left out).
+pub fn active(limits: &[Limit]) -> impl Iterator<Item = &Limit> {
+    limits.iter().filter(|limit| limit.max > 0)
+}
+
+/// The `429` for a request whose window has `retry_ms` left.
+pub fn exceeded(retry_ms: i64) -> ApiError {
+    ApiError::RateLimited {
+        retry_after_secs: (retry_ms.max(0) as u64).div_ceil(1000).max(1),
+    }
+}
 
 /// Counts one request against `limits` and fails with `429` if any is exceeded.
 pub async fn check(
@@ -37,24 +63,22 @@ pub async fn check(
     window: Duration,
     limits: &[Limit],
 ) -> Result<(), ApiError> {
-    let active: Vec<&Limit> = limits.iter().filter(|l| l.max > 0).collect();
-    if active.is_empty() {
-        return Ok(());
-    }
-    let script = redis::Script::new(CHECK_LIMITS);
-    let mut invocation = script.prepare_invoke();
+    let mut invocation = CHECK_LIMITS.prepare_invoke();
     invocation.arg(window.as_millis() as u64);
-    for limit in &active {
+    let mut any = false;
+    for limit in active(limits) {
         invocation.key(&limit.key).arg(limit.max);
+        any = true;
+    }
+    if !any {
+        return Ok(());
     }
     let retry_ms: i64 = invocation
         .invoke_async(redis)
         .await
         .map_err(|err| ApiError::unavailable("redis", err))?;
     if retry_ms >= 0 {
-        return Err(ApiError::RateLimited {
-            retry_after_secs: (retry_ms as u64).div_ceil(1000).max(1),
-        });
+        return Err(exceeded(retry_ms));
     }
     Ok(())
 }

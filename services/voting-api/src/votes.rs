@@ -5,6 +5,7 @@
 //! was taken releases it, so the voter can retry and no half-done vote is left behind.
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -203,23 +204,8 @@ async fn cast(
     option_ids: Vec<Uuid>,
 ) -> Result<(StatusCode, Json<VoteAccepted>), ApiError> {
     let result = async {
-        let limits = &state.config.rate_limits;
-        let mut redis = state.redis.clone();
-        rate_limit::check(
-            &mut redis,
-            limits.window,
-            &[
-                Limit {
-                    key: format!("{}:vote:voter:{voter_id}", limits.namespace),
-                    max: limits.votes_per_voter,
-                },
-                Limit {
-                    key: format!("{}:vote:ip:{}", limits.namespace, ip.0),
-                    max: limits.votes_per_ip,
-                },
-            ],
-        )
-        .await?;
+        // What can be decided without Redis is decided first: such rejections cost nothing
+        // downstream, so they are not counted against the rate limits either.
         let now = Utc::now();
         if poll.status_at(now) == PollStatus::Closed {
             return Err(ApiError::conflict(
@@ -228,6 +214,17 @@ async fn cast(
             ));
         }
         check_choices(poll, &option_ids)?;
+        let limits = &state.config.rate_limits;
+        let limits = vec![
+            Limit {
+                key: format!("{}:vote:voter:{voter_id}", limits.namespace),
+                max: limits.votes_per_voter,
+            },
+            Limit {
+                key: format!("{}:vote:ip:{}", limits.namespace, ip.0),
+                max: limits.votes_per_ip,
+            },
+        ];
         let vote = RawVote {
             v: SCHEMA_VERSION,
             vote_id: Uuid::now_v7(),
@@ -240,7 +237,7 @@ async fn cast(
         // dropping it between the lock and the delivery report would strand the lock.
         let span =
             tracing::info_span!("produce_vote", poll_id = %vote.poll_id, vote_id = %vote.vote_id);
-        tokio::spawn(lock_and_produce(state, vote).instrument(span))
+        tokio::spawn(lock_and_produce(state, vote, limits).instrument(span))
             .await
             .map_err(|err| ApiError::Internal(format!("vote task failed: {err}")))?
     }
@@ -255,6 +252,7 @@ async fn cast(
 async fn lock_and_produce(
     state: AppState,
     vote: RawVote,
+    limits: Vec<Limit>,
 ) -> Result<(StatusCode, Json<VoteAccepted>), ApiError> {
     let lock_key = lock_key(vote.poll_id, &vote.voter_id);
     let lock_value = LockValue {
@@ -263,22 +261,29 @@ async fn lock_and_produce(
     }
     .render();
     let mut redis = state.redis.clone();
-    let outcome: i64 = redis::Script::new(TAKE_LOCK)
+    let mut invocation = TAKE_LOCK.prepare_invoke();
+    invocation
         .key(&lock_key)
         .key(pollstream_store::closed_flag::key(vote.poll_id))
         .arg(&lock_value)
         .arg(state.config.vote_lock_ttl.as_secs())
+        .arg(state.config.rate_limits.window.as_millis() as u64);
+    for limit in rate_limit::active(&limits) {
+        invocation.key(&limit.key).arg(limit.max);
+    }
+    let (outcome, retry_ms): (i64, i64) = invocation
         .invoke_async(&mut redis)
         .await
         .map_err(|err| ApiError::unavailable("redis", err))?;
     match outcome {
-        1 => {}
-        0 => {
+        LOCK_TAKEN => {}
+        ALREADY_VOTED => {
             return Err(ApiError::conflict(
                 "already_voted",
                 "this voter has already voted in this poll",
             ));
         }
+        RATE_LIMITED => return Err(rate_limit::exceeded(retry_ms)),
         _ => {
             return Err(ApiError::conflict(
                 "poll_closed",
@@ -320,25 +325,43 @@ async fn lock_and_produce(
     }
 }
 
-// 1: lock taken; 0: this voter already holds one; -1: the poll was closed (checked in the
-// same step, so no vote can slip in after a close).
-const TAKE_LOCK: &str = r"
-if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end
-return 0
-";
+const LOCK_TAKEN: i64 = 1;
+const ALREADY_VOTED: i64 = 0;
+const RATE_LIMITED: i64 = 2;
 
-const RELEASE_LOCK: &str = r"
+// One round trip per vote: count the rate limits (KEYS[3..], maxima ARGV[4..]), then refuse
+// a closed poll (checked in the same step as the lock, so no vote can slip in after a
+// close), then take the lock. Returns {outcome, retry_ms}: 1 lock taken, 0 this voter already
+// holds one, -1 the poll is closed, 2 a limit is exceeded with retry_ms left in its window.
+static TAKE_LOCK: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(&format!(
+        "{}{}",
+        rate_limit::COUNT_LIMITS,
+        r"
+local retry = count_limits(3, 4, tonumber(ARGV[3]))
+if retry >= 0 then return {2, retry} end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {-1, 0} end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return {1, 0} end
+return {0, 0}
+"
+    ))
+});
+
+static RELEASE_LOCK: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
-";
+",
+    )
+});
 
 /// Deletes the lock only if it still holds this vote, so a lock taken by a later attempt is
 /// never removed by an earlier one.
 async fn release_lock(redis: &mut redis::aio::ConnectionManager, key: &str, value: &str) {
-    let released = redis::Script::new(RELEASE_LOCK)
+    let released = RELEASE_LOCK
         .key(key)
         .arg(value)
         .invoke_async::<i64>(redis)

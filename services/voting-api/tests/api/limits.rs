@@ -49,6 +49,26 @@ async fn vote_limits_are_shared_by_all_replicas() {
 }
 
 #[tokio::test]
+async fn rejected_choices_do_not_use_up_the_vote_limit() {
+    let app = spawn_app_with(&[("RATE_LIMIT_VOTES_PER_VOTER", "1")]).await;
+    let poll = app.create_poll("single", &["a", "b"], None).await;
+    let code = poll["code"].as_str().unwrap();
+    let unknown = json!("00000000-0000-0000-0000-000000000000");
+    for _ in 0..3 {
+        let (status, body) = app.vote(code, "clumsy", &[&unknown]).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    }
+    let (status, body) = app.vote(code, "clumsy", &[option_id(&poll, 0)]).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, body) = app.vote(code, "clumsy", &[option_id(&poll, 1)]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited")),
+        "the one attempt the window allows was the accepted vote"
+    );
+}
+
+#[tokio::test]
 async fn auth_endpoints_are_limited_per_address_across_replicas() {
     let limits = [("RATE_LIMIT_AUTH_PER_IP", "3")];
     let first = spawn_app_with(&limits).await;
