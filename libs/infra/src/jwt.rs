@@ -4,6 +4,7 @@
 //! so a leaked token stops working on its own, and `iss`/`aud` are checked so a token minted
 //! for another system with the same secret is refused.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -108,9 +109,12 @@ impl JwtSettings {
     }
 }
 
-/// Signing and verification keys derived from one secret.
+/// Signing and verification keys derived from one secret; cheap to clone (shared), since
+/// handlers clone them with their state on every request.
 #[derive(Clone)]
-pub struct JwtKeys {
+pub struct JwtKeys(Arc<Keys>);
+
+struct Keys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -132,13 +136,13 @@ impl JwtKeys {
         validation.set_issuer(&[&settings.issuer]);
         validation.set_audience(&[&settings.audience]);
         validation.leeway = 5;
-        Self {
+        Self(Arc::new(Keys {
             encoding: EncodingKey::from_secret(settings.secret.as_bytes()),
             decoding: DecodingKey::from_secret(settings.secret.as_bytes()),
             validation,
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
-        }
+        }))
     }
 
     /// An account token for `subject`, valid for `ttl`.
@@ -153,22 +157,22 @@ impl JwtKeys {
             sub: subject.to_owned(),
             iat: now,
             exp: now + ttl.as_secs(),
-            iss: self.issuer.clone(),
-            aud: self.audience.clone(),
+            iss: self.0.issuer.clone(),
+            aud: self.0.audience.clone(),
             role,
         };
         self.sign(&claims)
     }
 
     fn sign(&self, claims: &Claims) -> String {
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.0.encoding)
             .expect("HS256 signing cannot fail")
     }
 
     /// The claims of a valid token.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         let claims =
-            jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)?.claims;
+            jsonwebtoken::decode::<Claims>(token, &self.0.decoding, &self.0.validation)?.claims;
         if claims.sub.is_empty() || claims.sub.len() > 200 {
             return Err(TokenError::BadSubject);
         }
@@ -235,7 +239,7 @@ mod tests {
         let token = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &serde_json::json!({"sub": "dave", "iss": "pollstream", "aud": "pollstream"}),
-            &keys().encoding,
+            &keys().0.encoding,
         )
         .unwrap();
         assert!(keys().verify(&token).is_err());
@@ -246,7 +250,7 @@ mod tests {
         let token = jsonwebtoken::encode(
             &Header::new(Algorithm::HS384),
             &claims("eve", 60),
-            &keys().encoding,
+            &keys().0.encoding,
         )
         .unwrap();
         assert!(keys().verify(&token).is_err());

@@ -33,7 +33,7 @@ use utoipa_axum::router::OpenApiRouter;
 pub use config::Config;
 use poll_cache::PollCache;
 pub use pollstream_infra::RunError;
-use state::AppState;
+use state::{AppState, Shared};
 
 /// Largest request body accepted; a vote or a poll is far smaller.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -133,14 +133,14 @@ pub async fn run(
         .map_err(RunError::setup("Redis client"))?;
     let producer =
         ResilientProducer::new(config.kafka.clone()).map_err(RunError::setup("Kafka producer"))?;
-    let state = AppState {
+    let state = AppState::new(Shared {
         jwt: config.jwt.keys(),
         polls: PollCache::new(db.clone(), config.poll_cache_ttl),
         config: Arc::new(config),
         db,
         redis,
         producer: Arc::new(producer),
-    };
+    });
     let producer = state.producer.clone();
     pollstream_infra::metrics::handle();
     tracing::info!(address = %listener.local_addr()?, "voting-api listening");

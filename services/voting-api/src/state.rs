@@ -13,9 +13,28 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::poll_cache::PollCache;
 
-/// Connections and caches shared by all requests; cheap to clone.
+/// Connections and caches shared by all requests. Handlers clone it several times per
+/// request (extractors, the vote task), so it is one shared pointer.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// State over these connections.
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct Shared {
     /// Configuration in force.
     pub config: Arc<Config>,
     /// PostgreSQL pool.
