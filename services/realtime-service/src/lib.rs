@@ -23,6 +23,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use serde_json::Value;
 use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
+use socketioxide::handler::ConnectHandler;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -67,10 +68,20 @@ pub async fn run(
         .max_buffer_size(1024)
         .build_layer();
     let hub = Arc::new(Hub::new(io.clone(), db, redis, config.jwt.keys()));
+    // The handlers are registered in a connect *middleware*: socketioxide awaits it before it
+    // sends the client its CONNECT packet, whereas a connect handler runs in a task spawned
+    // after that packet went out. A client that emits `join` as soon as it is connected (as
+    // every screen does) could otherwise reach the server before `join` had a handler, and
+    // the event would be dropped without an acknowledgement (seen: 9 of 10,000 screens).
     let connect_hub = hub.clone();
-    io.ns("/", async move |socket: SocketRef| {
-        sockets::on_connect(socket, connect_hub.clone())
-    });
+    let register = move |socket: SocketRef| {
+        let hub = connect_hub.clone();
+        async move {
+            sockets::on_connect(socket, hub);
+            Ok::<(), std::convert::Infallible>(())
+        }
+    };
+    io.ns("/", (|| async {}).with(register));
 
     pollstream_infra::metrics::handle();
     let app = Router::new()

@@ -4,11 +4,6 @@ use anyhow::Context;
 use pollstream_infra::env::Vars;
 use realtime_service::Config;
 
-// glibc malloc was a quarter of the CPU profile under load; mimalloc is far cheaper for
-// the many small short-lived allocations of a request or a broadcast.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _telemetry = pollstream_infra::telemetry::init("realtime-service");
