@@ -172,8 +172,9 @@ impl Voting {
         format!("{}-{voter}", self.voter_prefix)
     }
 
-    /// Sends one ballot and reports its outcome, latency counted from `due`.
-    async fn cast(&self, ballot: Ballot, due: Instant) {
+    /// Sends one ballot and reports its outcome, latency counted from `due`. Returns how long
+    /// the server asked to wait before retrying (`Retry-After` of a `429` or `503`), if it did.
+    async fn cast(&self, ballot: Ballot, due: Instant) -> Option<Duration> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let target = &self.targets[ballot.poll as usize];
         let token = self.keys.issue(&self.voter_id(ballot.voter), TOKEN_TTL);
@@ -185,9 +186,17 @@ impl Voting {
             .body(target.bodies[ballot.option as usize].clone())
             .send()
             .await;
+        let mut retry_after = None;
         let answer = match sent {
             Ok(response) => {
                 let status = response.status().as_u16();
+                if matches!(status, 429 | 503) {
+                    retry_after = response
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
+                        .map(|secs| Duration::from_secs(secs.min(MAX_RETRY_AFTER_SECS)));
+                }
                 // Read the body so the connection goes back to the pool.
                 match response.bytes().await {
                     Ok(_) => Answer::Status(status),
@@ -206,8 +215,12 @@ impl Voting {
             answered,
             answer,
         });
+        retry_after
     }
 }
+
+/// Longest `Retry-After` a closed-loop voter honours.
+const MAX_RETRY_AFTER_SECS: u64 = 5;
 
 /// Open loop: vote `i` is due at `start + i / rate` and is sent then, however long earlier
 /// answers take; latency runs from that due time (no coordinated omission).
@@ -230,6 +243,7 @@ pub async fn open_loop(voting: Arc<Voting>, rate: f64, duration: Duration, max_i
             }
             let ballot = voting.next_ballot();
             let voting = voting.clone();
+            // Open loop: the schedule decides when the next vote goes, not the answers.
             tokio::spawn(async move { voting.cast(ballot, due).await });
         }
         tokio::time::sleep_until(start + Duration::from_secs_f64(next as f64 / rate)).await;
@@ -237,7 +251,9 @@ pub async fn open_loop(voting: Arc<Voting>, rate: f64, duration: Duration, max_i
 }
 
 /// Closed loop: `concurrency` voters, each sending its next vote as soon as the previous one
-/// was answered, until `duration` has passed.
+/// was answered, until `duration` has passed. Like a well-behaved client, a voter told to come
+/// back later (`429`/`503` with `Retry-After`) waits that long first, so an overloaded server
+/// is not hammered by instant retries.
 pub async fn closed_loop(voting: Arc<Voting>, concurrency: usize, duration: Duration) {
     let end = Instant::now() + duration;
     let workers: Vec<_> = (0..concurrency.max(1))
@@ -246,7 +262,9 @@ pub async fn closed_loop(voting: Arc<Voting>, concurrency: usize, duration: Dura
             tokio::spawn(async move {
                 while Instant::now() < end {
                     let ballot = voting.next_ballot();
-                    voting.cast(ballot, Instant::now()).await;
+                    if let Some(wait) = voting.cast(ballot, Instant::now()).await {
+                        tokio::time::sleep_until((Instant::now() + wait).min(end)).await;
+                    }
                 }
             })
         })
