@@ -40,6 +40,9 @@ pub struct Config {
     pub redis_timeout: Duration,
     /// Largest PostgreSQL pool.
     pub db_max_connections: u32,
+    /// Vote requests served at once (`MAX_VOTES_IN_FLIGHT`); more are answered `503
+    /// overloaded` at once. At ~10,000 votes/s an instance has a few hundred in flight.
+    pub max_votes_in_flight: usize,
 }
 
 impl Config {
@@ -87,6 +90,11 @@ impl Config {
                 10..=60_000,
             )?),
             db_max_connections: vars.ranged_or("DATABASE_MAX_CONNECTIONS", 10u32, 1..=1_000)?,
+            max_votes_in_flight: vars.ranged_or(
+                "MAX_VOTES_IN_FLIGHT",
+                2_048usize,
+                1..=1_000_000,
+            )?,
         })
     }
 }

@@ -68,6 +68,9 @@ pub enum ApiError {
         /// The underlying error, logged only.
         detail: String,
     },
+    /// This instance already serves as many votes as it may at once; retry shortly.
+    #[error("too many votes in flight on this instance, retry shortly")]
+    Overloaded,
     /// A bug or an unexpected state; logged, never shown.
     #[error("internal error")]
     Internal(String),
@@ -122,6 +125,7 @@ impl ApiError {
                 "redis" => "redis_unavailable",
                 _ => "database_unavailable",
             },
+            ApiError::Overloaded => "overloaded",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -136,7 +140,7 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable { .. } | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -208,7 +212,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(_) => {
                 (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
             }
-            ApiError::Unavailable { .. } => {
+            ApiError::Unavailable { .. } | ApiError::Overloaded => {
                 (status, [(header::RETRY_AFTER, "1".to_owned())], body).into_response()
             }
             ApiError::RateLimited { retry_after_secs } => (

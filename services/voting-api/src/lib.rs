@@ -39,12 +39,13 @@ use state::{AppState, Shared};
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Every route of the service with its OpenAPI description. Routes are only ever added
-/// through `routes!`, so the document and the router cannot drift apart.
-pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+/// through `routes!`, so the document and the router cannot drift apart. At most
+/// `max_votes_in_flight` vote requests are served at once (see [`votes::router`]).
+pub fn api(max_votes_in_flight: usize) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut openapi) = OpenApiRouter::new()
         .merge(accounts::router())
         .merge(polls::router())
-        .merge(votes::router())
+        .merge(votes::router(max_votes_in_flight))
         .merge(health::router())
         .split_for_parts();
     openapi.info.title = "pollstream voting-api".into();
@@ -85,7 +86,7 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 
 /// Builds the router with every route of the service.
 fn app(state: AppState) -> Router {
-    let (router, openapi) = api();
+    let (router, openapi) = api(state.config.max_votes_in_flight);
     let openapi = Arc::new(openapi);
     router
         .route(

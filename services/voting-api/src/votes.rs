@@ -8,15 +8,19 @@ use std::collections::HashSet;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use axum::Json;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::{BoxError, Json};
 use chrono::{DateTime, Utc};
 use pollstream_infra::telemetry::trace_context;
 use pollstream_store::{PollDefinition, PollKind};
 use pollstream_wire::{ErrorBody, PollStatus, RawVote, SCHEMA_VERSION};
 use rdkafka::producer::FutureRecord;
 use serde::{Deserialize, Serialize};
+use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::load_shed::LoadShedLayer;
 use tracing::Instrument;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -29,12 +33,26 @@ use crate::error::ApiError;
 use crate::rate_limit::{self, Limit};
 use crate::state::{ApiJson, AppState};
 
-/// Routes that take votes.
-pub fn router() -> OpenApiRouter<AppState> {
+/// Routes that take votes. At most `max_in_flight` of their requests are served at once on
+/// this instance (one semaphore for all of them); past that a request is answered `503
+/// overloaded` at once instead of queueing behind the others. Under a burst beyond what the
+/// instance can do, the votes it takes keep their latency and the rest can retry (or go to
+/// another replica) within a second, rather than every request waiting into its timeout.
+pub fn router(max_in_flight: usize) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(vote_by_code))
         .routes(routes!(my_vote))
         .routes(routes!(legacy_vote))
+        .route_layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|_: BoxError| async {
+                    metrics::counter!("votes_rejected_total", "reason" => "overloaded")
+                        .increment(1);
+                    ApiError::Overloaded
+                }))
+                .layer(LoadShedLayer::new())
+                .layer(GlobalConcurrencyLimitLayer::new(max_in_flight)),
+        )
 }
 
 /// Body of `POST /api/v1/votes/{code}`.
@@ -68,7 +86,7 @@ pub struct VoteAccepted {
     responses((status = 202, body = VoteAccepted), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "already voted, or poll closed"),
         (status = 422, body = ErrorBody, description = "invalid choices"), (status = 429, body = ErrorBody),
-        (status = 503, body = ErrorBody, description = "Kafka or Redis unavailable; retry")))]
+        (status = 503, body = ErrorBody, description = "Kafka or Redis unavailable, or the instance has too many votes in flight (`overloaded`); retry after `Retry-After`")))]
 async fn vote_by_code(
     State(state): State<AppState>,
     Path(code): Path<String>,

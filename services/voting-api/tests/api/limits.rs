@@ -1,5 +1,8 @@
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{option_id, spawn_app_with, spawn_twin};
 
@@ -66,6 +69,62 @@ async fn rejected_choices_do_not_use_up_the_vote_limit() {
         (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited")),
         "the one attempt the window allows was the accepted vote"
     );
+}
+
+#[tokio::test]
+async fn votes_beyond_the_in_flight_limit_are_shed_at_once() {
+    let app = spawn_app_with(&[("MAX_VOTES_IN_FLIGHT", "1")]).await;
+    let poll = app.create_poll("single", &["a", "b"], None).await;
+    let code = poll["code"].as_str().unwrap();
+    // A vote whose body is still on its way holds the one slot.
+    let body = json!({ "optionIds": [option_id(&poll, 0)] }).to_string();
+    let host = app.address.trim_start_matches("http://");
+    let mut slow = tokio::net::TcpStream::connect(host).await.unwrap();
+    let head = format!(
+        "POST /api/v1/votes/{code} HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        app.token("slow"),
+        body.len()
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    slow.write_all(&body.as_bytes()[..5]).await.unwrap();
+
+    let shed = pollstream_testkit::eventually(Duration::from_secs(5), || async {
+        let response = app
+            .client
+            .post(format!("{}/api/v1/votes/{code}", app.address))
+            .bearer_auth(app.token("fast"))
+            .json(&json!({ "optionIds": [option_id(&poll, 1)] }))
+            .send()
+            .await
+            .unwrap();
+        (response.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(response)
+    })
+    .await
+    .expect("a second vote was not shed while the slot was taken");
+    assert_eq!(shed.headers()["retry-after"], "1");
+    let error: Value = shed.json().await.unwrap();
+    assert_eq!(error["error"], "overloaded", "{error}");
+    let health = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        health.status(),
+        StatusCode::OK,
+        "only vote routes are limited"
+    );
+
+    // The slow vote completes and frees the slot; the shed voter's retry is accepted.
+    slow.write_all(&body.as_bytes()[5..]).await.unwrap();
+    let mut answer = vec![0; 1024];
+    let read = slow.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    let (status, body) = app.vote(code, "fast", &[option_id(&poll, 1)]).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
 }
 
 #[tokio::test]
