@@ -116,19 +116,44 @@ pub async fn run(
     tracing::info!(address = %listener.local_addr()?, group_id, "realtime-service listening");
     let server_token = token.clone();
     let close_io = io.clone();
-    let result = axum::serve(listener, app)
+    let serve = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             server_token.cancel();
             // Close sockets first: open WebSockets would otherwise hold the drain forever.
-            close_io.close().await;
+            // socketioxide waits for each socket's transport to close, which a client caught
+            // between long-polling and the WebSocket upgrade may not do promptly: bounded.
+            if tokio::time::timeout(SOCKETS_CLOSE_TIMEOUT, close_io.close())
+                .await
+                .is_err()
+            {
+                tracing::warn!("Some sockets were not closed in time; stopping anyway");
+            }
         })
-        .await;
+        .into_future();
+    let drain_deadline = token.clone();
+    let result = tokio::select! {
+        result = serve => result,
+        () = async move {
+            drain_deadline.cancelled().await;
+            tokio::time::sleep(DRAIN_TIMEOUT).await;
+        } => {
+            tracing::warn!("Connections still open after the drain deadline; stopping anyway");
+            Ok(())
+        }
+    };
     token.cancel();
     let _ = consumer_task.await;
     tracing::info!("realtime-service stopped");
     result.map_err(RunError::from)
 }
+
+/// Longest wait for socketioxide to close every socket at shutdown.
+const SOCKETS_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest a shutdown waits for the server's connections once it began; past it the process
+/// stops anyway (clients reconnect to another replica).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Forwards every update from `poll-updates` to its room until `shutdown`.
 async fn consume(consumer: Arc<StreamConsumer>, hub: Arc<Hub>, shutdown: CancellationToken) {
