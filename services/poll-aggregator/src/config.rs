@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use pollstream_infra::env::{ConfigError, Vars};
 use pollstream_infra::kafka::KafkaSettings;
+use pollstream_infra::redis::RedisSettings;
 use pollstream_wire::{DEAD_LETTER_SUFFIX, POLL_UPDATES_TOPIC, RAW_VOTES_TOPIC};
 
 /// Everything poll-aggregator needs to run.
@@ -11,8 +12,8 @@ use pollstream_wire::{DEAD_LETTER_SUFFIX, POLL_UPDATES_TOPIC, RAW_VOTES_TOPIC};
 pub struct Config {
     /// PostgreSQL, where ballots and counters live.
     pub database_url: String,
-    /// Redis, for the results cache.
-    pub redis_url: String,
+    /// Redis and its command timeout.
+    pub redis: RedisSettings,
     /// Kafka brokers and produce timeout.
     pub kafka: KafkaSettings,
     /// Port of the health and metrics server (`POLL_AGGREGATOR_PORT`).
@@ -33,8 +34,6 @@ pub struct Config {
     /// soon as votes arrive, but tansu holds a fetch for a good part of this even with data
     /// ready, which adds straight to vote-to-screen time: 100 ms cost ~120 ms at p99.
     pub fetch_wait: Duration,
-    /// Upper bound on any single Redis command.
-    pub redis_timeout: Duration,
     /// How long SIGTERM may take to flush the last batch before giving up on it (it is then
     /// replayed by the next owner of the partitions, since its offsets were not committed).
     pub drain_timeout: Duration,
@@ -46,7 +45,7 @@ impl Config {
         let raw_votes_topic = vars.or_default("RAW_VOTES_TOPIC", RAW_VOTES_TOPIC);
         Ok(Self {
             database_url: vars.required("DATABASE_URL")?,
-            redis_url: vars.or_default("REDIS_URL", "redis://127.0.0.1:6379"),
+            redis: RedisSettings::from_vars(vars)?,
             kafka: KafkaSettings::from_vars(vars)?,
             port: vars.parsed_or("POLL_AGGREGATOR_PORT", 3002)?,
             flush_interval: Duration::from_millis(vars.ranged_or(
@@ -63,11 +62,6 @@ impl Config {
                 "KAFKA_FETCH_WAIT_MS",
                 20u64,
                 1..=5_000,
-            )?),
-            redis_timeout: Duration::from_millis(vars.ranged_or(
-                "REDIS_TIMEOUT_MS",
-                1_000u64,
-                10..=60_000,
             )?),
             drain_timeout: Duration::from_millis(vars.ranged_or(
                 "DRAIN_TIMEOUT_MS",

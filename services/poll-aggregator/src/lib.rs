@@ -40,7 +40,9 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let db = pollstream_infra::postgres::connect_lazy(&config.database_url, 4)
         .map_err(RunError::setup("PostgreSQL pool"))?;
-    let redis = pollstream_infra::redis::connect_lazy(&config.redis_url, config.redis_timeout)
+    let redis = config
+        .redis
+        .connect_lazy()
         .map_err(RunError::setup("Redis client"))?;
     let producer = Arc::new(
         pollstream_infra::kafka::ResilientProducer::new(config.kafka.clone())

@@ -1,10 +1,9 @@
 //! realtime-service configuration, read from the environment once at start.
 
-use std::time::Duration;
-
 use pollstream_infra::env::{ConfigError, Vars};
 use pollstream_infra::jwt::JwtSettings;
 use pollstream_infra::kafka::KafkaSettings;
+use pollstream_infra::redis::RedisSettings;
 use pollstream_wire::POLL_UPDATES_TOPIC;
 
 /// Everything realtime-service needs to run.
@@ -12,8 +11,8 @@ use pollstream_wire::POLL_UPDATES_TOPIC;
 pub struct Config {
     /// PostgreSQL, to resolve join codes and read snapshots the cache does not have.
     pub database_url: String,
-    /// Redis, for the results cache.
-    pub redis_url: String,
+    /// Redis and its command timeout.
+    pub redis: RedisSettings,
     /// Kafka brokers.
     pub kafka: KafkaSettings,
     /// Port for Socket.IO, health and metrics (`REALTIME_SERVICE_PORT`).
@@ -23,8 +22,6 @@ pub struct Config {
     /// Prefix of this replica's consumer group; a random suffix makes it unique so every
     /// replica receives every update.
     pub group_prefix: String,
-    /// Upper bound on any single Redis command.
-    pub redis_timeout: Duration,
     /// Verifies the tokens clients send with `join`, for results visibility.
     pub jwt: JwtSettings,
 }
@@ -34,16 +31,11 @@ impl Config {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         Ok(Self {
             database_url: vars.required("DATABASE_URL")?,
-            redis_url: vars.or_default("REDIS_URL", "redis://127.0.0.1:6379"),
+            redis: RedisSettings::from_vars(vars)?,
             kafka: KafkaSettings::from_vars(vars)?,
             port: vars.parsed_or("REALTIME_SERVICE_PORT", 3003)?,
             poll_updates_topic: vars.or_default("POLL_UPDATES_TOPIC", POLL_UPDATES_TOPIC),
             group_prefix: vars.or_default("REALTIME_GROUP_PREFIX", "realtime-service"),
-            redis_timeout: Duration::from_millis(vars.ranged_or(
-                "REDIS_TIMEOUT_MS",
-                1_000u64,
-                10..=60_000,
-            )?),
             jwt: JwtSettings::from_vars(vars)?,
         })
     }

@@ -47,7 +47,9 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let db = pollstream_infra::postgres::connect_lazy(&config.database_url, 8)
         .map_err(RunError::setup("PostgreSQL pool"))?;
-    let redis = pollstream_infra::redis::connect_lazy(&config.redis_url, config.redis_timeout)
+    let redis = config
+        .redis
+        .connect_lazy()
         .map_err(RunError::setup("Redis client"))?;
     let group_id = format!("{}-{}", config.group_prefix, uuid::Uuid::new_v4());
     let consumer = config

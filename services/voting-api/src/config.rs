@@ -5,14 +5,15 @@ use std::time::Duration;
 use pollstream_infra::env::{ConfigError, Vars};
 use pollstream_infra::jwt::JwtSettings;
 use pollstream_infra::kafka::KafkaSettings;
+use pollstream_infra::redis::RedisSettings;
 
 /// Everything voting-api needs to run.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// PostgreSQL, for poll definitions and the results fallback.
     pub database_url: String,
-    /// Redis, for vote locks and the results cache.
-    pub redis_url: String,
+    /// Redis and its command timeout.
+    pub redis: RedisSettings,
     /// Kafka brokers and produce timeout.
     pub kafka: KafkaSettings,
     /// Secret, issuer and audience of bearer tokens.
@@ -36,8 +37,6 @@ pub struct Config {
     pub raw_votes_topic: String,
     /// How long a poll definition is served from memory before it is read again.
     pub poll_cache_ttl: Duration,
-    /// Upper bound on any single Redis command.
-    pub redis_timeout: Duration,
     /// Largest PostgreSQL pool.
     pub db_max_connections: u32,
     /// Vote requests served at once (`MAX_VOTES_IN_FLIGHT`); more are answered `503
@@ -50,7 +49,7 @@ impl Config {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         Ok(Self {
             database_url: vars.required("DATABASE_URL")?,
-            redis_url: vars.or_default("REDIS_URL", "redis://127.0.0.1:6379"),
+            redis: RedisSettings::from_vars(vars)?,
             kafka: KafkaSettings::from_vars(vars)?,
             jwt: JwtSettings::from_vars(vars)?,
             access_token_ttl: Duration::from_secs(vars.ranged_or(
@@ -83,11 +82,6 @@ impl Config {
                 "POLL_CACHE_TTL_MS",
                 2_000u64,
                 0..=600_000,
-            )?),
-            redis_timeout: Duration::from_millis(vars.ranged_or(
-                "REDIS_TIMEOUT_MS",
-                1_000u64,
-                10..=60_000,
             )?),
             db_max_connections: vars.ranged_or("DATABASE_MAX_CONNECTIONS", 10u32, 1..=1_000)?,
             max_votes_in_flight: vars.ranged_or(

@@ -130,7 +130,9 @@ pub async fn run(
     let db =
         pollstream_infra::postgres::connect_lazy(&config.database_url, config.db_max_connections)
             .map_err(RunError::setup("PostgreSQL pool"))?;
-    let redis = pollstream_infra::redis::connect_lazy(&config.redis_url, config.redis_timeout)
+    let redis = config
+        .redis
+        .connect_lazy()
         .map_err(RunError::setup("Redis client"))?;
     let producer =
         ResilientProducer::new(config.kafka.clone()).map_err(RunError::setup("Kafka producer"))?;
