@@ -9,7 +9,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use pollstream_infra::jwt::{JwtKeys, JwtSettings};
-use pollstream_testkit::{JWT_SECRET, TestDatabase, free_port, unique_topic, workspace_binary};
+use pollstream_testkit::{
+    JWT_SECRET, PipelineTopics, TestDatabase, free_port, unique_topic, workspace_binary,
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
@@ -40,15 +42,11 @@ impl Stack {
     pub async fn start_with(name: &str, flush_interval_ms: u64, extra: &[(&str, &str)]) -> Self {
         pollstream_testkit::init_logging();
         let db = TestDatabase::create().await;
-        let raw_votes = unique_topic("raw-votes");
-        let poll_updates = unique_topic("poll-updates");
-        let dead_letters = format!("{raw_votes}.dlq");
-        pollstream_testkit::create_topics(&[
-            (&raw_votes, 3),
-            (&poll_updates, 3),
-            (&dead_letters, 1),
-        ])
-        .await;
+        let PipelineTopics {
+            raw_votes,
+            poll_updates,
+            ..
+        } = PipelineTopics::create().await;
         let (api_port, aggregator_port, realtime_port) = (free_port(), free_port(), free_port());
         let env: Vec<(String, String)> = [
             ("DATABASE_URL", db.url.clone()),

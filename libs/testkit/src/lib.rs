@@ -128,6 +128,36 @@ pub async fn create_topics(topics: &[(&str, i32)]) {
         .expect("creating test topics");
 }
 
+/// A fresh set of the pipeline's topics, as the services name them in their configuration.
+#[derive(Debug, Clone)]
+pub struct PipelineTopics {
+    /// `RAW_VOTES_TOPIC`, 3 partitions.
+    pub raw_votes: String,
+    /// `POLL_UPDATES_TOPIC`, 3 partitions.
+    pub poll_updates: String,
+    /// The aggregator's dead letters: `raw_votes` with the dead-letter suffix, 1 partition.
+    pub dead_letters: String,
+}
+
+impl PipelineTopics {
+    /// Names no other test uses, created on the test broker.
+    pub async fn create() -> Self {
+        let raw_votes = unique_topic("raw-votes");
+        let topics = Self {
+            poll_updates: unique_topic("poll-updates"),
+            dead_letters: format!("{raw_votes}{}", pollstream_wire::DEAD_LETTER_SUFFIX),
+            raw_votes,
+        };
+        create_topics(&[
+            (&topics.raw_votes, 3),
+            (&topics.poll_updates, 3),
+            (&topics.dead_letters, 1),
+        ])
+        .await;
+        topics
+    }
+}
+
 /// A consumer reading `topic` from the beginning, in a group of its own, with its partition
 /// assignment already in place.
 pub async fn topic_reader(topic: &str) -> StreamConsumer {

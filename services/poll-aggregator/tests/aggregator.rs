@@ -7,7 +7,7 @@ use chrono::Utc;
 use poll_aggregator::Config;
 use pollstream_infra::env::Vars;
 use pollstream_infra::kafka::KafkaSettings;
-use pollstream_testkit::{TestDatabase, read_messages, topic_reader, unique_topic};
+use pollstream_testkit::{PipelineTopics, TestDatabase, read_messages, topic_reader, unique_topic};
 use pollstream_wire::{PollSnapshot, RawVote, SCHEMA_VERSION};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::oneshot;
@@ -40,15 +40,11 @@ impl Running {
 impl Harness {
     async fn new() -> Self {
         pollstream_testkit::init_logging();
-        let raw_votes = unique_topic("raw-votes");
-        let poll_updates = unique_topic("poll-updates");
-        let dead_letters = format!("{raw_votes}.dlq");
-        pollstream_testkit::create_topics(&[
-            (&raw_votes, 3),
-            (&poll_updates, 3),
-            (&dead_letters, 1),
-        ])
-        .await;
+        let PipelineTopics {
+            raw_votes,
+            poll_updates,
+            dead_letters,
+        } = PipelineTopics::create().await;
         Self {
             db: TestDatabase::create().await,
             group: unique_topic("group"),

@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use pollstream_testkit::{JWT_SECRET, TestDatabase, free_port, unique_topic, workspace_binary};
+use pollstream_testkit::{
+    JWT_SECRET, PipelineTopics, TestDatabase, free_port, unique_topic, workspace_binary,
+};
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
@@ -21,15 +23,11 @@ impl Stack {
     async fn start(flush_interval_ms: u64) -> Self {
         pollstream_testkit::init_logging();
         let db = TestDatabase::create().await;
-        let raw_votes = unique_topic("raw-votes");
-        let poll_updates = unique_topic("poll-updates");
-        let dead_letters = format!("{raw_votes}.dlq");
-        pollstream_testkit::create_topics(&[
-            (&raw_votes, 3),
-            (&poll_updates, 3),
-            (&dead_letters, 1),
-        ])
-        .await;
+        let PipelineTopics {
+            raw_votes,
+            poll_updates,
+            ..
+        } = PipelineTopics::create().await;
         let ports = [free_port(), free_port(), free_port()];
         let env: Vec<(&str, String)> = vec![
             ("DATABASE_URL", db.url.clone()),
