@@ -27,7 +27,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     let brokers = pollstream_testkit::kafka_brokers();
     let redis = pollstream_testkit::redis_url();
     let namespace = pollstream_testkit::unique_topic("ratelimit");
-    let mut pairs: Vec<(&str, &str)> = vec![
+    let pairs: Vec<(&str, &str)> = vec![
         ("RATE_LIMIT_NAMESPACE", &namespace),
         ("DATABASE_URL", &db.url),
         ("REDIS_URL", &redis),
@@ -36,18 +36,10 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         ("RAW_VOTES_TOPIC", &raw_votes_topic),
         ("KAFKA_PRODUCE_TIMEOUT_MS", "3000"),
     ];
-    pairs.retain(|(name, _)| !overrides.iter().any(|(o, _)| o == name));
-    pairs.extend_from_slice(overrides);
-    let config = Config::from_vars(&Vars::from_pairs(pairs)).expect("test configuration");
     if overrides.iter().all(|(name, _)| *name != "KAFKA_BROKERS") {
         pollstream_testkit::create_topics(&[(&raw_votes_topic, 3)]).await;
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = format!("http://{}", listener.local_addr().unwrap());
-    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(voting_api::run(config, listener, async move {
-        let _ = stopped.await;
-    }));
+    let (address, shutdown) = serve(pairs, overrides).await;
     TestApp {
         address,
         db,
@@ -66,7 +58,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
 pub async fn spawn_twin(app: &TestApp, overrides: &[(&str, &str)]) -> TestApp {
     let brokers = pollstream_testkit::kafka_brokers();
     let redis = pollstream_testkit::redis_url();
-    let mut pairs: Vec<(&str, &str)> = vec![
+    let pairs: Vec<(&str, &str)> = vec![
         ("DATABASE_URL", &app.db.url),
         ("REDIS_URL", &redis),
         ("KAFKA_BROKERS", &brokers),
@@ -74,15 +66,7 @@ pub async fn spawn_twin(app: &TestApp, overrides: &[(&str, &str)]) -> TestApp {
         ("RAW_VOTES_TOPIC", &app.raw_votes_topic),
         ("RATE_LIMIT_NAMESPACE", &app.rate_limit_namespace),
     ];
-    pairs.retain(|(name, _)| !overrides.iter().any(|(o, _)| o == name));
-    pairs.extend_from_slice(overrides);
-    let config = Config::from_vars(&Vars::from_pairs(pairs)).expect("test configuration");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = format!("http://{}", listener.local_addr().unwrap());
-    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(voting_api::run(config, listener, async move {
-        let _ = stopped.await;
-    }));
+    let (address, shutdown) = serve(pairs, overrides).await;
     TestApp {
         address,
         db: TestDatabase {
@@ -95,6 +79,24 @@ pub async fn spawn_twin(app: &TestApp, overrides: &[(&str, &str)]) -> TestApp {
         keys: app.keys.clone(),
         _shutdown: shutdown,
     }
+}
+
+/// Runs voting-api with `pairs` (each replaced by an override of the same name) on a free
+/// port; returns its address and the sender whose drop stops it.
+async fn serve(
+    mut pairs: Vec<(&str, &str)>,
+    overrides: &[(&str, &str)],
+) -> (String, tokio::sync::oneshot::Sender<()>) {
+    pairs.retain(|(name, _)| !overrides.iter().any(|(o, _)| o == name));
+    pairs.extend_from_slice(overrides);
+    let config = Config::from_vars(&Vars::from_pairs(pairs)).expect("test configuration");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(voting_api::run(config, listener, async move {
+        let _ = stopped.await;
+    }));
+    (address, shutdown)
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -197,6 +199,20 @@ impl TestApp {
         .execute(&self.db.pool)
         .await
         .unwrap();
+    }
+
+    /// The Redis vote lock `voter` holds in `poll`, if any.
+    pub async fn vote_lock(&self, poll: &Value, voter: &str) -> Option<String> {
+        let mut redis = pollstream_infra::redis::connect_lazy(
+            &pollstream_testkit::redis_url(),
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        redis::cmd("GET")
+            .arg(format!("vote:{}:{voter}", poll["id"].as_str().unwrap()))
+            .query_async(&mut redis)
+            .await
+            .unwrap()
     }
 
     pub async fn delete(&self, path: &str, token: &str) -> StatusCode {

@@ -85,17 +85,11 @@ async fn kafka_outage_gives_bounded_503s_leaves_no_lock_and_recovers() {
         "took {:?}",
         started.elapsed()
     );
-    let mut redis = pollstream_infra::redis::connect_lazy(
-        &pollstream_testkit::redis_url(),
-        Duration::from_secs(2),
-    )
-    .unwrap();
-    let lock: Option<String> = redis::cmd("GET")
-        .arg(format!("vote:{}:during", poll["id"].as_str().unwrap()))
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    assert_eq!(lock, None, "a vote Kafka did not take leaves no lock");
+    assert_eq!(
+        app.vote_lock(&poll, "during").await,
+        None,
+        "a vote Kafka did not take leaves no lock"
+    );
     let (status, ready) = app.get("/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_ne!(ready["checks"]["kafka"], "ok", "{ready}");
