@@ -209,18 +209,8 @@ impl Stack {
 
     /// (total, votes per option in position order) straight from PostgreSQL.
     pub async fn counts(&self, poll_id: uuid::Uuid) -> (i64, Vec<i64>) {
-        let (total,): (i64,) = sqlx::query_as("SELECT total FROM polls WHERE id = $1")
-            .bind(poll_id)
-            .fetch_one(&self.db.pool)
-            .await
-            .unwrap();
-        let votes: Vec<(i64,)> =
-            sqlx::query_as("SELECT votes FROM options WHERE poll_id = $1 ORDER BY position")
-                .bind(poll_id)
-                .fetch_all(&self.db.pool)
-                .await
-                .unwrap();
-        (total, votes.into_iter().map(|(v,)| v).collect())
+        let (_, total, votes) = self.db.counts(poll_id).await;
+        (total, votes)
     }
 
     pub async fn ballots(&self, poll_id: uuid::Uuid) -> i64 {

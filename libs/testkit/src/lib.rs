@@ -85,6 +85,22 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
+    /// `(seq, total, votes per option in position order)` of a poll, straight from its rows.
+    pub async fn counts(&self, poll_id: uuid::Uuid) -> (i64, i64, Vec<i64>) {
+        let (seq, total): (i64, i64) = sqlx::query_as("SELECT seq, total FROM polls WHERE id = $1")
+            .bind(poll_id)
+            .fetch_one(&self.pool)
+            .await
+            .expect("reading the poll's counters");
+        let votes: Vec<(i64,)> =
+            sqlx::query_as("SELECT votes FROM options WHERE poll_id = $1 ORDER BY position")
+                .bind(poll_id)
+                .fetch_all(&self.pool)
+                .await
+                .expect("reading the option counters");
+        (seq, total, votes.into_iter().map(|(v,)| v).collect())
+    }
+
     /// Creates and migrates a fresh database.
     pub async fn create() -> Self {
         let admin_url = admin_database_url();

@@ -134,18 +134,7 @@ impl Harness {
     }
 
     async fn counts(&self, poll_id: Uuid) -> (i64, i64, Vec<i64>) {
-        let (seq, total): (i64, i64) = sqlx::query_as("SELECT seq, total FROM polls WHERE id = $1")
-            .bind(poll_id)
-            .fetch_one(&self.db.pool)
-            .await
-            .unwrap();
-        let votes: Vec<(i64,)> =
-            sqlx::query_as("SELECT votes FROM options WHERE poll_id = $1 ORDER BY position")
-                .bind(poll_id)
-                .fetch_all(&self.db.pool)
-                .await
-                .unwrap();
-        (seq, total, votes.into_iter().map(|(v,)| v).collect())
+        self.db.counts(poll_id).await
     }
 
     async fn wait_for_total(&self, poll_id: Uuid, total: i64) -> (i64, i64, Vec<i64>) {
