@@ -232,23 +232,18 @@ def cmd_produce(args: argparse.Namespace) -> int:
                 key = str(json.loads(value)[args.key_field])
             except (ValueError, KeyError, TypeError):
                 fail(f"value has no JSON field {args.key_field!r}: {value[:200]}")
+        message = {
+            "value": value.encode("utf-8"),
+            "key": key.encode("utf-8") if key is not None else None,
+            "headers": args.header or None,
+            "on_delivery": delivered,
+        }
         try:
-            producer.produce(
-                args.topic,
-                value=value.encode("utf-8"),
-                key=key.encode("utf-8") if key is not None else None,
-                headers=args.header or None,
-                on_delivery=delivered,
-            )
+            producer.produce(args.topic, **message)
         except BufferError:
+            # The local queue is full: wait for deliveries, then send this one again.
             producer.flush(TIMEOUT_S)
-            producer.produce(
-                args.topic,
-                value=value.encode("utf-8"),
-                key=key.encode("utf-8") if key is not None else None,
-                headers=args.header or None,
-                on_delivery=delivered,
-            )
+            producer.produce(args.topic, **message)
         producer.poll(0)
     remaining = producer.flush(TIMEOUT_S * 3)
     if remaining:
