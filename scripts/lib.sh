@@ -11,9 +11,9 @@ RUN_DIR="$ROOT/.run"       # git-ignored: env file, logs, pid files, broker data
 LOG_DIR="$RUN_DIR/logs"
 PID_DIR="$RUN_DIR/pids"
 ENV_FILE="$RUN_DIR/env"
-TANSU_DIR="$RUN_DIR/tansu"
-TANSU_VERSION="0.6.0"
-TANSU_FEATURES="dynostore,libsql"
+KAFKA_RUN_DIR="$RUN_DIR/kafka"         # the jars (libs/) and each node's data
+KAFKA_LIBS_DIR="$KAFKA_RUN_DIR/libs"
+KAFKA_CONFIG_DIR="$ROOT/scripts/kafka" # the pinned release (pom.xml) and its logging
 
 # Local PostgreSQL, reached as its superuser over TCP (the tests create their own databases).
 PG_HOST="127.0.0.1"
@@ -26,10 +26,10 @@ KAFKA_HOST="127.0.0.1"
 KAFKA_PORT="9092"
 
 # Debian packages needed to build the workspace (rdkafka builds librdkafka with cmake and
-# needs curl headers; tansu needs libclang) and to run the local infrastructure.
-BUILD_PACKAGES=(build-essential pkg-config cmake libclang-dev libcurl4-openssl-dev zlib1g-dev
+# needs curl headers) and to run the local infrastructure (kcat: the README's Kafka console).
+BUILD_PACKAGES=(build-essential pkg-config cmake libcurl4-openssl-dev zlib1g-dev
     ca-certificates curl)
-INFRA_PACKAGES=(postgresql postgresql-client redis-server redis-tools)
+INFRA_PACKAGES=(postgresql postgresql-client redis-server redis-tools kcat)
 
 CARGO_BIN_DIR="${CARGO_HOME:-$HOME/.cargo}/bin"
 if [[ -d "$CARGO_BIN_DIR" && ":$PATH:" != *":$CARGO_BIN_DIR:"* ]]; then
@@ -245,94 +245,128 @@ ensure_redis() {
     log "Redis is running on $REDIS_HOST:$REDIS_PORT"
 }
 
-tansu_bin() {
-    if command -v tansu >/dev/null 2>&1; then
-        command -v tansu
-    elif [[ -x "$CARGO_BIN_DIR/tansu" ]]; then
-        printf '%s\n' "$CARGO_BIN_DIR/tansu"
-    else
-        return 1
-    fi
+# ensure_java: a JDK (17 or newer) and Maven, from Debian's packages where missing.
+ensure_java() {
+    local missing=()
+    command -v java >/dev/null 2>&1 || missing+=(default-jdk-headless)
+    command -v mvn >/dev/null 2>&1 || missing+=(maven)
+    [[ ${#missing[@]} -eq 0 ]] || ensure_apt_packages "${missing[@]}"
+    local version
+    version="$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')"
+    [[ ${version%%.*} -ge 17 ]] 2>/dev/null || die "Apache Kafka 4 needs Java 17 or newer; java is $version"
 }
 
-# ensure_tansu: the tansu broker (an Apache Kafka-compatible broker) is installed. Waits for an
-# install that is already running instead of starting a second one.
-ensure_tansu() {
-    local bin
-    if bin="$(tansu_bin)"; then
-        log "tansu is installed ($bin)"
+# ensure_kafka: Apache Kafka's jars (the broker and its console tools, pinned in
+# scripts/kafka/pom.xml) in .run/kafka/libs, resolved from Maven Central once and again only
+# when the pom changes. A lock keeps parallel first runs from resolving into the same folder.
+ensure_kafka() {
+    local pom="$KAFKA_CONFIG_DIR/pom.xml" want stamp="$KAFKA_LIBS_DIR/.complete"
+    want="$(cat "$pom" "$KAFKA_CONFIG_DIR/log4j2.properties" | sha256sum | cut -d' ' -f1)"
+    if [[ "$(cat "$stamp" 2>/dev/null)" == "$want" ]]; then
+        log "Apache Kafka $(kafka_version) is installed ($KAFKA_LIBS_DIR)"
         return 0
     fi
-    if pgrep -f "^[^ ]*cargo install tansu" >/dev/null 2>&1; then
-        log "tansu is being installed by another process; waiting for it to finish"
-        local deadline=$((SECONDS + 3600))
-        while pgrep -f "^[^ ]*cargo install tansu" >/dev/null 2>&1; do
-            ((SECONDS < deadline)) || die "the running tansu install has not finished after an hour"
-            sleep 10
+    ensure_java
+    mkdir -p "$KAFKA_RUN_DIR"
+    exec 7>"$KAFKA_RUN_DIR/install.lock"
+    flock 7
+    if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+        log "installing Apache Kafka $(kafka_version) from Maven Central into $KAFKA_LIBS_DIR"
+        rm -rf "$KAFKA_LIBS_DIR.new"
+        mvn -B -q -Dstyle.color=never -f "$pom" dependency:copy-dependencies -DincludeScope=runtime \
+            -DoutputDirectory="$KAFKA_LIBS_DIR.new" ||
+            die "could not resolve Apache Kafka from Maven Central (mvn, see above)"
+        rm -rf "$KAFKA_LIBS_DIR"
+        mv "$KAFKA_LIBS_DIR.new" "$KAFKA_LIBS_DIR"
+        printf '%s\n' "$want" >"$stamp"
+    fi
+    exec 7>&-
+    log "Apache Kafka $(kafka_version) is installed ($KAFKA_LIBS_DIR)"
+}
+
+# kafka_version: the Kafka release pinned in scripts/kafka/pom.xml.
+kafka_version() {
+    sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$KAFKA_CONFIG_DIR/pom.xml"
+}
+
+# kafka_tool CLASS ARGS...: runs one of Kafka's command-line tools from the installed jars, as
+# the distribution's bin/*.sh scripts do (quiet logging, small heap).
+kafka_tool() {
+    local class="$1"
+    shift
+    [[ -f $KAFKA_LIBS_DIR/.complete ]] || ensure_kafka >/dev/null
+    exec java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
+        -Dlog4j2.configurationFile="$KAFKA_CONFIG_DIR/log4j2.properties" -Dkafka.root.log.level=WARN \
+        -cp "$KAFKA_LIBS_DIR/*" "$class" "$@"
+}
+
+# kafka_answers BROKERS: true when the brokers answer a metadata request (an open port is not
+# enough: a node opens its port before it has joined the quorum).
+kafka_answers() {
+    (kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$1" --list) >/dev/null 2>&1
+}
+
+# start_kafka_node NAME DIR NODE_ID PORT CONTROLLER_PORT [kafka-node options...]: runs one node
+# in the background (pid in .run/pids/NAME.pid, log in .run/logs/NAME.log) unless it already
+# runs; does not wait for it.
+start_kafka_node() {
+    local name="$1" dir="$2" node_id="$3" port="$4" controller_port="$5" pid
+    shift 5
+    mkdir -p "$LOG_DIR" "$PID_DIR"
+    if pid="$(running_pid "$name")"; then
+        log "$name is already running (pid $pid)"
+        return 0
+    fi
+    port_open "$KAFKA_HOST" "$port" &&
+        die "$KAFKA_HOST:$port is taken by a process these scripts did not start; stop it first"
+    log "starting $name on $KAFKA_HOST:$port (data in $dir, log in $LOG_DIR/$name.log)"
+    setsid "$ROOT/scripts/kafka-node" --dir "$dir" --node-id "$node_id" --port "$port" \
+        --controller-port "$controller_port" "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
+    echo $! >"$PID_DIR/$name.pid"
+}
+
+# start_kafka: one Apache Kafka node on 127.0.0.1:9092 (data in .run/kafka/single), or with
+# KAFKA_CLUSTER=1 three nodes on 127.0.0.1:9092, :9192 and :9292 (data in .run/kafka/cluster,
+# topics replicated three times, min.insync.replicas=2). Without KAFKA_CLUSTER, whichever layout
+# already runs is kept. Waits until the brokers answer; exports KAFKA_BROKERS for what runs.
+# Stops the other layout first.
+start_kafka() {
+    local node pid
+    if [[ -z ${KAFKA_CLUSTER:-} ]]; then
+        KAFKA_CLUSTER=0
+        if running_pid kafka-node-1 >/dev/null; then KAFKA_CLUSTER=1; fi
+    fi
+    if [[ $KAFKA_CLUSTER == 1 ]]; then
+        stop_process kafka 30 >/dev/null 2>&1
+        local voters="1@$KAFKA_HOST:9093,2@$KAFKA_HOST:9193,3@$KAFKA_HOST:9293"
+        for node in 1 2 3; do
+            start_kafka_node "kafka-node-$node" "$KAFKA_RUN_DIR/cluster/kafka-node-$node" "$node" \
+                "$((9092 + (node - 1) * 100))" "$((9093 + (node - 1) * 100))" \
+                --voters "$voters" --cluster-id pollstream-kafka-3node --replication 3
         done
-        if bin="$(tansu_bin)"; then
-            log "tansu is installed ($bin)"
-            return 0
-        fi
-        warn "that install did not produce a tansu binary; installing it here"
+        KAFKA_BROKERS="$KAFKA_HOST:9092,$KAFKA_HOST:9192,$KAFKA_HOST:9292"
+        for node in 1 2 3; do
+            pid="$(running_pid "kafka-node-$node")" || true
+            wait_for_port "$KAFKA_HOST" "$((9092 + (node - 1) * 100))" 90 "${pid:--}" "$LOG_DIR/kafka-node-$node.log"
+        done
+    else
+        for node in 1 2 3; do stop_process "kafka-node-$node" 30 >/dev/null 2>&1; done
+        start_kafka_node kafka "$KAFKA_RUN_DIR/single" 1 "$KAFKA_PORT" "$((KAFKA_PORT + 1))"
+        KAFKA_BROKERS="$KAFKA_HOST:$KAFKA_PORT"
+        pid="$(running_pid kafka)" || true
+        wait_for_port "$KAFKA_HOST" "$KAFKA_PORT" 90 "${pid:--}" "$LOG_DIR/kafka.log"
     fi
-    require_cargo
-    ensure_apt_packages "${BUILD_PACKAGES[@]}"
-    log "installing tansu $TANSU_VERSION with cargo (about 10-20 minutes on 2 cores)"
-    cargo install tansu --version "$TANSU_VERSION" --locked --features "$TANSU_FEATURES"
-    bin="$(tansu_bin)" || die "cargo install tansu finished but no tansu binary is on PATH"
-    log "tansu is installed ($bin)"
+    export KAFKA_BROKERS
+    wait_until "Apache Kafka on $KAFKA_BROKERS" 90 - - kafka_answers "$KAFKA_BROKERS"
+    log "Apache Kafka is answering on $KAFKA_BROKERS"
 }
 
-# tansu_answers: true when the broker on 127.0.0.1:9092 answers a Kafka metadata request. An
-# open port is not enough: when tansu's storage task fails, the process keeps listening but
-# every request fails.
-tansu_answers() {
-    local bin
-    bin="$(tansu_bin)" || return 1
-    (cd "$TANSU_DIR" && env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$HOME" \
-        timeout 10 "$bin" topic list --broker "tcp://$KAFKA_HOST:$KAFKA_PORT") >/dev/null 2>&1
-}
-
-# start_tansu: runs the broker on 127.0.0.1:9092 in the background (data, log and pid under
-# .run/), unless it (or another working broker) is already there. A broker these scripts
-# started that no longer answers is restarted.
-start_tansu() {
-    local pid bin logfile="$LOG_DIR/tansu.log"
-    mkdir -p "$TANSU_DIR" "$LOG_DIR" "$PID_DIR"
-    if pid="$(running_pid tansu)"; then
-        wait_for_port "$KAFKA_HOST" "$KAFKA_PORT" 60 "$pid" "$logfile"
-        if wait_until_quiet 20 tansu_answers; then
-            log "tansu is already running (pid $pid)"
-            return 0
-        fi
-        show_log_tail "$logfile"
-        warn "tansu (pid $pid) is running but does not answer Kafka requests; restarting it"
-        stop_process tansu 20
-    elif port_open "$KAFKA_HOST" "$KAFKA_PORT"; then
-        wait_until_quiet 20 tansu_answers ||
-            die "a process these scripts did not start listens on $KAFKA_HOST:$KAFKA_PORT but does not answer Kafka requests"
-        log "a broker these scripts did not start is already running on $KAFKA_HOST:$KAFKA_PORT; using it"
-        return 0
-    fi
-    bin="$(tansu_bin)" || die "tansu is not installed (run ensure_tansu first)"
-    log "starting tansu on $KAFKA_HOST:$KAFKA_PORT (data in $TANSU_DIR, log in $logfile)"
-    # tansu reads a .env in its working directory and generic variables (CLUSTER_ID,
-    # STORAGE_ENGINE, ...): run it from its own folder with a clean environment.
-    (
-        cd "$TANSU_DIR"
-        setsid env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$HOME" RUST_LOG="${TANSU_LOG:-warn}" \
-            "$bin" broker \
-            --storage-engine "sqlite://tansu.db" \
-            --listener-url "tcp://$KAFKA_HOST:$KAFKA_PORT" \
-            --advertised-listener-url "tcp://$KAFKA_HOST:$KAFKA_PORT" \
-            >>"$logfile" 2>&1 </dev/null &
-        echo $! >"$PID_DIR/tansu.pid"
-    )
-    pid="$(<"$PID_DIR/tansu.pid")"
-    wait_for_port "$KAFKA_HOST" "$KAFKA_PORT" 60 "$pid" "$logfile"
-    wait_until "tansu on $KAFKA_HOST:$KAFKA_PORT" 60 "$pid" "$logfile" tansu_answers
-    log "tansu is running (pid $pid)"
+# stop_kafka: stops every Kafka node these scripts started (a clean shutdown: each node
+# flushes its logs and hands its partitions over first).
+stop_kafka() {
+    local node
+    for node in 3 2 1; do stop_process "kafka-node-$node" 60; done
+    stop_process kafka 60
 }
 
 # ensure_topics ADMIN_BIN: creates raw-votes, raw-votes.dlq and poll-updates. Retries, since a

@@ -205,11 +205,22 @@ async fn killing_the_aggregator_mid_stream_loses_and_doubles_nothing() {
     .expect("nothing was counted before the crash");
     stack.kill_aggregator().await;
     let sent_at_kill = sent.load(Ordering::Relaxed);
-    // Restart after the consumer session timeout (10 s), as a supervisor with backoff would.
-    // The local broker (tansu 0.6) does not hand a dead member's partitions to a member that
-    // joined before the dead one's session expired; Apache Kafka does not need this wait.
-    tokio::time::sleep(Duration::from_secs(11)).await;
+    // Restarted at once, as a supervisor would: with the same group.instance.id, the new run
+    // takes the dead run's partitions back without waiting for its session to expire.
+    let (counted_at_restart, _) = stack.counts(poll_id).await;
+    let restarted = Instant::now();
     stack.start_aggregator();
+    let resumed = pollstream_testkit::eventually(Duration::from_secs(30), || async {
+        let (total, _) = stack.counts(poll_id).await;
+        (total > counted_at_restart).then(|| restarted.elapsed())
+    })
+    .await
+    .expect("counting never resumed after the restart");
+    println!("crash: counting resumed {resumed:?} after the restart");
+    assert!(
+        resumed < Duration::from_secs(10),
+        "counting resumed only {resumed:?} after the restart"
+    );
     voters.await.unwrap();
     let accepted = accepted.load(Ordering::Relaxed) as i64;
     println!(

@@ -56,6 +56,9 @@ impl Stack {
             ("RAW_VOTES_TOPIC", raw_votes),
             ("POLL_UPDATES_TOPIC", poll_updates),
             ("AGGREGATOR_GROUP_ID", unique_topic("aggregator")),
+            // One identity for every run of this stack's aggregator, as a StatefulSet gives a
+            // pod: a restart after kill -9 takes the dead run's partitions back at once.
+            ("AGGREGATOR_INSTANCE_ID", unique_topic("aggregator-0")),
             ("VOTING_API_PORT", api_port.to_string()),
             ("POLL_AGGREGATOR_PORT", aggregator_port.to_string()),
             ("REALTIME_SERVICE_PORT", realtime_port.to_string()),

@@ -73,6 +73,9 @@ impl KafkaSettings {
             .set("linger.ms", "5")
             .set("batch.num.messages", "10000")
             .set("compression.type", "none")
+            // The Java client's partitioner, so a key lands on the same partition whether the
+            // services, kafka-console-producer or kcat (with the same setting) produced it.
+            .set("partitioner", "murmur2_random")
             .set(
                 "message.timeout.ms",
                 self.produce_timeout.as_millis().to_string(),
@@ -90,34 +93,52 @@ impl KafkaSettings {
         group_id: &str,
         offset_reset: &str,
     ) -> Result<StreamConsumer, KafkaError> {
-        self.consumer_waiting(group_id, offset_reset, Duration::from_millis(20))
+        self.consumer_config(group_id, offset_reset, Duration::from_millis(20))
+            .create()
     }
 
-    /// Like [`KafkaSettings::consumer`] with a chosen `fetch.wait.max.ms`: consumers whose
-    /// latency matters less (the aggregator flushes every few seconds anyway) wait longer and
-    /// cost the broker far fewer empty fetches.
-    pub fn consumer_waiting(
+    /// Like [`KafkaSettings::consumer`] with a chosen `fetch.wait.max.ms` and, when
+    /// `instance_id` is given, static group membership (`group.instance.id`, KIP-345): a member
+    /// that restarts with the same id after a crash takes its partitions back at once, with no
+    /// rebalance and no wait for the dead member's session to expire. Two live members must
+    /// never share an id (the broker fences the older one).
+    pub fn consumer_in_group(
         &self,
         group_id: &str,
         offset_reset: &str,
         fetch_wait: Duration,
+        instance_id: Option<&str>,
     ) -> Result<StreamConsumer, KafkaError> {
-        self.base()
+        let mut config = self.consumer_config(group_id, offset_reset, fetch_wait);
+        if let Some(instance_id) = instance_id {
+            config.set("group.instance.id", instance_id);
+        }
+        config.create()
+    }
+
+    fn consumer_config(
+        &self,
+        group_id: &str,
+        offset_reset: &str,
+        fetch_wait: Duration,
+    ) -> ClientConfig {
+        let mut config = self.base();
+        config
             .set("group.id", group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", offset_reset)
-            // Low fetch wait: some Kafka-compatible brokers hold a fetch for a fraction of
-            // this even when data is ready, which would add directly to vote-to-screen time.
+            // A fetch returns as soon as a message arrives; the wait only bounds how often an
+            // idle consumer asks again.
             .set("fetch.wait.max.ms", fetch_wait.as_millis().to_string())
-            // A member that died without leaving (kill -9) is dropped after the session
-            // timeout; a rebalance waits at most the poll interval for slow members. Both short,
-            // so a restarted replica gets its partitions back within seconds, not minutes.
+            // A member that died without leaving (kill -9) and does not come back is dropped
+            // after the session timeout; a rebalance waits at most the poll interval for slow
+            // members. Both short, so its partitions move to a live member within seconds.
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("max.poll.interval.ms", "30000")
-            .set("partition.assignment.strategy", "range,roundrobin")
-            .create()
+            .set("partition.assignment.strategy", "range,roundrobin");
+        config
     }
 
     /// Creates every topic that does not exist yet, with `partitions` each.
@@ -125,7 +146,7 @@ impl KafkaSettings {
         let admin: AdminClient<DefaultClientContext> = self.base().create()?;
         let new_topics: Vec<NewTopic<'_>> = topics
             .iter()
-            .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
+            .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(-1)))
             .collect();
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         for result in admin.create_topics(&new_topics, &options).await? {

@@ -1,11 +1,13 @@
 //! Infrastructure processes a test owns, so it can stop and start them without disturbing
-//! other tests: a Redis server, a PostgreSQL cluster and a Kafka-compatible broker (tansu),
-//! each on a free port with its data in a temporary directory.
+//! other tests: a Redis server, a PostgreSQL cluster, and Apache Kafka (one node or a cluster of
+//! three), each on free ports with its data in a temporary directory.
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::process::{Child, Command};
 
 use crate::free_port;
@@ -220,25 +222,63 @@ impl Drop for OwnedPostgres {
     }
 }
 
-/// A tansu broker of the test's own, with its data in a temporary directory so a restart
-/// keeps topics and offsets.
+/// One Apache Kafka node of the test's own (KRaft: broker and controller in one process),
+/// started by `scripts/kafka-node` from the jars `scripts/test` installs, with its data in a
+/// temporary directory so a restart keeps topics, offsets and producer state.
 pub struct OwnedBroker {
-    /// Its port, stable across restarts.
+    /// Its client port, stable across restarts.
     pub port: u16,
+    /// Its `node.id` in the cluster (1 for a lone node).
+    pub node_id: i32,
+    args: Vec<String>,
     dir: PathBuf,
     child: Option<Child>,
 }
 
 impl OwnedBroker {
-    /// Starts one on a free port.
+    /// Starts a lone node (replication factor 1) on a free port and waits until it answers.
     pub async fn start() -> Self {
-        let mut broker = Self {
-            port: free_port(),
-            dir: scratch_dir("tansu"),
-            child: None,
-        };
+        let port = free_port();
+        let controller_port = free_port();
+        let mut broker = Self::new(
+            1,
+            port,
+            controller_port,
+            &format!("1@127.0.0.1:{controller_port}"),
+            1,
+        );
         broker.resume().await;
+        wait_until_answering(&broker.brokers(), 1).await;
         broker
+    }
+
+    fn new(node_id: i32, port: u16, controller_port: u16, voters: &str, replication: u8) -> Self {
+        let dir = scratch_dir(&format!("kafka-{node_id}"));
+        let args = [
+            "--dir",
+            dir.to_str().expect("UTF-8 temporary directory"),
+            "--node-id",
+            &node_id.to_string(),
+            "--port",
+            &port.to_string(),
+            "--controller-port",
+            &controller_port.to_string(),
+            "--voters",
+            voters,
+            "--cluster-id",
+            TEST_CLUSTER_ID,
+            "--replication",
+            &replication.to_string(),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        Self {
+            port,
+            node_id,
+            args,
+            dir,
+            child: None,
+        }
     }
 
     /// `host:port` for `KAFKA_BROKERS`.
@@ -246,69 +286,234 @@ impl OwnedBroker {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// Starts it again on the same port and data after [`OwnedBroker::kill`].
+    /// Starts the process (again, after [`OwnedBroker::kill`] or [`OwnedBroker::stop`]) on
+    /// the same ports and data, and waits until its client port is open.
     pub async fn resume(&mut self) {
-        let tansu = which("tansu").expect("tansu is not installed (scripts/test installs it)");
-        let url = format!("tcp://127.0.0.1:{}", self.port);
+        self.spawn();
+        wait_for_port_of(self.port, "Kafka", self.child.as_mut()).await;
+    }
+
+    fn spawn(&mut self) {
+        let script = workspace_root().join("scripts/kafka-node");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join("tansu.log"))
-            .expect("tansu log file");
-        // tansu reads a .env and generic variables from its environment: give it neither.
-        let child = Command::new(tansu)
-            .current_dir(&self.dir)
-            .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .args([
-                "broker",
-                "--storage-engine",
-                "sqlite://tansu.db",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
+            .open(self.dir.join("kafka.log"))
+            .expect("Kafka log file");
+        let child = Command::new(script)
+            .args(&self.args)
+            .env(
+                "KAFKA_HEAP_OPTS",
+                std::env::var("TEST_KAFKA_HEAP_OPTS")
+                    .unwrap_or_else(|_| "-Xms128m -Xmx384m".into()),
+            )
             .stdout(Stdio::from(log.try_clone().expect("log file")))
             .stderr(Stdio::from(log))
             .kill_on_drop(true)
             .spawn()
-            .expect("starting tansu");
+            .expect("starting scripts/kafka-node");
         self.child = Some(child);
-        wait_for_port(self.port, "tansu").await;
     }
 
-    /// Kills it outright.
+    /// Kills it outright (`kill -9`: no clean shutdown, no handing over of leadership).
     pub async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill().await;
         }
     }
-}
 
-impl OwnedBroker {
-    /// What the broker logged so far.
+    /// Stops it cleanly (SIGTERM, as `kafka-server-stop.sh` does) and waits for it to exit.
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child.id() {
+                let _ = std::process::Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status();
+            }
+            if tokio::time::timeout(Duration::from_secs(60), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
+            }
+        }
+    }
+
+    /// Whether its process is running (started and not killed or stopped since).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// What the node logged so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("tansu.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.join("kafka.log")).unwrap_or_default()
     }
 }
 
 impl Drop for OwnedBroker {
     fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
-fn which(program: &str) -> Option<PathBuf> {
-    let cargo_bin = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
-        .map(|home| home.join("bin"));
-    std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(cargo_bin)
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.exists())
+/// The cluster id of every test-owned Kafka cluster (22 characters of URL-safe base64, as
+/// KRaft wants); clusters never meet, each has its own ports and data.
+const TEST_CLUSTER_ID: &str = "pollstream-test-kafka0";
+
+/// Three (or `n`) Apache Kafka nodes on 127.0.0.1 forming one KRaft quorum, each broker and
+/// controller, with new topics replicated to every node and `min.insync.replicas` one less:
+/// the production layout in miniature, for tests that kill a partition leader.
+pub struct OwnedCluster {
+    /// The nodes, in `node.id` order (node `i + 1` is `nodes[i]`).
+    pub nodes: Vec<OwnedBroker>,
+}
+
+impl OwnedCluster {
+    /// Starts `n` nodes (3 for the production layout) and waits until all of them answer.
+    pub async fn start(n: usize) -> Self {
+        assert!((1..=9).contains(&n), "1 to 9 nodes");
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let voters = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, controller))| format!("{}@127.0.0.1:{controller}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes: Vec<OwnedBroker> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (port, controller))| {
+                OwnedBroker::new(i as i32 + 1, *port, *controller, &voters, n as u8)
+            })
+            .collect();
+        // A quorum needs a majority of its controllers, and a broker opens its client port
+        // only once it has joined: start them all before waiting on any.
+        nodes.iter_mut().for_each(OwnedBroker::spawn);
+        let cluster = Self { nodes };
+        wait_until_answering(&cluster.brokers(), n).await;
+        cluster
+    }
+
+    /// Stops every node cleanly (SIGTERM), then starts them all again on the same data and
+    /// waits until all of them answer: a whole-cluster restart.
+    pub async fn restart_all(&mut self) {
+        for node in &mut self.nodes {
+            node.stop().await;
+        }
+        self.nodes.iter_mut().for_each(OwnedBroker::spawn);
+        wait_until_answering(&self.brokers(), self.nodes.len()).await;
+    }
+
+    /// Every node's `host:port`, comma-separated, for `KAFKA_BROKERS`.
+    pub fn brokers(&self) -> String {
+        self.nodes
+            .iter()
+            .map(OwnedBroker::brokers)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The node that leads `partition` of `topic` now, from the cluster's metadata (asked of
+    /// the nodes still running).
+    pub fn leader_of(&self, topic: &str, partition: i32) -> Option<i32> {
+        let running: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|node| node.is_running())
+            .map(OwnedBroker::brokers)
+            .collect();
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", running.join(","))
+            .create()
+            .ok()?;
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .ok()?;
+        let leader = metadata
+            .topics()
+            .first()?
+            .partitions()
+            .iter()
+            .find(|p| p.id() == partition)?
+            .leader();
+        (leader >= 0).then_some(leader)
+    }
+
+    /// The node with `node_id`.
+    pub fn node(&mut self, node_id: i32) -> &mut OwnedBroker {
+        self.nodes
+            .iter_mut()
+            .find(|node| node.node_id == node_id)
+            .expect("no such node")
+    }
+
+    /// Every node's log, each under a heading, for a failed assertion's message.
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|node| format!("--- node {} ---\n{}", node.node_id, tail(&node.log(), 60)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Waits (up to 90 s) until the brokers at `brokers` report `nodes` live brokers in their
+/// metadata: a port opens before its node has joined the quorum.
+async fn wait_until_answering(brokers: &str, nodes: usize) {
+    let brokers = brokers.to_owned();
+    let answered = tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()
+            .expect("a metadata client");
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        while std::time::Instant::now() < deadline {
+            if consumer
+                .fetch_metadata(None, Duration::from_secs(2))
+                .is_ok_and(|m| m.brokers().len() >= nodes)
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    })
+    .await
+    .expect("metadata wait");
+    assert!(
+        answered,
+        "Kafka did not answer with {nodes} brokers within 90 s"
+    );
+}
+
+async fn wait_for_port_of(port: u16, what: &str, mut child: Option<&mut Child>) {
+    for _ in 0..900 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            panic!("{what} on port {port} exited at start ({status})");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what} did not open port {port} within 90 s");
+}
+
+/// The workspace's root folder (where `scripts/` is), from this crate's location.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
 }

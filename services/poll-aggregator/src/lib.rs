@@ -50,7 +50,12 @@ pub async fn run(
     );
     let consumer = config
         .kafka
-        .consumer_waiting(&config.group_id, "earliest", config.fetch_wait)
+        .consumer_in_group(
+            &config.group_id,
+            "earliest",
+            config.fetch_wait,
+            config.instance_id.as_deref(),
+        )
         .map_err(RunError::setup("Kafka consumer"))?;
     consumer
         .subscribe(&[&config.raw_votes_topic])
