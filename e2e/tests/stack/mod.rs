@@ -40,18 +40,35 @@ impl Stack {
 
     /// Like [`Stack::start`], with extra environment variables for every service.
     pub async fn start_with(name: &str, flush_interval_ms: u64, extra: &[(&str, &str)]) -> Self {
+        Self::start_on(
+            name,
+            &pollstream_testkit::kafka_brokers(),
+            flush_interval_ms,
+            extra,
+        )
+        .await
+    }
+
+    /// Like [`Stack::start_with`], on the Kafka cluster at `brokers` (its topics created there,
+    /// with the cluster's default replication).
+    pub async fn start_on(
+        name: &str,
+        brokers: &str,
+        flush_interval_ms: u64,
+        extra: &[(&str, &str)],
+    ) -> Self {
         pollstream_testkit::init_logging();
         let db = TestDatabase::create().await;
         let PipelineTopics {
             raw_votes,
             poll_updates,
             ..
-        } = PipelineTopics::create().await;
+        } = PipelineTopics::create_on(brokers).await;
         let (api_port, aggregator_port, realtime_port) = (free_port(), free_port(), free_port());
         let env: Vec<(String, String)> = [
             ("DATABASE_URL", db.url.clone()),
             ("REDIS_URL", pollstream_testkit::redis_url()),
-            ("KAFKA_BROKERS", pollstream_testkit::kafka_brokers()),
+            ("KAFKA_BROKERS", brokers.to_owned()),
             ("JWT_SECRET", JWT_SECRET.to_owned()),
             ("RAW_VOTES_TOPIC", raw_votes),
             ("POLL_UPDATES_TOPIC", poll_updates),
@@ -170,6 +187,12 @@ impl Stack {
         self.keys.issue(subject, Duration::from_secs(3600))
     }
 
+    /// Issues tokens like [`Stack::token`], for a task that outlives a borrow of the stack.
+    pub fn token_issuer(&self) -> impl Fn(&str) -> String + Send + Sync + 'static {
+        let keys = self.keys.clone();
+        move |subject| keys.issue(subject, Duration::from_secs(3600))
+    }
+
     /// Creates a single-choice poll with `options` answers.
     pub async fn create_poll(&self, options: &[&str]) -> Value {
         let response = self
@@ -245,6 +268,17 @@ impl Stack {
                 let _ = child.kill().await;
             }
         }
+    }
+
+    /// The value of `name` in the services' environment (e.g. `RAW_VOTES_TOPIC`,
+    /// `AGGREGATOR_GROUP_ID`), so a test can point outside tools at the same topics and group.
+    pub fn env_value(&self, name: &str) -> &str {
+        self.env
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+            .unwrap_or_else(|| panic!("{name} is not set for this stack"))
     }
 }
 

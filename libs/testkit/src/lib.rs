@@ -138,7 +138,12 @@ pub fn unique_topic(prefix: &str) -> String {
 
 /// Creates `topics` on the test broker.
 pub async fn create_topics(topics: &[(&str, i32)]) {
-    KafkaSettings::new(kafka_brokers())
+    create_topics_on(&kafka_brokers(), topics).await;
+}
+
+/// Creates `topics` on the brokers at `brokers`, with their default replication factor.
+pub async fn create_topics_on(brokers: &str, topics: &[(&str, i32)]) {
+    KafkaSettings::new(brokers)
         .ensure_topics(topics)
         .await
         .expect("creating test topics");
@@ -158,17 +163,25 @@ pub struct PipelineTopics {
 impl PipelineTopics {
     /// Names no other test uses, created on the test broker.
     pub async fn create() -> Self {
+        Self::create_on(&kafka_brokers()).await
+    }
+
+    /// Like [`PipelineTopics::create`], on the brokers at `brokers`.
+    pub async fn create_on(brokers: &str) -> Self {
         let raw_votes = unique_topic("raw-votes");
         let topics = Self {
             poll_updates: unique_topic("poll-updates"),
             dead_letters: format!("{raw_votes}{}", pollstream_wire::DEAD_LETTER_SUFFIX),
             raw_votes,
         };
-        create_topics(&[
-            (&topics.raw_votes, 3),
-            (&topics.poll_updates, 3),
-            (&topics.dead_letters, 1),
-        ])
+        create_topics_on(
+            brokers,
+            &[
+                (&topics.raw_votes, 3),
+                (&topics.poll_updates, 3),
+                (&topics.dead_letters, 1),
+            ],
+        )
         .await;
         topics
     }

@@ -442,6 +442,30 @@ impl OwnedCluster {
         (leader >= 0).then_some(leader)
     }
 
+    /// The partitions of `topic` that hold at least one message.
+    pub fn partitions_in_use(&self, topic: &str) -> Vec<i32> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.brokers())
+            .create()
+            .expect("a metadata client");
+        let Ok(metadata) = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) else {
+            return Vec::new();
+        };
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        partitions
+            .into_iter()
+            .filter(|&p| {
+                consumer
+                    .fetch_watermarks(topic, p, Duration::from_secs(5))
+                    .is_ok_and(|(_, high)| high > 0)
+            })
+            .collect()
+    }
+
     /// The node with `node_id`.
     pub fn node(&mut self, node_id: i32) -> &mut OwnedBroker {
         self.nodes
