@@ -4,6 +4,7 @@
 //! and a retry inside librdkafka cannot duplicate it. Consumers commit offsets by hand, only
 //! after the side effect of the messages they cover succeeded.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -111,7 +112,15 @@ impl KafkaSettings {
     ) -> Result<StreamConsumer, KafkaError> {
         let mut config = self.consumer_config(group_id, offset_reset, fetch_wait);
         if let Some(instance_id) = instance_id {
-            config.set("group.instance.id", instance_id);
+            config
+                .set("group.instance.id", instance_id)
+                // A static member that restarts takes its partitions back whatever this says,
+                // so it only bounds how long a replica that is gone for good holds them. It
+                // must outlast a group coordinator's failover (Kafka fences a dead broker
+                // after broker.session.timeout.ms, 9 s): a member whose session lapses
+                // meanwhile rejoins and can be fenced under its own instance id (seen with
+                // 10 s when the coordinator's broker was killed).
+                .set("session.timeout.ms", STATIC_SESSION_TIMEOUT_MS);
         }
         config.create()
     }
@@ -159,6 +168,121 @@ impl KafkaSettings {
     }
 }
 
+/// `session.timeout.ms` of a static group member; see [`KafkaSettings::consumer_in_group`].
+const STATIC_SESSION_TIMEOUT_MS: &str = "30000";
+
+/// A consumer subscribed to its topics in a consumer group, replaced by a fresh one when
+/// librdkafka reports it failed fatally.
+///
+/// A fatal consumer error (a static member fenced by the broker, KIP-345) leaves the
+/// client unusable for good: every later poll fails. Offsets are committed only after their
+/// side effects, so the fresh consumer resumes from the last commit and what the old one had
+/// read is replayed, harmlessly.
+pub struct GroupConsumer {
+    spec: GroupSpec,
+    current: std::sync::RwLock<(Arc<StreamConsumer>, std::time::Instant)>,
+}
+
+/// What a [`GroupConsumer`] needs to build its consumer again.
+struct GroupSpec {
+    settings: KafkaSettings,
+    group_id: String,
+    offset_reset: String,
+    fetch_wait: Duration,
+    instance_id: Option<String>,
+    topics: Vec<String>,
+}
+
+impl GroupSpec {
+    fn consumer(&self) -> Result<Arc<StreamConsumer>, KafkaError> {
+        use rdkafka::consumer::Consumer;
+        let consumer = self.settings.consumer_in_group(
+            &self.group_id,
+            &self.offset_reset,
+            self.fetch_wait,
+            self.instance_id.as_deref(),
+        )?;
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+        Ok(Arc::new(consumer))
+    }
+}
+
+impl GroupConsumer {
+    /// Shortest time between two replacements, so that two replicas misconfigured with one
+    /// instance id fence each other at a readable pace instead of in a tight loop.
+    pub const REPLACE_INTERVAL: Duration = Duration::from_secs(5);
+
+    /// Creates the consumer (see [`KafkaSettings::consumer_in_group`]) and subscribes it to
+    /// `topics`.
+    pub fn subscribe(
+        settings: &KafkaSettings,
+        group_id: &str,
+        offset_reset: &str,
+        fetch_wait: Duration,
+        instance_id: Option<&str>,
+        topics: &[&str],
+    ) -> Result<Self, KafkaError> {
+        let spec = GroupSpec {
+            settings: settings.clone(),
+            group_id: group_id.to_owned(),
+            offset_reset: offset_reset.to_owned(),
+            fetch_wait,
+            instance_id: instance_id.map(str::to_owned),
+            topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+        };
+        let first = spec.consumer()?;
+        Ok(Self {
+            spec,
+            current: std::sync::RwLock::new((first, std::time::Instant::now())),
+        })
+    }
+
+    /// The consumer to poll and commit with now (cheap: a reference-counted handle).
+    pub fn get(&self) -> Arc<StreamConsumer> {
+        self.current
+            .read()
+            .expect("consumer lock poisoned")
+            .0
+            .clone()
+    }
+
+    /// Called after `failed` returned an error: when that error left it fatally failed,
+    /// replaces it (unless another caller already did, or the last replacement is too recent)
+    /// and returns true; the caller must then drop what it read and not yet committed.
+    pub fn recover(&self, failed: &Arc<StreamConsumer>) -> bool {
+        use rdkafka::consumer::Consumer;
+        let Some(fatal) = failed.client().fatal_error() else {
+            return false;
+        };
+        let mut current = self.current.write().expect("consumer lock poisoned");
+        if !Arc::ptr_eq(&current.0, failed) {
+            return true;
+        }
+        if current.1.elapsed() < Self::REPLACE_INTERVAL {
+            return false;
+        }
+        match self.spec.consumer() {
+            Ok(fresh) => {
+                tracing::error!(
+                    error = ?fatal,
+                    instance_id = ?self.spec.instance_id,
+                    "Kafka consumer failed fatally; replaced it, and what it read will be replayed from the last commit"
+                );
+                metrics::counter!("kafka_consumer_rebuilds_total").increment(1);
+                let old = std::mem::replace(&mut *current, (fresh, std::time::Instant::now()));
+                // Closing a consumer blocks: not on an async worker.
+                std::thread::spawn(move || drop(old));
+                true
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "Cannot replace the failed Kafka consumer");
+                false
+            }
+        }
+    }
+}
+
 /// Sets `kafka_consumer_lag{topic, partition}` for every partition `consumer` holds: the
 /// messages between its position and the partition's end. Blocking (one watermark request per
 /// partition): call it from a blocking thread, every few seconds.
@@ -184,16 +308,16 @@ pub fn report_lag(consumer: &rdkafka::consumer::StreamConsumer) {
     }
 }
 
-/// An idempotent producer that replaces itself when a send fails.
+/// An idempotent producer that replaces itself when librdkafka reports it failed fatally.
 ///
-/// A producer that lost its broker does not always come back with it: after a broker restart
-/// its producer id and sequence numbers may be unknown there (Apache Kafka can raise a fatal
-/// error; tansu 0.6's storage panics when a producer id from before its restart produces
-/// again). So after any failed send other than a full local queue (plain overload), a fresh
-/// producer is built, at most every [`ResilientProducer::REBUILD_INTERVAL`]; the one that meets
-/// the returning broker then registers a new producer id. Sends still in flight keep the old
-/// producer alive until they finish; a message that reaches Kafka twice that way is dropped by
-/// the ballot key.
+/// librdkafka's idempotent producer rides out broker restarts and leader changes on its own
+/// (it bumps its epoch when a broker no longer knows its producer id), so an ordinary failed
+/// send (timeout, broker down) leaves the producer as it is: on Apache Kafka, rebuilding after
+/// every failed send made no difference to the outage tests (voting-api's Kafka outage and the
+/// aggregator's, three runs each). A fatal error (e.g. a sequence gap it cannot repair) leaves
+/// the client unusable for good, so then a fresh producer is built, at most every
+/// [`ResilientProducer::REBUILD_INTERVAL`]. Sends still in flight keep the old producer alive
+/// until they finish; a message that reaches Kafka twice that way is dropped by the ballot key.
 pub struct ResilientProducer {
     settings: KafkaSettings,
     current: std::sync::RwLock<(FutureProducer, std::time::Instant)>,
@@ -221,16 +345,14 @@ impl ResilientProducer {
             .clone()
     }
 
-    /// Called after `failed` could not deliver because of `error`: rebuilds the producer
-    /// unless the local queue was merely full, another caller already rebuilt it, or the last
+    /// Called after `failed` could not deliver because of `error`: rebuilds the producer when
+    /// `failed` is fatally failed, unless another caller already rebuilt it or the last
     /// rebuild is too recent.
     pub fn recover(&self, failed: &FutureProducer, error: &KafkaError) {
         use rdkafka::producer::Producer;
-        let fatal = failed.client().fatal_error().is_some();
-        let overloaded = error.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull);
-        if overloaded && !fatal {
+        let Some(fatal) = failed.client().fatal_error() else {
             return;
-        }
+        };
         let mut current = self.current.write().expect("producer lock poisoned");
         let same = current.0.client().native_ptr() == failed.client().native_ptr();
         if !same || current.1.elapsed() < Self::REBUILD_INTERVAL {
@@ -238,7 +360,7 @@ impl ResilientProducer {
         }
         match self.settings.producer() {
             Ok(fresh) => {
-                tracing::warn!(error = %error, fatal, "Kafka send failed; replaced the producer with a fresh one");
+                tracing::error!(error = %error, fatal = ?fatal, "Kafka producer failed fatally; replaced it with a fresh one");
                 metrics::counter!("kafka_producer_rebuilds_total").increment(1);
                 *current = (fresh, std::time::Instant::now());
             }

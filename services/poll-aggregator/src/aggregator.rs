@@ -8,11 +8,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pollstream_infra::kafka::ResilientProducer;
+use pollstream_infra::kafka::{GroupConsumer, ResilientProducer};
 use pollstream_infra::telemetry::trace_context;
 use pollstream_store::results_cache;
 use pollstream_wire::RawVote;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
@@ -39,7 +39,7 @@ pub struct Aggregator {
     /// Produces snapshots and dead letters.
     pub producer: Arc<ResilientProducer>,
     /// Consumes `raw-votes` in the shared group.
-    pub consumer: Arc<StreamConsumer>,
+    pub consumer: Arc<GroupConsumer>,
 }
 
 impl Aggregator {
@@ -49,7 +49,7 @@ impl Aggregator {
         let mut batch = VoteBatch::default();
         let mut ticker = tokio::time::interval(self.config.flush_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let consumer = self.consumer.clone();
+        let mut consumer = self.consumer.get();
         loop {
             tokio::select! {
                 biased;
@@ -64,6 +64,13 @@ impl Aggregator {
                         Ok(message) => self.take(&message, &mut batch, &shutdown).await,
                         Err(err) => {
                             tracing::warn!(error = %err, "Kafka consumer error");
+                            if self.consumer.recover(&consumer) {
+                                // Its offsets can no longer be committed: the new consumer
+                                // reads these votes again from the last commit.
+                                batch = VoteBatch::default();
+                                consumer = self.consumer.get();
+                                continue;
+                            }
                             tokio::time::sleep(Duration::from_millis(200)).await;
                         }
                     }
@@ -275,7 +282,7 @@ impl Aggregator {
                 )
                 .map_err(FlushError::Kafka)?;
         }
-        let consumer = self.consumer.clone();
+        let consumer = self.consumer.get();
         let committed =
             tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync))
                 .await

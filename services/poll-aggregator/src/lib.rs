@@ -15,6 +15,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use pollstream_infra::kafka::GroupConsumer;
 use rdkafka::consumer::Consumer;
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -28,7 +29,7 @@ pub use pollstream_infra::RunError;
 struct HealthState {
     db: sqlx::PgPool,
     redis: redis::aio::ConnectionManager,
-    consumer: Arc<rdkafka::consumer::StreamConsumer>,
+    consumer: Arc<GroupConsumer>,
 }
 
 /// Runs the aggregator until `shutdown` completes, serving health and metrics on `listener`;
@@ -48,19 +49,17 @@ pub async fn run(
         pollstream_infra::kafka::ResilientProducer::new(config.kafka.clone())
             .map_err(RunError::setup("Kafka producer"))?,
     );
-    let consumer = config
-        .kafka
-        .consumer_in_group(
+    let consumer = Arc::new(
+        GroupConsumer::subscribe(
+            &config.kafka,
             &config.group_id,
             "earliest",
             config.fetch_wait,
             config.instance_id.as_deref(),
+            &[&config.raw_votes_topic],
         )
-        .map_err(RunError::setup("Kafka consumer"))?;
-    consumer
-        .subscribe(&[&config.raw_votes_topic])
-        .map_err(RunError::setup("Kafka subscription"))?;
-    let consumer = Arc::new(consumer);
+        .map_err(RunError::setup("Kafka consumer"))?,
+    );
 
     let token = CancellationToken::new();
     let signal = token.clone();
@@ -95,7 +94,7 @@ pub async fn run(
             tokio::select! {
                 () = lag_token.cancelled() => return,
                 _ = ticker.tick() => {
-                    let consumer = lag_consumer.clone();
+                    let consumer = lag_consumer.get();
                     let _ = tokio::task::spawn_blocking(move || pollstream_infra::kafka::report_lag(&consumer)).await;
                 }
             }
@@ -130,7 +129,7 @@ pub async fn run(
 
 /// Ready when PostgreSQL, Redis and the Kafka cluster answer.
 async fn readyz(State(state): State<HealthState>) -> (StatusCode, Json<Value>) {
-    let consumer = state.consumer.clone();
+    let consumer = state.consumer.get();
     pollstream_infra::health::readiness(&state.db, &state.redis, move || {
         consumer
             .fetch_metadata(None, pollstream_infra::health::CHECK_TIMEOUT)
