@@ -1,4 +1,5 @@
-"""README.md documents every variable the binaries read, in its Configuration table."""
+"""README.md documents every variable the binaries read, in its Configuration table, has the
+sections the deployment docs link to, and names only scripts that exist."""
 
 from __future__ import annotations
 
@@ -19,3 +20,10 @@ def test_deployment_sections_exist():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for heading in ("## Deployment", "## Configuration", "## Scaling", "## Kafka console workflow"):
         assert f"\n{heading}\n" in readme, heading
+
+
+def test_scripts_it_names_exist():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"(?<![\w/.])scripts/([A-Za-z0-9_.-]*[A-Za-z0-9_])", readme))
+    missing = sorted(name for name in named if not (ROOT / "scripts" / name).exists())
+    assert not missing, f"README.md names scripts that do not exist: {missing}"

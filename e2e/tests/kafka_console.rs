@@ -1,0 +1,457 @@
+//! README.md's "Kafka console workflow", run for real: the three services as processes, then
+//! Apache Kafka's console tools (`scripts/kafka-*`, the distribution's classes) and Debian's
+//! `kcat` with the README's command lines, on the stack's own topics and consumer group.
+
+mod stack;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use stack::Stack;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+use uuid::Uuid;
+
+/// Runs the console tools against one set of brokers.
+struct Console {
+    brokers: String,
+    scripts: PathBuf,
+}
+
+impl Console {
+    fn new(brokers: &str) -> Self {
+        Self {
+            brokers: brokers.to_owned(),
+            scripts: pollstream_testkit::owned::workspace_root().join("scripts"),
+        }
+    }
+
+    /// `scripts/TOOL --bootstrap-server BROKERS ARGS...`; its standard output.
+    async fn tool(&self, tool: &str, args: &[&str], stdin: Option<&str>) -> String {
+        let mut full = vec!["--bootstrap-server", self.brokers.as_str()];
+        full.extend_from_slice(args);
+        run(&self.scripts.join(tool), &full, stdin).await
+    }
+
+    /// `kcat -b BROKERS ARGS...`; its standard output.
+    async fn kcat(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let mut full = vec!["-b", self.brokers.as_str()];
+        full.extend_from_slice(args);
+        run(&PathBuf::from("kcat"), &full, stdin).await
+    }
+}
+
+/// Runs `program` to completion (at most 90 s), feeding it `stdin`; panics with its output
+/// unless it exits 0. Returns its standard output.
+async fn run(program: &PathBuf, args: &[&str], stdin: Option<&str>) -> String {
+    let started = Instant::now();
+    let quoted: Vec<String> = args
+        .iter()
+        .map(|arg| {
+            if arg.contains(|c: char| c.is_whitespace() || c == '|') {
+                format!("'{}'", arg.escape_default())
+            } else {
+                (*arg).to_owned()
+            }
+        })
+        .collect();
+    let shown = format!("{} {}", program.display(), quoted.join(" "));
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|err| panic!("starting {shown}: {err}"));
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("piped stdin");
+        pipe.write_all(input.as_bytes())
+            .await
+            .unwrap_or_else(|err| panic!("writing to {shown}: {err}"));
+        // Closing standard input ends the producers' input.
+        drop(pipe);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{shown} still running after 90 s"))
+        .unwrap_or_else(|err| panic!("waiting for {shown}: {err}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{shown}: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    println!("kafka_console: {:.1?} {shown}", started.elapsed());
+    stdout
+}
+
+/// An OTLP/HTTP endpoint that accepts and drops every export, so the services trace (and put
+/// `traceparent` in the Kafka headers) without a collector.
+async fn otlp_sink() -> String {
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(|| async {
+            // An empty protobuf message is a valid ExportTraceServiceResponse.
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/x-protobuf")],
+                Vec::<u8>::new(),
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    address
+}
+
+/// One message as kcat prints it with `-f '%p\t%o\t%k\t%h\t%s\n'`.
+#[derive(Debug)]
+struct Printed {
+    partition: String,
+    key: String,
+    headers: String,
+    value: String,
+}
+
+const KCAT_FORMAT: &str = "%p\t%o\t%k\t%h\t%s\n";
+
+fn parse_kcat(output: &str) -> Vec<Printed> {
+    output
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.splitn(5, '\t').collect();
+            assert_eq!(fields.len(), 5, "unexpected kcat line: {line:?}");
+            Printed {
+                partition: fields[0].to_owned(),
+                key: fields[2].to_owned(),
+                headers: fields[3].to_owned(),
+                value: fields[4].to_owned(),
+            }
+        })
+        .collect()
+}
+
+/// (partition, committed offset, log end offset, lag) per partition of `topic`, from
+/// `kafka-consumer-groups --describe` (`-` where the group has committed nothing).
+fn parse_describe(output: &str, topic: &str) -> Vec<(String, String, String, String)> {
+    output
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .filter(|columns| columns.len() >= 6 && columns[1] == topic)
+        .map(|columns| {
+            (
+                columns[2].to_owned(),
+                columns[3].to_owned(),
+                columns[4].to_owned(),
+                columns[5].to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_console_workflow_on_the_running_stack() {
+    let started = Instant::now();
+    let otlp = otlp_sink().await;
+    let stack = Stack::start_with(
+        "kafka-console",
+        200,
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp)],
+    )
+    .await;
+    let raw_votes = stack.env_value("RAW_VOTES_TOPIC").to_owned();
+    let dead_letters = format!("{raw_votes}{}", pollstream_wire::DEAD_LETTER_SUFFIX);
+    let group = stack.env_value("AGGREGATOR_GROUP_ID").to_owned();
+    let console = Console::new(stack.env_value("KAFKA_BROKERS"));
+
+    let poll = stack.create_poll(&["a", "b", "c"]).await;
+    let code = poll["code"].as_str().unwrap().to_owned();
+    let poll_id: Uuid = poll["id"].as_str().unwrap().parse().unwrap();
+    let key = poll_id.to_string();
+    let options: Vec<String> = poll["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        stack.vote(&code, "alice", &options[0]).await,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        stack.vote(&code, "bob", &options[1]).await,
+        StatusCode::ACCEPTED
+    );
+    let counted = pollstream_testkit::eventually(Duration::from_secs(30), || async {
+        (stack.counts(poll_id).await.0 == 2).then_some(())
+    })
+    .await;
+    assert!(counted.is_some(), "the two votes were never counted");
+
+    // (a) Tail raw-votes with keys and headers: the console consumer, then kcat.
+    let tail = console
+        .tool(
+            "kafka-console-consumer",
+            &[
+                "--topic",
+                &raw_votes,
+                "--from-beginning",
+                "--max-messages",
+                "2",
+                "--timeout-ms",
+                "30000",
+                "--property",
+                "print.key=true",
+                "--property",
+                "print.headers=true",
+                "--property",
+                "print.partition=true",
+                "--property",
+                "print.offset=true",
+            ],
+            None,
+        )
+        .await;
+    // Partition:P <tab> Offset:O <tab> headers <tab> key <tab> value
+    let consumed: Vec<Vec<&str>> = tail
+        .lines()
+        .filter(|line| line.starts_with("Partition:"))
+        .map(|line| line.splitn(5, '\t').collect())
+        .collect();
+    assert_eq!(consumed.len(), 2, "kafka-console-consumer printed:\n{tail}");
+    let mut voters = Vec::new();
+    for fields in &consumed {
+        assert_eq!(fields.len(), 5, "{fields:?}");
+        assert!(fields[1].starts_with("Offset:"), "{fields:?}");
+        assert!(fields[2].contains("traceparent:00-"), "{fields:?}");
+        assert_eq!(fields[3], key, "{fields:?}");
+        let vote: Value = serde_json::from_str(fields[4]).expect("a raw vote");
+        assert_eq!(vote["pollId"], key);
+        voters.push(vote["voterId"].as_str().unwrap().to_owned());
+    }
+    voters.sort();
+    assert_eq!(voters, ["alice", "bob"]);
+
+    let printed = parse_kcat(
+        &console
+            .kcat(
+                &[
+                    "-C",
+                    "-t",
+                    &raw_votes,
+                    "-o",
+                    "beginning",
+                    "-e",
+                    "-f",
+                    KCAT_FORMAT,
+                ],
+                None,
+            )
+            .await,
+    );
+    assert_eq!(printed.len(), 2, "{printed:?}");
+    assert!(printed.iter().all(|m| m.key == key), "{printed:?}");
+    assert!(
+        printed
+            .iter()
+            .all(|m| m.headers.contains("traceparent=00-")),
+        "{printed:?}"
+    );
+    let partition = printed[0].partition.clone();
+    let alice_vote = printed
+        .iter()
+        .map(|m| m.value.clone())
+        .find(|value| value.contains("\"voterId\":\"alice\""))
+        .expect("alice's vote in raw-votes");
+
+    // (b) An undecodable message produced by hand lands in the dead-letter topic, with why.
+    console
+        .kcat(
+            &[
+                "-P",
+                "-t",
+                &raw_votes,
+                "-K",
+                "|",
+                "-X",
+                "partitioner=murmur2_random",
+            ],
+            Some(&format!("{key}|this is not a vote\n")),
+        )
+        .await;
+    let parked = pollstream_testkit::eventually(Duration::from_secs(30), || async {
+        let printed = parse_kcat(
+            &console
+                .kcat(
+                    &[
+                        "-C",
+                        "-t",
+                        &dead_letters,
+                        "-o",
+                        "beginning",
+                        "-e",
+                        "-f",
+                        KCAT_FORMAT,
+                    ],
+                    None,
+                )
+                .await,
+        );
+        (!printed.is_empty()).then_some(printed)
+    })
+    .await
+    .expect("nothing reached the dead-letter topic");
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert_eq!(parked[0].key, key);
+    assert_eq!(parked[0].value, "this is not a vote");
+    assert!(parked[0].headers.contains("dlq-reason="), "{parked:?}");
+    assert!(
+        parked[0]
+            .headers
+            .contains(&format!("dlq-source-topic={raw_votes}")),
+        "{parked:?}"
+    );
+    // kcat with murmur2_random put the key where the services put it.
+    assert!(
+        parked[0]
+            .headers
+            .contains(&format!("dlq-source-partition={partition}")),
+        "{parked:?} (the votes are on partition {partition})"
+    );
+
+    let tail_dlq = console
+        .tool(
+            "kafka-console-consumer",
+            &[
+                "--topic",
+                &dead_letters,
+                "--from-beginning",
+                "--max-messages",
+                "1",
+                "--timeout-ms",
+                "30000",
+                "--property",
+                "print.headers=true",
+                "--property",
+                "print.key=true",
+            ],
+            None,
+        )
+        .await;
+    let line = tail_dlq
+        .lines()
+        .find(|line| line.contains("dlq-reason:"))
+        .unwrap_or_else(|| panic!("no dead letter printed:\n{tail_dlq}"));
+    assert!(
+        line.contains(&format!("dlq-source-topic:{raw_votes}")),
+        "{line}"
+    );
+    assert!(
+        line.ends_with(&format!("\t{key}\tthis is not a vote")),
+        "{line}"
+    );
+
+    // (d) Replay alice's counted vote twice and a never-counted vote once, by hand.
+    let mut carol: Value = serde_json::from_str(&alice_vote).unwrap();
+    carol["voteId"] = Uuid::new_v4().to_string().into();
+    carol["voterId"] = "carol".into();
+    carol["optionIds"] = serde_json::json!([options[2]]);
+    let lines = format!("{key}|{alice_vote}\n{key}|{alice_vote}\n{key}|{carol}\n");
+    console
+        .tool(
+            "kafka-console-producer",
+            &[
+                "--topic",
+                &raw_votes,
+                "--property",
+                "parse.key=true",
+                "--property",
+                "key.separator=|",
+            ],
+            Some(&lines),
+        )
+        .await;
+    let results = pollstream_testkit::eventually(Duration::from_secs(30), || async {
+        let results = stack.results(&code).await;
+        (results["total"] == 3).then_some(results)
+    })
+    .await
+    .expect("carol's vote was never counted");
+    let votes: Vec<i64> = results["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["votes"].as_i64().unwrap())
+        .collect();
+    assert_eq!(votes, [1, 1, 1], "{results}");
+    assert_eq!(stack.counts(poll_id).await, (3, vec![1, 1, 1]));
+    assert_eq!(stack.ballots(poll_id).await, 3);
+
+    // kafka-console-producer (the Java client's murmur2) agrees with the services and kcat.
+    let printed = parse_kcat(
+        &console
+            .kcat(
+                &[
+                    "-C",
+                    "-t",
+                    &raw_votes,
+                    "-o",
+                    "beginning",
+                    "-e",
+                    "-f",
+                    KCAT_FORMAT,
+                ],
+                None,
+            )
+            .await,
+    );
+    assert_eq!(printed.len(), 6, "{printed:?}");
+    assert!(
+        printed
+            .iter()
+            .all(|m| m.key == key && m.partition == partition),
+        "one key, one partition: {printed:?}"
+    );
+
+    // (c) Consumer-group lag: every message (votes, dead letter, replays) committed.
+    let describe = pollstream_testkit::eventually(Duration::from_secs(45), || async {
+        let out = console
+            .tool(
+                "kafka-consumer-groups",
+                &["--describe", "--group", &group],
+                None,
+            )
+            .await;
+        let rows = parse_describe(&out, &raw_votes);
+        let settled = rows.len() == 3
+            && rows.iter().all(|(p, current, end, lag)| {
+                if *p == partition {
+                    current == "6" && end == "6" && lag == "0"
+                } else {
+                    lag == "0" || lag == "-"
+                }
+            });
+        settled.then_some(out)
+    })
+    .await;
+    assert!(
+        describe.is_some(),
+        "group {group} never showed lag 0 on {raw_votes}"
+    );
+    let groups = console
+        .tool("kafka-consumer-groups", &["--list"], None)
+        .await;
+    assert!(groups.lines().any(|line| line == group), "{groups}");
+
+    println!("kafka_console: whole workflow in {:.1?}", started.elapsed());
+    stack.stop().await;
+}
