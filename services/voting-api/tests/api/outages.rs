@@ -106,3 +106,75 @@ async fn kafka_outage_gives_bounded_503s_leaves_no_lock_and_recovers() {
         broker.log()
     );
 }
+
+/// `KAFKA_PRODUCE_TIMEOUT_MS` bounds every answer while the broker is down, including votes
+/// whose produce request was in flight when it died (librdkafka alone let those wait for its
+/// request timeout on top: 13.8 s for a 5 s setting).
+#[tokio::test]
+async fn every_vote_is_answered_within_the_produce_timeout_while_kafka_is_stopped() {
+    const TIMEOUT: Duration = Duration::from_millis(2_000);
+    let mut broker = OwnedBroker::start().await;
+    let brokers = broker.brokers();
+    let app = spawn_app_with(&[
+        ("KAFKA_BROKERS", &brokers),
+        ("KAFKA_PRODUCE_TIMEOUT_MS", "2000"),
+    ])
+    .await;
+    KafkaSettings::new(&brokers)
+        .ensure_topics(&[(&app.raw_votes_topic, 3)])
+        .await
+        .expect("creating the topic on the test's broker");
+    let poll = app.create_poll("single", &["a", "b"], None).await;
+    let code = poll["code"].as_str().unwrap();
+    let warm = pollstream_testkit::eventually(Duration::from_secs(30), || async {
+        (app.vote(code, "warm-up", &[option_id(&poll, 0)]).await.0 == StatusCode::ACCEPTED)
+            .then_some(())
+    })
+    .await;
+    assert!(warm.is_some(), "no vote accepted with the broker up");
+
+    // A vote every 250 ms for 12 s; the broker is killed after the second, with votes in
+    // flight, and stays down to the end.
+    let option = option_id(&poll, 1);
+    let voters: Vec<String> = (0..48).map(|i| format!("stopped-{i}")).collect();
+    let votes = voters.iter().enumerate().map(|(i, voter)| {
+        let (app, option) = (&app, &option);
+        async move {
+            tokio::time::sleep(Duration::from_millis(250 * i as u64)).await;
+            let started = Instant::now();
+            let (status, body) = app.vote(code, voter, &[option]).await;
+            (i, status, body, started.elapsed())
+        }
+    });
+    let kill = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        broker.kill().await;
+    };
+    let (outcomes, ()) = tokio::join!(futures::future::join_all(votes), kill);
+
+    let slowest = outcomes.iter().map(|o| o.3).max().unwrap();
+    println!(
+        "broker stopped: slowest of {} answers {slowest:?}",
+        outcomes.len()
+    );
+    for (i, status, body, took) in &outcomes {
+        assert!(
+            *took <= TIMEOUT + Duration::from_millis(750),
+            "vote {i} answered {status} after {took:?}"
+        );
+        if *i >= 4 {
+            assert_eq!(
+                (*status, body["error"].as_str()),
+                (StatusCode::SERVICE_UNAVAILABLE, Some("kafka_unavailable")),
+                "vote {i}"
+            );
+        }
+        if *status == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(
+                app.vote_lock(&poll, &voters[*i]).await,
+                None,
+                "vote {i} left its lock"
+            );
+        }
+    }
+}
