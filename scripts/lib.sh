@@ -421,6 +421,8 @@ VOTING_API_PORT="\${VOTING_API_PORT:-3001}"
 POLL_AGGREGATOR_PORT="\${POLL_AGGREGATOR_PORT:-3002}"
 REALTIME_SERVICE_PORT="\${REALTIME_SERVICE_PORT:-3003}"
 FLUSH_INTERVAL_MS="\${FLUSH_INTERVAL_MS:-2000}"
+# The aggregator's static group membership id: a restart after a crash resumes at once.
+AGGREGATOR_INSTANCE_ID="\${AGGREGATOR_INSTANCE_ID:-poll-aggregator-0}"
 VOTE_LOCK_TTL_SECS="\${VOTE_LOCK_TTL_SECS:-86400}"
 RUST_LOG="\${RUST_LOG:-info,sqlx=warn,rdkafka=warn}"
 EOF

@@ -160,6 +160,20 @@ def test_stop_grace_periods_cover_the_drain(compose):
         assert grace >= needed, f"{name}: stop_grace_period {grace}s < {needed}s of drain"
 
 
+def test_aggregator_has_a_static_instance_id_and_one_replica(compose):
+    """A fixed AGGREGATOR_INSTANCE_ID: restarted after a crash, the aggregator takes its Kafka
+    partitions back at once. Fixed is safe only while one replica runs (Kafka fences the older of
+    two members sharing an id): its host port is published, and nothing scales it."""
+    aggregator = compose["services"]["poll-aggregator"]
+    instance_id = environment(aggregator).get("AGGREGATOR_INSTANCE_ID", "")
+    assert re.fullmatch(r"[A-Za-z0-9._-]{1,249}", instance_id), instance_id
+    assert aggregator.get("deploy", {}).get("replicas", 1) == 1
+    assert any(p.split(":")[-1] == environment(aggregator)["POLL_AGGREGATOR_PORT"] for p in aggregator["ports"])
+    for name, service in compose["services"].items():
+        if name != "poll-aggregator":
+            assert "AGGREGATOR_INSTANCE_ID" not in environment(service), name
+
+
 def test_postgres_credentials_match_database_url(compose):
     postgres = environment(compose["services"]["postgres"])
     for name in (*SERVICES, "migrate"):

@@ -5,6 +5,7 @@ rely on (probes, drain times, scaling limits, Ingress for Socket.IO, no committe
 from __future__ import annotations
 
 import copy
+import re
 
 import kubernetes_validate
 import pytest
@@ -19,10 +20,31 @@ PORT_VARIABLES = {"voting-api": "VOTING_API_PORT", "poll-aggregator": "POLL_AGGR
                   "realtime-service": "REALTIME_SERVICE_PORT"}
 NAMESPACES = {"dev": "pollstream-dev", "prod": "pollstream"}
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "PriorityClass"}
+# The aggregator's pod names are its static group membership ids (AGGREGATOR_INSTANCE_ID), so it
+# runs as a StatefulSet; the other services are Deployments.
+WORKLOAD_KINDS = {"voting-api": "Deployment", "poll-aggregator": "StatefulSet",
+                  "realtime-service": "Deployment"}
+# What Kafka accepts as a group.instance.id (the topic-name rule), as the aggregator checks it.
+INSTANCE_ID = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 
 def objects(rendered, overlay, kind):
     return {o["metadata"]["name"]: o for o in rendered[overlay] if o["kind"] == kind}
+
+
+def workload(rendered, overlay, name) -> dict:
+    """A service's Deployment or StatefulSet (WORKLOAD_KINDS)."""
+    return objects(rendered, overlay, WORKLOAD_KINDS[name])[name]
+
+
+def pod_field_env(rendered_objects: list[dict]) -> set[str]:
+    """Variables a workload sets from its own pod (fieldRef), which no shared ConfigMap can."""
+    return {
+        e["name"]
+        for o in rendered_objects if o["kind"] in ("Deployment", "StatefulSet")
+        for e in container(o).get("env", [])
+        if "fieldRef" in e.get("valueFrom", {})
+    }
 
 
 def config_map(rendered, overlay) -> dict[str, str]:
@@ -58,7 +80,7 @@ def env_names(workload: dict, rendered_objects: list[dict], secret_keys: set[str
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_overlay_renders(rendered, overlay):
     kinds = {o["kind"] for o in rendered[overlay]}
-    for kind in ("Namespace", "ConfigMap", "Deployment", "Service", "Ingress",
+    for kind in ("Namespace", "ConfigMap", "Deployment", "StatefulSet", "Service", "Ingress",
                  "HorizontalPodAutoscaler", "PodDisruptionBudget", "Job"):
         assert kind in kinds, f"{overlay} renders no {kind}"
 
@@ -90,6 +112,11 @@ def test_schema_check_rejects_a_broken_object(rendered):
     pod_spec(deployment)["terminationGracePeriodSeconds"] = "thirty"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, K8S_VERSIONS[0], strict=True)
+    # A Deployment's rollout field has no meaning on a StatefulSet.
+    stateful = copy.deepcopy(workload(rendered, "prod", "poll-aggregator"))
+    stateful["spec"]["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(stateful, K8S_VERSIONS[0], strict=True)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -102,9 +129,9 @@ def test_namespaced_objects_live_in_the_overlay_namespace(rendered, overlay):
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_deployments_have_probes_resources_and_run_as_non_root(rendered, overlay):
+def test_workloads_have_probes_resources_and_run_as_non_root(rendered, overlay):
     for name in SERVICES:
-        deployment = objects(rendered, overlay, "Deployment")[name]
+        deployment = workload(rendered, overlay, name)
         c = container(deployment)
         port_names = {p["name"]: p["containerPort"] for p in c["ports"]}
         assert c["livenessProbe"]["httpGet"]["path"] == "/healthz", name
@@ -126,7 +153,7 @@ def test_deployments_have_probes_resources_and_run_as_non_root(rendered, overlay
 def test_container_ports_match_the_configured_ports(rendered, overlay):
     config = config_map(rendered, overlay)
     for name, variable in PORT_VARIABLES.items():
-        c = container(objects(rendered, overlay, "Deployment")[name])
+        c = container(workload(rendered, overlay, name))
         assert [p["containerPort"] for p in c["ports"]] == [int(config[variable])], name
 
 
@@ -135,8 +162,8 @@ def test_termination_grace_covers_the_drain(rendered, overlay):
     config = config_map(rendered, overlay)
     produce = int(config["KAFKA_PRODUCE_TIMEOUT_MS"]) / 1000
     for name in SERVICES:
-        spec = pod_spec(objects(rendered, overlay, "Deployment")[name])
-        pre_stop = container(objects(rendered, overlay, "Deployment")[name]).get("lifecycle", {})
+        spec = pod_spec(workload(rendered, overlay, name))
+        pre_stop = container(workload(rendered, overlay, name)).get("lifecycle", {})
         sleep = int(pre_stop.get("preStop", {}).get("exec", {}).get("command", ["sleep", "0"])[-1])
         if name == "poll-aggregator":
             needed = sleep + int(config["DRAIN_TIMEOUT_MS"]) / 1000 + produce + 5
@@ -148,12 +175,34 @@ def test_termination_grace_covers_the_drain(rendered, overlay):
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_aggregator_replicas_do_not_exceed_raw_votes_partitions(rendered, overlay):
     partitions = int(config_map(rendered, overlay)["RAW_VOTES_PARTITIONS"])
-    replicas = objects(rendered, overlay, "Deployment")["poll-aggregator"]["spec"]["replicas"]
+    replicas = workload(rendered, overlay, "poll-aggregator")["spec"]["replicas"]
     assert 1 <= replicas <= partitions
     targets = {h["spec"]["scaleTargetRef"]["name"] for h in objects(rendered, overlay, "HorizontalPodAutoscaler").values()}
     assert "poll-aggregator" not in targets, "an autoscaler could exceed the partitions"
     text = (ROOT / "k8s" / "base" / "poll-aggregator.yaml").read_text(encoding="utf-8")
     assert "must not exceed the partitions of raw-votes" in text
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_aggregator_is_a_statefulset_whose_pod_names_are_its_instance_ids(rendered, overlay):
+    """A restarted pod rejoins Kafka under its old static member id only if it keeps its name."""
+    aggregator = workload(rendered, overlay, "poll-aggregator")
+    spec = aggregator["spec"]
+    # Pods come back without waiting for their lower ordinals; updates go one pod at a time.
+    assert spec["podManagementPolicy"] == "Parallel"
+    assert spec["updateStrategy"]["type"] == "RollingUpdate"
+    assert "maxUnavailable" not in spec["updateStrategy"].get("rollingUpdate", {})
+    # The governing Service is headless and selects the pods.
+    governing = objects(rendered, overlay, "Service")[spec["serviceName"]]
+    assert governing["spec"]["clusterIP"] == "None"
+    assert governing["spec"]["selector"].items() <= spec["template"]["metadata"]["labels"].items()
+    env = {e["name"]: e for e in container(aggregator)["env"]}
+    assert env["AGGREGATOR_INSTANCE_ID"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    # One id per pod: never a shared value from the ConfigMap.
+    assert "AGGREGATOR_INSTANCE_ID" not in config_map(rendered, overlay)
+    for ordinal in range(spec["replicas"]):
+        assert INSTANCE_ID.fullmatch(f"{aggregator['metadata']['name']}-{ordinal}")
+    assert "poll-aggregator" not in objects(rendered, overlay, "Deployment")
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -172,14 +221,13 @@ def test_autoscalers_own_the_api_and_realtime_replica_counts(rendered, overlay):
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_disruption_budgets_and_services_select_the_pods(rendered, overlay):
-    deployments = objects(rendered, overlay, "Deployment")
     pdbs = objects(rendered, overlay, "PodDisruptionBudget")
     services = objects(rendered, overlay, "Service")
     for name in SERVICES:
-        labels = deployments[name]["spec"]["template"]["metadata"]["labels"]
+        labels = workload(rendered, overlay, name)["spec"]["template"]["metadata"]["labels"]
         assert pdbs[name]["spec"]["selector"]["matchLabels"].items() <= labels.items()
         assert services[name]["spec"]["selector"].items() <= labels.items()
-        port_names = {p["name"] for p in container(deployments[name])["ports"]}
+        port_names = {p["name"] for p in container(workload(rendered, overlay, name))["ports"]}
         for port in services[name]["spec"]["ports"]:
             assert port["targetPort"] in port_names
 
@@ -277,15 +325,16 @@ def test_every_variable_the_code_reads_is_set(rendered, overlay, secret_template
     """Parses the Rust sources for the variables each binary reads (rust_env.py)."""
     secret_keys = set(secret_template["stringData"])
     config = set(config_map(rendered, overlay))
+    per_pod = pod_field_env(rendered[overlay])
     everything = set().union(*(vars_read_by(p) for p in (*SERVICES, ADMIN))) | ALWAYS_SET
-    unset = sorted(everything - config - secret_keys)
+    unset = sorted(everything - config - secret_keys - per_pod)
     assert not unset, f"add to k8s/base/config.env (or the Secret template): {unset}"
     assert not config & secret_keys, "a variable is both in the ConfigMap and the Secret"
+    assert not config & per_pod, "a variable is both in the ConfigMap and set from the pod"
 
     missing = {}
-    deployments = objects(rendered, overlay, "Deployment")
     for name in SERVICES:
-        unset = (vars_read_by(name) | ALWAYS_SET) - env_names(deployments[name], rendered[overlay], secret_keys)
+        unset = (vars_read_by(name) | ALWAYS_SET) - env_names(workload(rendered, overlay, name), rendered[overlay], secret_keys)
         if unset:
             missing[name] = sorted(unset)
     jobs = objects(rendered, overlay, "Job")
