@@ -362,9 +362,13 @@ start_kafka() {
 }
 
 # stop_kafka: stops every Kafka node these scripts started (a clean shutdown: each node
-# flushes its logs and hands its partitions over first).
+# flushes its logs and hands its partitions over first). A cluster's nodes get SIGTERM together:
+# one by one, the last ones would wait for a controller quorum that is already gone.
 stop_kafka() {
-    local node
+    local node pid
+    for node in 1 2 3; do
+        if pid="$(running_pid "kafka-node-$node")"; then kill -TERM "$pid" 2>/dev/null || true; fi
+    done
     for node in 3 2 1; do stop_process "kafka-node-$node" 60; done
     stop_process kafka 60
 }
@@ -383,6 +387,28 @@ ensure_topics() {
         sleep 2
     done
     printf '%s\n' "$out" | sed 's/^/    /' >&2
+}
+
+# clean_test_leftovers: drops the databases (pollstream_test_*) and deletes the Kafka topics
+# (test-*) that earlier test runs created; each test makes its own and leaves them behind.
+clean_test_leftovers() {
+    local databases db count
+    databases="$(psql "$PG_ADMIN_URL" -w -X -tA -c \
+        "select datname from pg_database where datname like 'pollstream\_test\_%'")"
+    count="$(printf '%s' "$databases" | grep -c . || true)"
+    if [[ $count -gt 0 ]]; then
+        log "dropping $count test databases left by earlier runs"
+        while read -r db; do
+            psql "$PG_ADMIN_URL" -w -X -q -c "drop database if exists \"$db\" with (force)"
+        done <<<"$databases"
+    fi
+    count="$( (kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BROKERS" \
+        --list --topic 'test-.*') 2>/dev/null | grep -c . || true)"
+    if [[ $count -gt 0 ]]; then
+        log "deleting $count test topics left by earlier runs"
+        (kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BROKERS" \
+            --delete --if-exists --topic 'test-.*') >/dev/null
+    fi
 }
 
 # ensure_database: the pollstream database exists on the local PostgreSQL.

@@ -1,6 +1,7 @@
 //! The pipeline on a three-node Apache Kafka cluster (replication factor 3,
 //! `min.insync.replicas=2`), with the broker that leads the votes' partition killed under load
-//! and, later, every broker stopped and started again. A `202` must survive both.
+//! and, later, every broker stopped and started again. A `202` must survive both, and
+//! voting-api may refuse votes (`503`) only while the partition has no leader.
 
 mod stack;
 
@@ -240,8 +241,10 @@ async fn killing_the_partition_leader_loses_nothing_and_refuses_only_briefly() {
             .map(|o| o.answered - killed)
             .min(),
     );
+    // Kafka moves the partition once the controller fences the dead broker, after
+    // broker.session.timeout.ms (9 s by default); measured 9.4 to 13.1 s over nine runs.
     assert!(
-        window < Duration::from_secs(15),
+        window < Duration::from_secs(20),
         "voting-api refused votes for {window:?}"
     );
     let after_restart = outcomes
@@ -284,15 +287,22 @@ async fn killing_the_partition_leader_loses_nothing_and_refuses_only_briefly() {
     }
     cluster.restart_all().await;
     stack.start_aggregator();
+    let restarted = Instant::now();
+    let last = Mutex::new(None);
     let after = pollstream_testkit::eventually(Duration::from_secs(60), || async {
-        (stack.vote(&code, "after-restart", &options[0]).await == StatusCode::ACCEPTED)
-            .then_some(())
+        let status = stack.vote(&code, "after-restart", &options[0]).await;
+        *last.lock().unwrap() = Some(status);
+        (status == StatusCode::ACCEPTED).then(|| restarted.elapsed())
     })
     .await;
     assert!(
         after.is_some(),
-        "no vote accepted after the cluster restart"
+        "no vote accepted within 60 s of the cluster restart (last answer {:?}); logs in {}\n{}",
+        last.lock().unwrap(),
+        stack.log_path("voting-api").display(),
+        cluster.logs()
     );
+    println!("cluster restart: first vote accepted {after:?} after it");
     held.insert("after-restart".to_owned());
     let expected: HashSet<String> = accepted.union(&held).cloned().collect();
     let total = assert_counted_once(&stack, poll_id, &expected).await;
@@ -300,7 +310,16 @@ async fn killing_the_partition_leader_loses_nothing_and_refuses_only_briefly() {
         "cluster restart: {} held votes all counted; total {total}",
         held.len()
     );
-    let results: Value = stack.results(&code).await;
-    assert_eq!(results["total"], total);
+    // The results cache follows PostgreSQL once the flush's snapshot is published.
+    let published = pollstream_testkit::eventually(Duration::from_secs(30), || async {
+        let results: Value = stack.results(&code).await;
+        (results["total"] == total).then_some(())
+    })
+    .await;
+    assert!(
+        published.is_some(),
+        "the results still show {} of {total}",
+        stack.results(&code).await["total"]
+    );
     stack.stop().await;
 }

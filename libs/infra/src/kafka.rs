@@ -308,16 +308,17 @@ pub fn report_lag(consumer: &rdkafka::consumer::StreamConsumer) {
     }
 }
 
-/// An idempotent producer that replaces itself when librdkafka reports it failed fatally.
+/// An idempotent producer that replaces itself when a send fails.
 ///
-/// librdkafka's idempotent producer rides out broker restarts and leader changes on its own
-/// (it bumps its epoch when a broker no longer knows its producer id), so an ordinary failed
-/// send (timeout, broker down) leaves the producer as it is: on Apache Kafka, rebuilding after
-/// every failed send made no difference to the outage tests (voting-api's Kafka outage and the
-/// aggregator's, three runs each). A fatal error (e.g. a sequence gap it cannot repair) leaves
-/// the client unusable for good, so then a fresh producer is built, at most every
-/// [`ResilientProducer::REBUILD_INTERVAL`]. Sends still in flight keep the old producer alive
-/// until they finish; a message that reaches Kafka twice that way is dropped by the ballot key.
+/// A producer that lost its brokers does not always come back with them. librdkafka's
+/// idempotent producer rides out one broker's restart or a leader change, but after all three
+/// brokers of the fault test were stopped and started again, one producer in four timed out
+/// every send for the next 60 s (the brokers were answering; a fresh producer got through at
+/// once), and a fatal error (a sequence gap it cannot repair) leaves a client unusable for
+/// good. So after any failed send other than a full local queue (plain overload), a fresh
+/// producer is built, at most every [`ResilientProducer::REBUILD_INTERVAL`]; it registers a
+/// new producer id with the brokers. Sends still in flight keep the old producer alive until
+/// they finish; a message that reaches Kafka twice that way is dropped by the ballot key.
 pub struct ResilientProducer {
     settings: KafkaSettings,
     current: std::sync::RwLock<(FutureProducer, std::time::Instant)>,
@@ -345,14 +346,16 @@ impl ResilientProducer {
             .clone()
     }
 
-    /// Called after `failed` could not deliver because of `error`: rebuilds the producer when
-    /// `failed` is fatally failed, unless another caller already rebuilt it or the last
+    /// Called after `failed` could not deliver because of `error`: rebuilds the producer
+    /// unless the local queue was merely full, another caller already rebuilt it, or the last
     /// rebuild is too recent.
     pub fn recover(&self, failed: &FutureProducer, error: &KafkaError) {
         use rdkafka::producer::Producer;
-        let Some(fatal) = failed.client().fatal_error() else {
+        let fatal = failed.client().fatal_error();
+        let overloaded = error.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull);
+        if overloaded && fatal.is_none() {
             return;
-        };
+        }
         let mut current = self.current.write().expect("producer lock poisoned");
         let same = current.0.client().native_ptr() == failed.client().native_ptr();
         if !same || current.1.elapsed() < Self::REBUILD_INTERVAL {
@@ -360,7 +363,7 @@ impl ResilientProducer {
         }
         match self.settings.producer() {
             Ok(fresh) => {
-                tracing::error!(error = %error, fatal = ?fatal, "Kafka producer failed fatally; replaced it with a fresh one");
+                tracing::warn!(error = %error, fatal = ?fatal, "Kafka send failed; replaced the producer with a fresh one");
                 metrics::counter!("kafka_producer_rebuilds_total").increment(1);
                 *current = (fresh, std::time::Instant::now());
             }

@@ -322,14 +322,19 @@ impl OwnedBroker {
         }
     }
 
+    /// Sends SIGTERM (as `kafka-server-stop.sh` does) without waiting.
+    fn signal_stop(&self) {
+        if let Some(pid) = self.child.as_ref().and_then(Child::id) {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+    }
+
     /// Stops it cleanly (SIGTERM, as `kafka-server-stop.sh` does) and waits for it to exit.
     pub async fn stop(&mut self) {
+        self.signal_stop();
         if let Some(mut child) = self.child.take() {
-            if let Some(pid) = child.id() {
-                let _ = std::process::Command::new("kill")
-                    .args(["-TERM", &pid.to_string()])
-                    .status();
-            }
             if tokio::time::timeout(Duration::from_secs(60), child.wait())
                 .await
                 .is_err()
@@ -400,6 +405,11 @@ impl OwnedCluster {
     /// Stops every node cleanly (SIGTERM), then starts them all again on the same data and
     /// waits until all of them answer: a whole-cluster restart.
     pub async fn restart_all(&mut self) {
+        // SIGTERM to all at once: stopped one by one, the last nodes would wait for a
+        // controller quorum that is already gone.
+        for node in &self.nodes {
+            node.signal_stop();
+        }
         for node in &mut self.nodes {
             node.stop().await;
         }
