@@ -334,13 +334,12 @@ impl OwnedBroker {
     /// Stops it cleanly (SIGTERM, as `kafka-server-stop.sh` does) and waits for it to exit.
     pub async fn stop(&mut self) {
         self.signal_stop();
-        if let Some(mut child) = self.child.take() {
-            if tokio::time::timeout(Duration::from_secs(60), child.wait())
+        if let Some(mut child) = self.child.take()
+            && tokio::time::timeout(Duration::from_secs(60), child.wait())
                 .await
                 .is_err()
-            {
-                let _ = child.kill().await;
-            }
+        {
+            let _ = child.kill().await;
         }
     }
 
