@@ -150,7 +150,9 @@ impl KafkaSettings {
         config
     }
 
-    /// Creates every topic that does not exist yet, with `partitions` each.
+    /// Creates every topic that does not exist yet, with `partitions` each and the brokers'
+    /// `default.replication.factor` (KIP-464: 1 on one local node, 3 on `scripts/up
+    /// --cluster`; a production cluster sets its own).
     pub async fn ensure_topics(&self, topics: &[(&str, i32)]) -> Result<(), KafkaError> {
         let admin: AdminClient<DefaultClientContext> = self.base().create()?;
         let new_topics: Vec<NewTopic<'_>> = topics
