@@ -23,7 +23,7 @@ PG_DATABASE="pollstream"
 REDIS_HOST="127.0.0.1"
 REDIS_PORT="6379"
 KAFKA_HOST="127.0.0.1"
-KAFKA_PORT="9092"
+KAFKA_PORT="${KAFKA_PORT:-9092}" # the single node (its controller: the next port); --cluster: fixed ports
 
 # Debian packages needed to build the workspace (rdkafka builds librdkafka with cmake and
 # needs curl headers) and to run the local infrastructure (kcat: the README's Kafka console).
