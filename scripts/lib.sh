@@ -23,7 +23,7 @@ PG_DATABASE="pollstream"
 REDIS_HOST="127.0.0.1"
 REDIS_PORT="6379"
 KAFKA_HOST="127.0.0.1"
-KAFKA_PORT="${KAFKA_PORT:-9092}" # the single node (its controller: the next port); --cluster: fixed ports
+KAFKA_PORT="${KAFKA_PORT:-9092}" # the first node (its controller: the next port); --cluster: +100, +200
 
 # Debian packages needed to build the workspace (rdkafka builds librdkafka with cmake and
 # needs curl headers) and to run the local infrastructure (kcat: the README's Kafka console).
@@ -338,16 +338,17 @@ start_kafka() {
     fi
     if [[ $KAFKA_CLUSTER == 1 ]]; then
         stop_process kafka 30 >/dev/null 2>&1
-        local voters="1@$KAFKA_HOST:9093,2@$KAFKA_HOST:9193,3@$KAFKA_HOST:9293"
+        # Node N: client port KAFKA_PORT + 100 (N - 1), its controller the port after it.
+        local voters="1@$KAFKA_HOST:$((KAFKA_PORT + 1)),2@$KAFKA_HOST:$((KAFKA_PORT + 101)),3@$KAFKA_HOST:$((KAFKA_PORT + 201))"
         for node in 1 2 3; do
             start_kafka_node "kafka-node-$node" "$KAFKA_RUN_DIR/cluster/kafka-node-$node" "$node" \
-                "$((9092 + (node - 1) * 100))" "$((9093 + (node - 1) * 100))" \
+                "$((KAFKA_PORT + (node - 1) * 100))" "$((KAFKA_PORT + 1 + (node - 1) * 100))" \
                 --voters "$voters" --cluster-id pollstream-kafka-3node --replication 3
         done
-        KAFKA_BROKERS="$KAFKA_HOST:9092,$KAFKA_HOST:9192,$KAFKA_HOST:9292"
+        KAFKA_BROKERS="$KAFKA_HOST:$KAFKA_PORT,$KAFKA_HOST:$((KAFKA_PORT + 100)),$KAFKA_HOST:$((KAFKA_PORT + 200))"
         for node in 1 2 3; do
             pid="$(running_pid "kafka-node-$node")" || true
-            wait_for_port "$KAFKA_HOST" "$((9092 + (node - 1) * 100))" 90 "${pid:--}" "$LOG_DIR/kafka-node-$node.log"
+            wait_for_port "$KAFKA_HOST" "$((KAFKA_PORT + (node - 1) * 100))" 90 "${pid:--}" "$LOG_DIR/kafka-node-$node.log"
         done
     else
         for node in 1 2 3; do stop_process "kafka-node-$node" 30 >/dev/null 2>&1; done
