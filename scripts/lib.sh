@@ -325,6 +325,13 @@ start_kafka_node() {
     echo $! >"$PID_DIR/$name.pid"
 }
 
+# kafka_pid NAME: the pid recorded for a node just started, or "-". Not running_pid: until the
+# background child has exec'd kafka-node, its command line is its parent's, and running_pid
+# would take the fresh pid file for a stale one and delete it.
+kafka_pid() {
+    cat "$PID_DIR/$1.pid" 2>/dev/null || echo -
+}
+
 # start_kafka: one Apache Kafka node on 127.0.0.1:9092 (data in .run/kafka/single), or with
 # KAFKA_CLUSTER=1 three nodes on 127.0.0.1:9092, :9192 and :9292 (data in .run/kafka/cluster,
 # topics replicated three times, min.insync.replicas=2). Without KAFKA_CLUSTER, whichever layout
@@ -347,14 +354,14 @@ start_kafka() {
         done
         KAFKA_BROKERS="$KAFKA_HOST:$KAFKA_PORT,$KAFKA_HOST:$((KAFKA_PORT + 100)),$KAFKA_HOST:$((KAFKA_PORT + 200))"
         for node in 1 2 3; do
-            pid="$(running_pid "kafka-node-$node")" || true
+            pid="$(kafka_pid "kafka-node-$node")"
             wait_for_port "$KAFKA_HOST" "$((KAFKA_PORT + (node - 1) * 100))" 90 "${pid:--}" "$LOG_DIR/kafka-node-$node.log"
         done
     else
         for node in 1 2 3; do stop_process "kafka-node-$node" 30 >/dev/null 2>&1; done
         start_kafka_node kafka "$KAFKA_RUN_DIR/single" 1 "$KAFKA_PORT" "$((KAFKA_PORT + 1))"
         KAFKA_BROKERS="$KAFKA_HOST:$KAFKA_PORT"
-        pid="$(running_pid kafka)" || true
+        pid="$(kafka_pid kafka)"
         wait_for_port "$KAFKA_HOST" "$KAFKA_PORT" 90 "${pid:--}" "$LOG_DIR/kafka.log"
     fi
     export KAFKA_BROKERS
