@@ -14,7 +14,7 @@ use pollstream_testkit::SocketClient;
 use pollstream_testkit::owned::OwnedCluster;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use stack::Stack;
+use stack::{Stack, option_ids};
 use uuid::Uuid;
 
 /// What one vote of the load got: its voter, when it was sent and answered, and the status
@@ -157,12 +157,7 @@ async fn killing_the_partition_leader_loses_nothing_and_refuses_only_briefly() {
     let poll = stack.create_poll(&["Yes", "No"]).await;
     let code = poll["code"].as_str().unwrap().to_owned();
     let poll_id: Uuid = poll["id"].as_str().unwrap().parse().unwrap();
-    let options: Vec<String> = poll["options"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["id"].as_str().unwrap().to_owned())
-        .collect();
+    let options = option_ids(&poll);
     let mut screen = SocketClient::connect(&stack.realtime).await;
     screen.request("join", json!({ "code": code })).await;
 

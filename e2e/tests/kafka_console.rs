@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use stack::Stack;
+use stack::{Stack, option_ids, option_votes};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use uuid::Uuid;
@@ -34,6 +34,21 @@ impl Console {
         let mut full = vec!["--bootstrap-server", self.brokers.as_str()];
         full.extend_from_slice(args);
         run(&self.scripts.join(tool), &full, stdin).await
+    }
+
+    /// Every message of `topic` so far, read by `kcat -C -o beginning -e -f KCAT_FORMAT`.
+    async fn kcat_all(&self, topic: &str) -> Vec<Printed> {
+        let args = [
+            "-C",
+            "-t",
+            topic,
+            "-o",
+            "beginning",
+            "-e",
+            "-f",
+            KCAT_FORMAT,
+        ];
+        parse_kcat(&self.kcat(&args, None).await)
     }
 
     /// `kcat -b BROKERS ARGS...`; its standard output.
@@ -177,12 +192,7 @@ async fn readme_console_workflow_on_the_running_stack() {
     let code = poll["code"].as_str().unwrap().to_owned();
     let poll_id: Uuid = poll["id"].as_str().unwrap().parse().unwrap();
     let key = poll_id.to_string();
-    let options: Vec<String> = poll["options"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["id"].as_str().unwrap().to_owned())
-        .collect();
+    let options = option_ids(&poll);
     assert_eq!(
         stack.vote(&code, "alice", &options[0]).await,
         StatusCode::ACCEPTED
@@ -241,23 +251,7 @@ async fn readme_console_workflow_on_the_running_stack() {
     voters.sort();
     assert_eq!(voters, ["alice", "bob"]);
 
-    let printed = parse_kcat(
-        &console
-            .kcat(
-                &[
-                    "-C",
-                    "-t",
-                    &raw_votes,
-                    "-o",
-                    "beginning",
-                    "-e",
-                    "-f",
-                    KCAT_FORMAT,
-                ],
-                None,
-            )
-            .await,
-    );
+    let printed = console.kcat_all(&raw_votes).await;
     assert_eq!(printed.len(), 2, "{printed:?}");
     assert!(printed.iter().all(|m| m.key == key), "{printed:?}");
     assert!(
@@ -289,23 +283,7 @@ async fn readme_console_workflow_on_the_running_stack() {
         )
         .await;
     let parked = pollstream_testkit::eventually(Duration::from_secs(30), || async {
-        let printed = parse_kcat(
-            &console
-                .kcat(
-                    &[
-                        "-C",
-                        "-t",
-                        &dead_letters,
-                        "-o",
-                        "beginning",
-                        "-e",
-                        "-f",
-                        KCAT_FORMAT,
-                    ],
-                    None,
-                )
-                .await,
-        );
+        let printed = console.kcat_all(&dead_letters).await;
         (!printed.is_empty()).then_some(printed)
     })
     .await
@@ -386,34 +364,13 @@ async fn readme_console_workflow_on_the_running_stack() {
     })
     .await
     .expect("carol's vote was never counted");
-    let votes: Vec<i64> = results["options"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["votes"].as_i64().unwrap())
-        .collect();
+    let votes = option_votes(&results);
     assert_eq!(votes, [1, 1, 1], "{results}");
     assert_eq!(stack.counts(poll_id).await, (3, vec![1, 1, 1]));
     assert_eq!(stack.ballots(poll_id).await, 3);
 
     // kafka-console-producer (the Java client's murmur2) agrees with the services and kcat.
-    let printed = parse_kcat(
-        &console
-            .kcat(
-                &[
-                    "-C",
-                    "-t",
-                    &raw_votes,
-                    "-o",
-                    "beginning",
-                    "-e",
-                    "-f",
-                    KCAT_FORMAT,
-                ],
-                None,
-            )
-            .await,
-    );
+    let printed = console.kcat_all(&raw_votes).await;
     assert_eq!(printed.len(), 6, "{printed:?}");
     assert!(
         printed

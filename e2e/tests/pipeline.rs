@@ -12,20 +12,12 @@ use futures::StreamExt;
 use pollstream_testkit::SocketClient;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use stack::Stack;
+use stack::{Stack, option_ids, option_votes};
 use uuid::Uuid;
 
 const VOTERS: usize = 2_000;
 
 /// The ids of a created poll's options, in order.
-fn option_ids(poll: &Value) -> Vec<String> {
-    poll["options"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["id"].as_str().unwrap().to_owned())
-        .collect()
-}
 const CONCURRENCY: usize = 100;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,12 +95,7 @@ async fn two_thousand_voters_are_counted_exactly_and_screens_follow() {
     })
     .await
     .unwrap_or_else(|| panic!("REST results never reached {total}"));
-    let rest_votes: Vec<i64> = results["options"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["votes"].as_i64().unwrap())
-        .collect();
+    let rest_votes = option_votes(&results);
     assert_eq!(rest_votes, expected);
 
     // PostgreSQL.
@@ -124,12 +111,7 @@ async fn two_thousand_voters_are_counted_exactly_and_screens_follow() {
         .expect("the screen never showed the final total");
     let updates = screen.events("poll-results");
     let last = updates.last().unwrap();
-    let screen_votes: Vec<i64> = last["options"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["votes"].as_i64().unwrap())
-        .collect();
+    let screen_votes = option_votes(last);
     assert_eq!(screen_votes, expected);
     let seqs: Vec<i64> = updates.iter().map(|u| u["seq"].as_i64().unwrap()).collect();
     assert!(

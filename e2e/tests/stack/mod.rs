@@ -313,3 +313,23 @@ async fn signal_and_wait(child: &mut Child, signal: &str) -> bool {
         _ => false,
     }
 }
+
+/// The option ids of a poll as the API returned it, in position order.
+pub fn option_ids(poll: &Value) -> Vec<String> {
+    poll["options"]
+        .as_array()
+        .expect("a poll's options")
+        .iter()
+        .map(|o| o["id"].as_str().expect("an option id").to_owned())
+        .collect()
+}
+
+/// The votes per option of a results snapshot (REST or `poll-results`), in position order.
+pub fn option_votes(snapshot: &Value) -> Vec<i64> {
+    snapshot["options"]
+        .as_array()
+        .expect("a snapshot's options")
+        .iter()
+        .map(|o| o["votes"].as_i64().expect("an option's votes"))
+        .collect()
+}

@@ -21,17 +21,23 @@ fn scratch_dir(kind: &str) -> PathBuf {
     dir
 }
 
-async fn wait_for_port(port: u16, what: &str) {
-    for _ in 0..300 {
+/// Waits until something accepts connections on `port`, for at most `limit`; fails at once
+/// if `child` (the process that should open it) exits first.
+async fn wait_for_port(port: u16, what: &str, limit: Duration, mut child: Option<&mut Child>) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .is_ok()
         {
             return;
         }
+        if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            panic!("{what} on port {port} exited at start ({status})");
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("{what} did not open port {port} within 30 s");
+    panic!("{what} did not open port {port} within {limit:?}");
 }
 
 /// A Redis server of the test's own.
@@ -76,7 +82,13 @@ impl OwnedRedis {
             .spawn()
             .expect("starting redis-server");
         self.child = Some(child);
-        wait_for_port(self.port, "redis-server").await;
+        wait_for_port(
+            self.port,
+            "redis-server",
+            Duration::from_secs(30),
+            self.child.as_mut(),
+        )
+        .await;
     }
 
     /// Kills it outright.
@@ -192,7 +204,7 @@ impl OwnedPostgres {
             "pg_ctl start failed; see {}",
             self.dir.join("log").display()
         );
-        wait_for_port(self.port, "postgres").await;
+        wait_for_port(self.port, "postgres", Duration::from_secs(30), None).await;
     }
 
     /// Stops it immediately (`pg_ctl stop -m immediate`: like a crash).
@@ -290,7 +302,13 @@ impl OwnedBroker {
     /// the same ports and data, and waits until its client port is open.
     pub async fn resume(&mut self) {
         self.spawn();
-        wait_for_port_of(self.port, "Kafka", self.child.as_mut()).await;
+        wait_for_port(
+            self.port,
+            "Kafka",
+            Duration::from_secs(90),
+            self.child.as_mut(),
+        )
+        .await;
     }
 
     fn spawn(&mut self) {
@@ -525,22 +543,6 @@ async fn wait_until_answering(brokers: &str, nodes: usize) {
         answered,
         "Kafka did not answer with {nodes} brokers within 90 s"
     );
-}
-
-async fn wait_for_port_of(port: u16, what: &str, mut child: Option<&mut Child>) {
-    for _ in 0..900 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return;
-        }
-        if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-            panic!("{what} on port {port} exited at start ({status})");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{what} did not open port {port} within 90 s");
 }
 
 /// The workspace's root folder (where `scripts/` is), from this crate's location.

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 use pollstream_infra::kafka::KafkaSettings;
 use pollstream_testkit::owned::{OwnedBroker, OwnedRedis};
 use reqwest::StatusCode;
+use serde_json::Value;
 
-use crate::helpers::{option_id, spawn_app_with};
+use crate::helpers::{TestApp, option_id, spawn_app_with};
 
 #[tokio::test]
 async fn redis_outage_gives_quick_503s_and_recovers_by_itself() {
@@ -53,25 +54,8 @@ async fn redis_outage_gives_quick_503s_and_recovers_by_itself() {
 
 #[tokio::test]
 async fn kafka_outage_gives_bounded_503s_leaves_no_lock_and_recovers() {
-    let mut broker = OwnedBroker::start().await;
-    let brokers = broker.brokers();
-    let app = spawn_app_with(&[
-        ("KAFKA_BROKERS", &brokers),
-        ("KAFKA_PRODUCE_TIMEOUT_MS", "1500"),
-    ])
-    .await;
-    KafkaSettings::new(&brokers)
-        .ensure_topics(&[(&app.raw_votes_topic, 3)])
-        .await
-        .expect("creating the topic on the test's broker");
-    let poll = app.create_poll("single", &["a", "b"], None).await;
+    let (mut broker, app, poll) = app_on_own_broker("1500", "before").await;
     let code = poll["code"].as_str().unwrap();
-    let accepted = pollstream_testkit::eventually(Duration::from_secs(30), || async {
-        (app.vote(code, "before", &[option_id(&poll, 0)]).await.0 == StatusCode::ACCEPTED)
-            .then_some(())
-    })
-    .await;
-    assert!(accepted.is_some(), "no vote accepted with the broker up");
 
     broker.kill().await;
     let started = Instant::now();
@@ -113,25 +97,8 @@ async fn kafka_outage_gives_bounded_503s_leaves_no_lock_and_recovers() {
 #[tokio::test]
 async fn every_vote_is_answered_within_the_produce_timeout_while_kafka_is_stopped() {
     const TIMEOUT: Duration = Duration::from_millis(2_000);
-    let mut broker = OwnedBroker::start().await;
-    let brokers = broker.brokers();
-    let app = spawn_app_with(&[
-        ("KAFKA_BROKERS", &brokers),
-        ("KAFKA_PRODUCE_TIMEOUT_MS", "2000"),
-    ])
-    .await;
-    KafkaSettings::new(&brokers)
-        .ensure_topics(&[(&app.raw_votes_topic, 3)])
-        .await
-        .expect("creating the topic on the test's broker");
-    let poll = app.create_poll("single", &["a", "b"], None).await;
+    let (mut broker, app, poll) = app_on_own_broker("2000", "warm-up").await;
     let code = poll["code"].as_str().unwrap();
-    let warm = pollstream_testkit::eventually(Duration::from_secs(30), || async {
-        (app.vote(code, "warm-up", &[option_id(&poll, 0)]).await.0 == StatusCode::ACCEPTED)
-            .then_some(())
-    })
-    .await;
-    assert!(warm.is_some(), "no vote accepted with the broker up");
 
     // A vote every 250 ms for 12 s; the broker is killed after the second, with votes in
     // flight, and stays down to the end.
@@ -177,4 +144,29 @@ async fn every_vote_is_answered_within_the_produce_timeout_while_kafka_is_stoppe
             );
         }
     }
+}
+
+/// voting-api on a Kafka node of the test's own with `KAFKA_PRODUCE_TIMEOUT_MS` =
+/// `produce_timeout_ms`, and a single-choice poll for which `voter` already got a `202`.
+async fn app_on_own_broker(produce_timeout_ms: &str, voter: &str) -> (OwnedBroker, TestApp, Value) {
+    let broker = OwnedBroker::start().await;
+    let brokers = broker.brokers();
+    let app = spawn_app_with(&[
+        ("KAFKA_BROKERS", &brokers),
+        ("KAFKA_PRODUCE_TIMEOUT_MS", produce_timeout_ms),
+    ])
+    .await;
+    KafkaSettings::new(&brokers)
+        .ensure_topics(&[(&app.raw_votes_topic, 3)])
+        .await
+        .expect("creating the topic on the test's broker");
+    let poll = app.create_poll("single", &["a", "b"], None).await;
+    let code = poll["code"].as_str().unwrap();
+    let accepted = pollstream_testkit::eventually(Duration::from_secs(30), || async {
+        (app.vote(code, voter, &[option_id(&poll, 0)]).await.0 == StatusCode::ACCEPTED)
+            .then_some(())
+    })
+    .await;
+    assert!(accepted.is_some(), "no vote accepted with the broker up");
+    (broker, app, poll)
 }
