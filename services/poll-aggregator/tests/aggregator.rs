@@ -367,13 +367,20 @@ async fn polls_close_on_time_votes_cast_after_are_parked_and_the_close_is_announ
     .await
     .expect("the close was never announced");
     assert_eq!(closing.total, 1);
-    let (status, announced, closed_at): (String, bool, Option<chrono::DateTime<Utc>>) =
-        sqlx::query_as("SELECT status, close_announced, closed_at FROM polls WHERE id = $1")
-            .bind(poll_id)
-            .fetch_one(&h.db.pool)
-            .await
-            .unwrap();
-    assert_eq!((status.as_str(), announced), ("closed", true));
+    // The closer marks the poll announced once the snapshot is produced, so a reader of
+    // `poll-updates` may see the snapshot a moment before the mark.
+    let (status, closed_at) = pollstream_testkit::eventually(Duration::from_secs(10), || async {
+        let (status, announced, closed_at): (String, bool, Option<chrono::DateTime<Utc>>) =
+            sqlx::query_as("SELECT status, close_announced, closed_at FROM polls WHERE id = $1")
+                .bind(poll_id)
+                .fetch_one(&h.db.pool)
+                .await
+                .unwrap();
+        announced.then_some((status, closed_at))
+    })
+    .await
+    .expect("the poll was never marked announced");
+    assert_eq!(status, "closed");
     assert_eq!(
         closed_at.map(|t| t.timestamp_millis()),
         Some(closes_at.timestamp_millis())
