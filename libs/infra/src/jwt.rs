@@ -2,18 +2,26 @@
 //!
 //! The algorithm is pinned (a token claiming `none` or RS256 is rejected), `exp` is required
 //! so a leaked token stops working on its own, and `iss`/`aud` are checked so a token minted
-//! for another system with the same secret is refused.
+//! for another system with the same secret is refused. Time claims follow RFC 7519 §4.1: `nbf`
+//! (when present) and `iat` may not lie in the future beyond [`LEEWAY_SECS`]. The subject must
+//! pass [`pollstream_wire::input::check_subject`], the one rule every service applies to voter
+//! ids.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use pollstream_wire::input::{SubjectError, check_subject};
 use serde::{Deserialize, Serialize};
 
 use crate::env::{ConfigError, Vars};
 
 /// Shortest secret accepted: HS256 with a short secret can be brute-forced offline.
 pub const MIN_SECRET_LEN: usize = 32;
+
+/// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds (RFC 7519 §4.1.4-6 allow "some
+/// small leeway").
+pub const LEEWAY_SECS: u64 = 5;
 
 /// Who the bearer is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -50,9 +58,12 @@ pub enum TokenError {
     /// Expired, badly signed, malformed or missing a required claim.
     #[error("invalid token: {0}")]
     Invalid(#[from] jsonwebtoken::errors::Error),
-    /// The subject is empty or absurdly long.
-    #[error("invalid token: the subject must be 1 to 200 characters")]
-    BadSubject,
+    /// The subject breaks the shared subject rule (empty, too long, not printable).
+    #[error("invalid token: {0}")]
+    BadSubject(#[from] SubjectError),
+    /// `iat` lies in the future: the token claims to be issued later than now.
+    #[error("invalid token: issued in the future (`iat`)")]
+    IssuedInFuture,
 }
 
 /// Secret, issuer and audience, from `JWT_SECRET`, `JWT_ISSUER` and `JWT_AUDIENCE`.
@@ -135,7 +146,8 @@ impl JwtKeys {
         validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
         validation.set_issuer(&[&settings.issuer]);
         validation.set_audience(&[&settings.audience]);
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
         Self(Arc::new(Keys {
             encoding: EncodingKey::from_secret(settings.secret.as_bytes()),
             decoding: DecodingKey::from_secret(settings.secret.as_bytes()),
@@ -169,12 +181,14 @@ impl JwtKeys {
             .expect("HS256 signing cannot fail")
     }
 
-    /// The claims of a valid token.
+    /// The claims of a valid token: signature, `exp`, `nbf`, `iat`, `iss`, `aud` and the
+    /// subject rule checked.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         let claims =
             jsonwebtoken::decode::<Claims>(token, &self.0.decoding, &self.0.validation)?.claims;
-        if claims.sub.is_empty() || claims.sub.len() > 200 {
-            return Err(TokenError::BadSubject);
+        check_subject(&claims.sub)?;
+        if claims.iat > jsonwebtoken::get_current_timestamp() + LEEWAY_SECS {
+            return Err(TokenError::IssuedInFuture);
         }
         Ok(claims)
     }
@@ -243,6 +257,60 @@ mod tests {
         )
         .unwrap();
         assert!(keys().verify(&token).is_err());
+    }
+
+    fn sign_json(claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys().0.encoding).unwrap()
+    }
+
+    #[test]
+    fn token_not_yet_valid_is_rejected() {
+        let now = jsonwebtoken::get_current_timestamp();
+        let token = |nbf: u64| {
+            sign_json(serde_json::json!({
+                "sub": "frank", "iat": now, "exp": now + 7200, "nbf": nbf,
+                "iss": "pollstream", "aud": "pollstream",
+            }))
+        };
+        assert!(matches!(
+            keys().verify(&token(now + 3600)),
+            Err(TokenError::Invalid(_))
+        ));
+        assert!(keys().verify(&token(now + LEEWAY_SECS)).is_ok());
+        assert!(keys().verify(&token(now - 60)).is_ok());
+    }
+
+    #[test]
+    fn token_issued_in_the_future_is_rejected() {
+        let mut future = claims("grace", 7200);
+        future.iat += 3600;
+        assert!(matches!(
+            keys().verify(&keys().sign(&future)),
+            Err(TokenError::IssuedInFuture)
+        ));
+        let mut skewed = claims("grace", 7200);
+        skewed.iat += LEEWAY_SECS;
+        assert!(keys().verify(&keys().sign(&skewed)).is_ok());
+    }
+
+    #[test]
+    fn subject_must_pass_the_shared_rule() {
+        for (subject, expected) in [
+            ("", SubjectError::Empty),
+            ("a\u{0}b", SubjectError::NotPrintable),
+            ("zero\u{200B}width", SubjectError::NotPrintable),
+        ] {
+            let token = keys().sign(&claims(subject, 60));
+            assert!(
+                matches!(keys().verify(&token), Err(TokenError::BadSubject(e)) if e == expected),
+                "{subject:?}"
+            );
+        }
+        let long = "x".repeat(pollstream_wire::input::MAX_SUBJECT_CHARS + 1);
+        assert!(matches!(
+            keys().verify(&keys().sign(&claims(&long, 60))),
+            Err(TokenError::BadSubject(SubjectError::TooLong))
+        ));
     }
 
     #[test]

@@ -8,6 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod input;
+
 /// Schema version written into every Kafka value by this build.
 pub const SCHEMA_VERSION: u8 = 1;
 

@@ -365,6 +365,45 @@ async fn owner_only_counts_reach_only_the_owner() {
     stranger.close().await;
 }
 
+/// The owner's own token, but not valid yet (`nbf`), issued in the future (`iat`) or with a
+/// subject no service accepts: the `join` is refused like a forged token, no counts shown.
+#[tokio::test]
+async fn join_refuses_tokens_not_yet_valid_or_with_a_bad_subject() {
+    let h = Harness::new(1).await;
+    let poll = h.poll_with("owner_only").await;
+    let mut client = SocketClient::connect(&h.urls[0]).await;
+    let now = jsonwebtoken::get_current_timestamp();
+    let sign = |claims: Value| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(pollstream_testkit::JWT_SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    let base = json!({"sub": "owner", "iat": now, "exp": now + 7200, "iss": "pollstream", "aud": "pollstream"});
+    let mut not_yet = base.clone();
+    not_yet["nbf"] = (now + 3600).into();
+    let mut future = base.clone();
+    future["iat"] = (now + 3600).into();
+    for (what, bad) in [
+        ("nbf an hour ahead", sign(not_yet)),
+        ("iat an hour ahead", sign(future)),
+        ("U+0000 in the subject", token("owner\u{0}")),
+    ] {
+        let ack = client
+            .request("join", json!({ "pollId": poll.id, "token": bad }))
+            .await;
+        assert_eq!(ack["error"], "unauthorized", "{what}: {ack}");
+        assert!(ack.get("options").is_none(), "{what}: {ack}");
+    }
+    let ack = client
+        .request("join", json!({ "pollId": poll.id, "token": sign(base) }))
+        .await;
+    assert_eq!(ack["total"], 0, "the same claims, valid now: {ack}");
+    client.close().await;
+}
+
 #[tokio::test]
 async fn after_close_counts_appear_for_everyone_at_close() {
     let h = Harness::new(1).await;

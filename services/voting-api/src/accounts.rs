@@ -101,7 +101,7 @@ fn normalise_email(email: &str) -> Result<String, ApiError> {
                 && !domain.starts_with('.')
                 && !domain.ends_with('.')
         })
-        && !email.chars().any(char::is_whitespace);
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
     if valid {
         Ok(email)
     } else {
@@ -233,12 +233,17 @@ async fn login(
     ApiJson(credentials): ApiJson<Credentials>,
 ) -> Result<Json<Session>, ApiError> {
     limit_auth(&state, ip).await?;
-    let email = credentials.email.trim().to_lowercase();
-    let user: Option<(Uuid, String)> =
-        sqlx::query_as("SELECT id, password_hash FROM users WHERE email = $1")
-            .bind(&email)
-            .fetch_optional(&state.db)
-            .await?;
+    // An address register would refuse has no account; PostgreSQL never sees it (it refuses
+    // U+0000 in text outright).
+    let user: Option<(Uuid, String)> = match normalise_email(&credentials.email) {
+        Ok(email) => {
+            sqlx::query_as("SELECT id, password_hash FROM users WHERE email = $1")
+                .bind(&email)
+                .fetch_optional(&state.db)
+                .await?
+        }
+        Err(_) => None,
+    };
     let invalid = || ApiError::Unauthorized("wrong email or password".into());
     let Some((user_id, hash)) = user else {
         // Same work as a real check, so response time does not reveal which emails exist.

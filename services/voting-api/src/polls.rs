@@ -1,6 +1,6 @@
 //! Creating polls, reading them by join code, and their results.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use axum::Json;
 use axum::body::Body;
@@ -13,7 +13,7 @@ use pollstream_store::{
     PollDefinition, PollKind, PollOption, ResultsVisibility, Viewer, ballots, closed_flag,
     results_cache, snapshots,
 };
-use pollstream_wire::{ErrorBody, PollSnapshot, PollStatus};
+use pollstream_wire::{ErrorBody, PollSnapshot, PollStatus, input};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -114,14 +114,22 @@ struct ValidPoll {
     visibility: ResultsVisibility,
 }
 
+/// Checks a new poll. Texts are normalised by [`input::normalize_text`] (NFC, invisible
+/// characters removed, whitespace collapsed) and options compared by [`input::comparison_key`]
+/// (compatibility normalisation and case folding), so two options a reader cannot tell apart
+/// are refused as duplicates.
 fn validate(new: NewPoll, now: DateTime<Utc>) -> Result<ValidPoll, ApiError> {
-    let question = new.question.trim().to_owned();
-    if question.is_empty() || question.chars().count() > 500 {
-        return Err(ApiError::unprocessable(
-            "invalid_question",
-            "`question` must be 1 to 500 characters",
-        ));
-    }
+    let question =
+        input::normalize_text(&new.question, input::MAX_QUESTION_CHARS).map_err(|err| {
+            ApiError::unprocessable(
+                "invalid_question",
+                format!(
+                    "`question` must be 1 to {} visible characters: it {}",
+                    input::MAX_QUESTION_CHARS,
+                    text_problem(err)
+                ),
+            )
+        })?;
     if !(2..=MAX_OPTIONS).contains(&new.options.len()) {
         return Err(ApiError::unprocessable(
             "invalid_options",
@@ -131,21 +139,29 @@ fn validate(new: NewPoll, now: DateTime<Utc>) -> Result<ValidPoll, ApiError> {
             ),
         ));
     }
-    let options: Vec<String> = new.options.iter().map(|o| o.trim().to_owned()).collect();
-    let mut seen = HashSet::new();
-    for (index, option) in options.iter().enumerate() {
-        if option.is_empty() || option.chars().count() > 200 {
-            return Err(ApiError::unprocessable(
+    let mut options = Vec::with_capacity(new.options.len());
+    let mut seen = HashMap::new();
+    for (index, raw) in new.options.iter().enumerate() {
+        let option = input::normalize_text(raw, input::MAX_OPTION_CHARS).map_err(|err| {
+            ApiError::unprocessable(
                 "invalid_options",
-                format!("`options[{index}]` must be 1 to 200 characters"),
-            ));
-        }
-        if !seen.insert(option.to_lowercase()) {
+                format!(
+                    "`options[{index}]` must be 1 to {} visible characters: it {}",
+                    input::MAX_OPTION_CHARS,
+                    text_problem(err)
+                ),
+            )
+        })?;
+        if let Some(first) = seen.insert(input::comparison_key(&option), index) {
             return Err(ApiError::unprocessable(
                 "duplicate_option",
-                format!("`options[{index}]` repeats {option:?}"),
+                format!(
+                    "`options[{index}]` ({option:?}) reads the same as `options[{first}]` ({:?}); options must differ in more than case, invisible characters or Unicode normalisation",
+                    options[first]
+                ),
             ));
         }
+        options.push(option);
     }
     let option_count = options.len() as i32;
     let (min_choices, max_choices) = match new.kind {
@@ -193,6 +209,19 @@ fn validate(new: NewPoll, now: DateTime<Utc>) -> Result<ValidPoll, ApiError> {
         closes_at: new.closes_at,
         visibility: new.results_visibility,
     })
+}
+
+/// What is wrong with a text, as the end of a sentence naming the field.
+fn text_problem(err: input::TextError) -> String {
+    match err {
+        input::TextError::Blank => {
+            "is blank once whitespace and invisible characters are removed".into()
+        }
+        input::TextError::TooLong { max } => format!("is longer than {max} characters"),
+        input::TextError::Control { code } => {
+            format!("contains the control character U+{code:04X}")
+        }
+    }
 }
 
 fn random_code() -> String {
@@ -760,6 +789,48 @@ mod tests {
         let mut blank = new_poll(PollKind::Single, &["a", "b"], None);
         blank.question = "   ".into();
         assert_eq!(code_of(validate(blank, now)), "invalid_question");
+    }
+
+    #[test]
+    fn texts_are_normalised_and_compared_as_people_read_them() {
+        let now = Utc::now();
+        let valid = validate(
+            new_poll(PollKind::Single, &["Cafe\u{301}", "Te\u{200B}a"], None),
+            now,
+        )
+        .unwrap();
+        assert_eq!(valid.options, vec!["Caf\u{e9}", "Tea"]);
+        for options in [
+            ["Yes", "Yes\u{200B}"],
+            ["Caf\u{e9}", "Cafe\u{301}"],
+            ["Yes", "\u{FF39}es"],
+        ] {
+            assert_eq!(
+                code_of(validate(new_poll(PollKind::Single, &options, None), now)),
+                "duplicate_option",
+                "{options:?}"
+            );
+        }
+        for blank in ["\u{200B}", "\u{3164}", "\u{2800}"] {
+            assert_eq!(
+                code_of(validate(
+                    new_poll(PollKind::Single, &["a", blank], None),
+                    now
+                )),
+                "invalid_options",
+                "{blank:?}"
+            );
+        }
+        assert_eq!(
+            code_of(validate(
+                new_poll(PollKind::Single, &["a", "b\u{0}"], None),
+                now
+            )),
+            "invalid_options"
+        );
+        let mut nul = new_poll(PollKind::Single, &["a", "b"], None);
+        nul.question = "Lunch\u{0}?".into();
+        assert_eq!(code_of(validate(nul, now)), "invalid_question");
     }
 
     #[test]

@@ -83,6 +83,8 @@ fn token(vars: &Vars, subject: &str, ttl: Option<&str>) -> anyhow::Result<()> {
             .with_context(|| format!("TTL_S {ttl:?} is not a number of seconds"))?,
         None => 24 * 60 * 60,
     };
+    pollstream_wire::input::check_subject(subject)
+        .with_context(|| format!("SUBJECT {subject:?} would be refused by every service"))?;
     let jwt = JwtSettings::from_vars(vars)?;
     println!("{}", jwt.keys().issue(subject, Duration::from_secs(ttl)));
     Ok(())

@@ -2,6 +2,7 @@
 
 mod accounts;
 mod helpers;
+mod input;
 mod lifecycle;
 mod limits;
 mod outages;

@@ -1,0 +1,313 @@
+//! One definition of valid input, shared by every service: token subjects (which become voter
+//! ids and ballot keys) and the texts people read (questions and options).
+//!
+//! voting-api refuses what breaks these rules before anything is stored or produced, the
+//! realtime `join` refuses such tokens too, and the aggregator checks them again on every vote it
+//! reads from Kafka, where a message may have been produced by hand.
+//!
+//! Character classes come from the Unicode Character Database (via `icu_properties`), never
+//! from hand-written tables: general categories `Cc` (control), `Cf` (format), `Zl`/`Zp`
+//! (line and paragraph separators), and the `Default_Ignorable_Code_Point` and `White_Space`
+//! properties.
+
+use icu_properties::props::{DefaultIgnorableCodePoint, GeneralCategory, WhiteSpace};
+use icu_properties::{CodePointMapData, CodePointSetData};
+use unicode_normalization::UnicodeNormalization;
+
+/// Longest token subject, in characters. The subject is the voter id of a ballot, part of
+/// PostgreSQL's unique `(poll_id, voter_id)` index, whose entries may not exceed about 2.7 KB;
+/// 200 characters of at most 4 bytes each stay far below.
+pub const MAX_SUBJECT_CHARS: usize = 200;
+
+/// Longest question, in characters after normalisation.
+pub const MAX_QUESTION_CHARS: usize = 500;
+
+/// Longest option text, in characters after normalisation.
+pub const MAX_OPTION_CHARS: usize = 200;
+
+/// ZERO WIDTH JOINER: invisible, but it glues emoji sequences (👩‍💻), so it is kept between
+/// two visible characters.
+const ZWJ: char = '\u{200D}';
+
+/// BRAILLE PATTERN BLANK: a symbol (`So`) that renders as nothing, a known way to make an
+/// option look empty.
+const BRAILLE_BLANK: char = '\u{2800}';
+
+/// Why a token subject is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SubjectError {
+    /// No characters at all.
+    #[error("the subject is empty")]
+    Empty,
+    /// More than [`MAX_SUBJECT_CHARS`] characters.
+    #[error("the subject is longer than {MAX_SUBJECT_CHARS} characters")]
+    TooLong,
+    /// A control, format, separator or otherwise invisible character (U+0000 included).
+    #[error("the subject contains a control or invisible character")]
+    NotPrintable,
+}
+
+impl SubjectError {
+    /// Stable name of the failed check, for dead-letter headers and metrics labels.
+    pub fn check(self) -> &'static str {
+        match self {
+            SubjectError::Empty => "voter_id_empty",
+            SubjectError::TooLong => "voter_id_too_long",
+            SubjectError::NotPrintable => "voter_id_not_printable",
+        }
+    }
+}
+
+/// Checks a token subject (`sub`, RFC 7519 §4.1.2) as pollstream accepts it: 1 to
+/// [`MAX_SUBJECT_CHARS`] characters, none of them a control (`Cc`, U+0000 included), format
+/// (`Cf`), line or paragraph separator, other whitespace than U+0020, or default-ignorable
+/// (invisible) character.
+pub fn check_subject(subject: &str) -> Result<(), SubjectError> {
+    if subject.is_empty() {
+        return Err(SubjectError::Empty);
+    }
+    if subject.chars().nth(MAX_SUBJECT_CHARS).is_some() {
+        return Err(SubjectError::TooLong);
+    }
+    if subject
+        .chars()
+        .any(|c| is_unprintable(c) || (c != ' ' && is_whitespace(c)))
+    {
+        return Err(SubjectError::NotPrintable);
+    }
+    Ok(())
+}
+
+/// Why a text people read is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TextError {
+    /// Nothing visible is left once invisible characters and whitespace are removed.
+    #[error("must not be blank")]
+    Blank,
+    /// Longer than allowed after normalisation.
+    #[error("must be at most {max} characters")]
+    TooLong {
+        /// The limit, in characters.
+        max: usize,
+    },
+    /// Holds a control character (U+0000 to U+001F and U+007F to U+009F, other than tab and
+    /// line breaks, which count as whitespace).
+    #[error("must not contain control characters (found U+{code:04X})")]
+    Control {
+        /// The offending code point.
+        code: u32,
+    },
+}
+
+/// Normalises a question or option the way people read it: NFC (Unicode Standard Annex #15),
+/// invisible formatting characters removed (a zero width joiner between two visible characters
+/// is kept, as emoji sequences need it), each run of whitespace (tabs and line breaks included)
+/// made one space, and both ends trimmed. Refuses control characters, text that is blank
+/// afterwards (nothing but whitespace and invisible characters) and text longer than
+/// `max_chars` characters.
+pub fn normalize_text(raw: &str, max_chars: usize) -> Result<String, TextError> {
+    if let Some(c) = raw.chars().find(|&c| is_control(c) && !is_whitespace(c)) {
+        return Err(TextError::Control { code: c as u32 });
+    }
+    let chars: Vec<char> = raw.nfc().collect();
+    let mut text = String::with_capacity(raw.len());
+    let mut pending_space = false;
+    for (index, &c) in chars.iter().enumerate() {
+        if is_whitespace(c) {
+            pending_space = !text.is_empty();
+            continue;
+        }
+        if is_invisible(c) {
+            let joins = c == ZWJ
+                && !pending_space
+                && text.chars().next_back().is_some_and(is_visible)
+                && chars.get(index + 1).is_some_and(|&next| is_visible(next));
+            if !joins {
+                continue;
+            }
+        }
+        if pending_space {
+            text.push(' ');
+            pending_space = false;
+        }
+        text.push(c);
+    }
+    if comparison_key(&text).is_empty() {
+        return Err(TextError::Blank);
+    }
+    if text.chars().nth(max_chars).is_some() {
+        return Err(TextError::TooLong { max: max_chars });
+    }
+    Ok(text)
+}
+
+/// The key two texts are compared by when they must differ (a poll's options): compatibility
+/// normalisation (NFKC, so `ｙｅｓ` is `yes`), Unicode default case folding (so `Straße` is
+/// `strasse`), every invisible character dropped and whitespace runs made one space. Two texts
+/// with the same key look the same to a reader.
+pub fn comparison_key(text: &str) -> String {
+    let folded = caseless::default_case_fold_str(&text.nfkd().collect::<String>());
+    let mut key = String::with_capacity(folded.len());
+    let mut pending_space = false;
+    for c in folded.nfkc() {
+        if is_whitespace(c) || c == BRAILLE_BLANK {
+            pending_space = !key.is_empty();
+        } else if !is_invisible(c) && !is_control(c) {
+            if pending_space {
+                key.push(' ');
+                pending_space = false;
+            }
+            key.push(c);
+        }
+    }
+    key
+}
+
+fn category(c: char) -> GeneralCategory {
+    CodePointMapData::<GeneralCategory>::new().get(c)
+}
+
+fn is_control(c: char) -> bool {
+    category(c) == GeneralCategory::Control
+}
+
+fn is_whitespace(c: char) -> bool {
+    CodePointSetData::new::<WhiteSpace>().contains(c)
+}
+
+/// Format characters and default-ignorable code points: zero width spaces and joiners, bidi
+/// controls, soft hyphens, variation selectors, Hangul fillers, tags.
+fn is_invisible(c: char) -> bool {
+    category(c) == GeneralCategory::Format
+        || CodePointSetData::new::<DefaultIgnorableCodePoint>().contains(c)
+}
+
+fn is_unprintable(c: char) -> bool {
+    matches!(
+        category(c),
+        GeneralCategory::Control
+            | GeneralCategory::Format
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+            | GeneralCategory::Surrogate
+    ) || CodePointSetData::new::<DefaultIgnorableCodePoint>().contains(c)
+}
+
+fn is_visible(c: char) -> bool {
+    !is_whitespace(c) && !is_invisible(c) && !is_control(c) && c != BRAILLE_BLANK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_bounded_and_printable() {
+        assert_eq!(check_subject("alice"), Ok(()));
+        assert_eq!(check_subject("guest:01J9 Zoë"), Ok(()));
+        assert_eq!(check_subject(&"é".repeat(MAX_SUBJECT_CHARS)), Ok(()));
+        assert_eq!(check_subject(""), Err(SubjectError::Empty));
+        assert_eq!(
+            check_subject(&"a".repeat(MAX_SUBJECT_CHARS + 1)),
+            Err(SubjectError::TooLong)
+        );
+        for bad in [
+            "a\u{0}b",
+            "tab\there",
+            "line\nbreak",
+            "del\u{7f}",
+            "c1\u{85}",
+            "zero\u{200B}width",
+            "bidi\u{202E}override",
+            "ls\u{2028}",
+            "filler\u{3164}",
+            "nbsp\u{a0}x",
+        ] {
+            assert_eq!(
+                check_subject(bad),
+                Err(SubjectError::NotPrintable),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn text_is_nfc_trimmed_and_single_spaced() {
+        assert_eq!(
+            normalize_text("  Yes \t\n please ", 200).unwrap(),
+            "Yes please"
+        );
+        assert_eq!(normalize_text("Cafe\u{301}", 200).unwrap(), "Caf\u{e9}");
+        assert_eq!(normalize_text("Ye\u{200B}s\u{FEFF}", 200).unwrap(), "Yes");
+        assert_eq!(normalize_text("\u{AD}soft", 200).unwrap(), "soft");
+    }
+
+    #[test]
+    fn emoji_sequences_keep_their_joiner() {
+        let coder = "\u{1F469}\u{200D}\u{1F4BB}";
+        assert_eq!(normalize_text(coder, 200).unwrap(), coder);
+        assert_eq!(normalize_text("\u{200D}x\u{200D}", 200).unwrap(), "x");
+        assert_eq!(normalize_text("a \u{200D} b", 200).unwrap(), "a b");
+    }
+
+    #[test]
+    fn blank_text_is_refused() {
+        for blank in [
+            "",
+            "   ",
+            "\u{200B}",
+            "\u{3164}",
+            "\u{2800}",
+            "\u{FEFF} \u{200D}",
+        ] {
+            assert_eq!(
+                normalize_text(blank, 200),
+                Err(TextError::Blank),
+                "{blank:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn control_characters_are_refused() {
+        assert_eq!(
+            normalize_text("a\u{0}b", 200),
+            Err(TextError::Control { code: 0 })
+        );
+        assert_eq!(
+            normalize_text("esc\u{1B}[31m", 200),
+            Err(TextError::Control { code: 0x1B })
+        );
+        assert_eq!(
+            normalize_text("c1\u{9B}", 200),
+            Err(TextError::Control { code: 0x9B })
+        );
+    }
+
+    #[test]
+    fn length_counts_characters_after_normalisation() {
+        assert!(normalize_text(&"e\u{301}".repeat(200), 200).is_ok());
+        assert_eq!(
+            normalize_text(&"x".repeat(201), 200),
+            Err(TextError::TooLong { max: 200 })
+        );
+        assert!(normalize_text(&format!("{}\u{200B}", "x".repeat(200)), 200).is_ok());
+    }
+
+    #[test]
+    fn texts_that_look_the_same_have_the_same_key() {
+        let same = [
+            ("Yes", "yes"),
+            ("Yes", "Yes\u{200B}"),
+            ("Café", "Cafe\u{301}"),
+            ("Straße", "STRASSE"),
+            ("ｙｅｓ", "yes"),
+            ("a  b", "a b"),
+        ];
+        for (a, b) in same {
+            assert_eq!(comparison_key(a), comparison_key(b), "{a:?} vs {b:?}");
+        }
+        assert_ne!(comparison_key("Yes"), comparison_key("No"));
+        assert_ne!(comparison_key("ab"), comparison_key("a b"));
+    }
+}
