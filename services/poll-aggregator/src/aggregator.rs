@@ -1,9 +1,10 @@
 //! The consume → buffer → flush → publish → commit loop.
 //!
 //! Order matters for the guarantees: a batch's offsets are committed only after its ballots
-//! are committed in PostgreSQL *and* its snapshots are in `poll-updates` and the results
-//! cache. A failure anywhere keeps the batch and redoes the whole flush, which is harmless
-//! because counting is idempotent (see [`crate::flush`]).
+//! are committed in PostgreSQL, the votes it cannot count are parked in the dead-letter topic,
+//! *and* its snapshots are in `poll-updates` and the results cache. A failure anywhere keeps
+//! the batch and redoes the whole flush, which is harmless because counting is idempotent (see
+//! [`crate::flush`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 use pollstream_infra::kafka::{GroupConsumer, ResilientProducer};
 use pollstream_infra::telemetry::trace_context;
 use pollstream_store::results_cache;
-use pollstream_wire::RawVote;
+use pollstream_wire::{DecodeError, RawVote};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
@@ -23,7 +24,7 @@ use tracing::Instrument;
 
 use crate::batch::VoteBatch;
 use crate::config::Config;
-use crate::flush::{FlushOutcome, flush_batch};
+use crate::flush::{FlushOutcome, Rejected, flush_batch};
 
 /// Longest pause between two attempts at a failing flush.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -119,22 +120,33 @@ impl Aggregator {
                     dead_letter_headers(&self.config.raw_votes_topic, partition, offset, &reason);
                 let payload = message.payload().unwrap_or_default().to_vec();
                 let key = message.key().map(<[u8]>::to_vec);
-                self.dead_letter(key.as_deref(), &payload, headers, shutdown)
-                    .await;
-                batch.skip(partition, offset);
+                let label = match err {
+                    DecodeError::Malformed(_) => "malformed",
+                    DecodeError::UnsupportedVersion(_) => "unsupported_version",
+                };
+                // Not parked means shutdown: leave its offset out of the batch, so that it is
+                // read again rather than committed unparked.
+                if self
+                    .dead_letter(key.as_deref(), &payload, headers, label, shutdown)
+                    .await
+                {
+                    batch.skip(partition, offset);
+                }
             }
         }
     }
 
-    /// Produces one dead letter, retrying until the broker takes it (or shutdown): a message
-    /// is skipped only once it is parked.
+    /// Produces one dead letter, retrying until the broker takes it (`true`) or shutdown
+    /// (`false`): a message is skipped only once it is parked. `reason` labels
+    /// `votes_parked_total` and must be a stable name.
     async fn dead_letter(
         &self,
         key: Option<&[u8]>,
         payload: &[u8],
         headers: OwnedHeaders,
+        reason: &'static str,
         shutdown: &CancellationToken,
-    ) {
+    ) -> bool {
         let mut backoff = Duration::from_millis(100);
         loop {
             let mut record = FutureRecord::to(&self.config.dead_letter_topic)
@@ -147,13 +159,14 @@ impl Aggregator {
             match producer.send(record, Duration::from_secs(1)).await {
                 Ok(_) => {
                     metrics::counter!("dead_letters_total").increment(1);
-                    return;
+                    metrics::counter!("votes_parked_total", "reason" => reason).increment(1);
+                    return true;
                 }
                 Err((err, _)) => {
                     self.producer.recover(&producer, &err);
                     tracing::warn!(error = %err, "Cannot produce dead letter, retrying");
                     if sleep_or_cancel(backoff, shutdown).await {
-                        return;
+                        return false;
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
@@ -179,6 +192,7 @@ impl Aggregator {
                         counted = outcome.counted,
                         duplicates = outcome.duplicates,
                         rejected = outcome.rejected.len(),
+                        transactions = outcome.transactions,
                         polls = outcome.snapshots.len(),
                         elapsed_ms = elapsed.as_millis() as u64,
                         "Batch flushed"
@@ -209,20 +223,53 @@ impl Aggregator {
         let outcome = flush_batch(&self.db, batch)
             .await
             .map_err(FlushError::Database)?;
-        for (vote, reason) in &outcome.rejected {
-            tracing::warn!(poll_id = %vote.poll_id, vote_id = %vote.vote_id, reason, "Vote not countable, parking it");
-            let headers = dead_letter_headers(&self.config.raw_votes_topic, -1, -1, reason);
-            self.dead_letter(
-                Some(vote.poll_id.to_string().as_bytes()),
-                &vote.encode(),
-                headers,
-                shutdown,
-            )
-            .await;
+        for rejected in &outcome.rejected {
+            if !self.park(rejected, shutdown).await {
+                return Err(FlushError::Interrupted);
+            }
         }
         self.publish(&outcome, batch).await?;
         self.commit(batch).await?;
         Ok(outcome)
+    }
+
+    /// Parks a vote the flush could not count, under its source partition and offset; `false`
+    /// if shutdown came first.
+    async fn park(&self, rejected: &Rejected, shutdown: &CancellationToken) -> bool {
+        let Rejected {
+            vote: received,
+            reason,
+            refusal,
+        } = rejected;
+        let vote = &received.vote;
+        let mut headers = dead_letter_headers(
+            &self.config.raw_votes_topic,
+            received.partition,
+            received.offset,
+            reason,
+        );
+        if let Some(refusal) = refusal {
+            tracing::warn!(poll_id = %vote.poll_id, vote_id = %vote.vote_id, partition = received.partition, offset = received.offset, reason, sqlstate = %refusal.sqlstate, error = %refusal.message, "PostgreSQL refused a vote, parking it");
+            headers = headers
+                .insert(Header {
+                    key: "dlq-sqlstate",
+                    value: Some(refusal.sqlstate.as_str()),
+                })
+                .insert(Header {
+                    key: "dlq-database-message",
+                    value: Some(refusal.message.as_str()),
+                });
+        } else {
+            tracing::warn!(poll_id = %vote.poll_id, vote_id = %vote.vote_id, partition = received.partition, offset = received.offset, reason, "Vote not countable, parking it");
+        }
+        self.dead_letter(
+            Some(vote.poll_id.to_string().as_bytes()),
+            &vote.encode(),
+            headers,
+            reason,
+            shutdown,
+        )
+        .await
     }
 
     /// Produces every snapshot to `poll-updates` and refreshes the results cache.
@@ -307,6 +354,8 @@ enum FlushError {
     Redis(#[source] redis::RedisError),
     #[error("task: {0}")]
     Task(String),
+    #[error("shutdown before every uncountable vote was parked")]
+    Interrupted,
 }
 
 impl FlushError {
@@ -317,6 +366,7 @@ impl FlushError {
             FlushError::Kafka(_) => "kafka",
             FlushError::Redis(_) => "redis",
             FlushError::Task(_) => "task",
+            FlushError::Interrupted => "shutdown",
         }
     }
 }

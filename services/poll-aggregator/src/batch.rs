@@ -1,18 +1,29 @@
 //! The votes buffered between two flushes, and the Kafka offsets they cover.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use pollstream_wire::RawVote;
 use uuid::Uuid;
+
+/// A decoded vote and where it was read, so that a vote parked at flush time names its real
+/// source in the dead-letter headers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceivedVote {
+    /// The vote as produced to `raw-votes`.
+    pub vote: RawVote,
+    /// Partition of `raw-votes` it was read from.
+    pub partition: i32,
+    /// Its offset in that partition.
+    pub offset: i64,
+}
 
 /// Votes received since the last flush, with the highest offset seen per partition so the
 /// flush can commit exactly what it covered.
 #[derive(Debug, Default)]
 pub struct VoteBatch {
-    votes: Vec<RawVote>,
-    /// (poll, voter) pairs already in `votes`: a repeat within one batch is dropped here
-    /// (the ballot key would drop it anyway, this just keeps the insert small).
-    voters: HashSet<(Uuid, String)>,
+    /// Every decoded vote, in the order read. Repeats of a voter stay here: which of them
+    /// counts depends on which are valid, so the flush decides (see [`crate::flush`]).
+    votes: Vec<ReceivedVote>,
     /// Next offset to commit per partition: last offset seen plus one.
     next_offsets: BTreeMap<i32, i64>,
     /// Messages covered by this batch, votes and skipped ones alike.
@@ -26,9 +37,11 @@ impl VoteBatch {
     /// Adds a decoded vote read at `partition`/`offset`.
     pub fn push(&mut self, vote: RawVote, partition: i32, offset: i64) {
         self.track(partition, offset);
-        if self.voters.insert((vote.poll_id, vote.voter_id.clone())) {
-            self.votes.push(vote);
-        }
+        self.votes.push(ReceivedVote {
+            vote,
+            partition,
+            offset,
+        });
     }
 
     /// Remembers the trace context a vote of `poll_id` arrived with, unless the poll already
@@ -56,8 +69,8 @@ impl VoteBatch {
         *next = (*next).max(offset + 1);
     }
 
-    /// Votes to count, at most one per poll and voter.
-    pub fn votes(&self) -> &[RawVote] {
+    /// Decoded votes in the order read, repeats of a voter included.
+    pub fn votes(&self) -> &[ReceivedVote] {
         &self.votes
     }
 
@@ -79,20 +92,24 @@ impl VoteBatch {
     /// Distinct polls the batch touches, sorted so that row locks are always taken in the
     /// same order.
     pub fn poll_ids(&self) -> Vec<Uuid> {
-        let mut ids: Vec<Uuid> = self.votes.iter().map(|v| v.poll_id).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        ids
+        poll_ids(&self.votes)
     }
 
     /// Empties the batch after a successful flush.
     pub fn clear(&mut self) {
         self.votes.clear();
-        self.voters.clear();
         self.next_offsets.clear();
         self.messages = 0;
         self.traceparents.clear();
     }
+}
+
+/// Distinct polls of `votes`, sorted so that row locks are always taken in the same order.
+pub fn poll_ids(votes: &[ReceivedVote]) -> Vec<Uuid> {
+    let mut ids: Vec<Uuid> = votes.iter().map(|v| v.vote.poll_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 /// Counter increments for the ballots a flush actually inserted.
@@ -143,13 +160,21 @@ mod tests {
     }
 
     #[test]
-    fn repeat_of_a_voter_in_one_batch_is_dropped_but_its_offset_counts() {
+    fn every_vote_keeps_its_source_and_offsets_cover_all() {
         let mut batch = VoteBatch::default();
         batch.push(vote(1, "alice", &[10]), 0, 5);
         batch.push(vote(1, "alice", &[11]), 0, 6);
         batch.push(vote(2, "alice", &[20]), 1, 3);
-        assert_eq!(batch.votes().len(), 2);
-        assert_eq!(batch.votes()[0].option_ids, vec![Uuid::from_u128(10)]);
+        assert_eq!(batch.votes().len(), 3);
+        assert_eq!(batch.votes()[0].vote.option_ids, vec![Uuid::from_u128(10)]);
+        assert_eq!(
+            batch
+                .votes()
+                .iter()
+                .map(|v| (v.partition, v.offset))
+                .collect::<Vec<_>>(),
+            vec![(0, 5), (0, 6), (1, 3)]
+        );
         assert_eq!(batch.len(), 3);
         assert_eq!(batch.next_offsets().get(&0), Some(&7));
         assert_eq!(batch.next_offsets().get(&1), Some(&4));

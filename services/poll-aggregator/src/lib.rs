@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod config;
 pub mod flush;
+pub mod rules;
 
 mod aggregator;
 mod closer;

@@ -3,11 +3,15 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
 use poll_aggregator::Config;
 use pollstream_infra::env::Vars;
 use pollstream_infra::kafka::KafkaSettings;
-use pollstream_testkit::{PipelineTopics, TestDatabase, read_messages, topic_reader, unique_topic};
+use pollstream_testkit::{
+    PipelineTopics, ReadMessage, TestDatabase, read_messages, topic_reader, unique_topic,
+};
 use pollstream_wire::{PollSnapshot, RawVote, SCHEMA_VERSION};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::oneshot;
@@ -109,8 +113,10 @@ impl Harness {
         (poll_id, option_ids)
     }
 
-    async fn send_raw(&self, key: &str, payload: &[u8]) {
-        self.producer
+    /// Produces `payload` to `raw-votes`; returns the partition and offset it landed at.
+    async fn send_raw(&self, key: &str, payload: &[u8]) -> (i32, i64) {
+        let delivery = self
+            .producer
             .send(
                 FutureRecord::to(&self.raw_votes).key(key).payload(payload),
                 Duration::from_secs(5),
@@ -118,6 +124,28 @@ impl Harness {
             .await
             .map_err(|(err, _)| err)
             .expect("producing a test vote");
+        (delivery.partition, delivery.offset)
+    }
+
+    /// Produces a vote with any voter id and `castAt`, as one made by hand could be; returns it
+    /// with the partition and offset it landed at.
+    async fn send_crafted(
+        &self,
+        poll_id: Uuid,
+        voter: &str,
+        options: &[Uuid],
+        cast_at: DateTime<Utc>,
+    ) -> (RawVote, (i32, i64)) {
+        let vote = RawVote {
+            v: SCHEMA_VERSION,
+            vote_id: Uuid::now_v7(),
+            poll_id,
+            voter_id: voter.to_owned(),
+            option_ids: options.to_vec(),
+            cast_at,
+        };
+        let source = self.send_raw(&poll_id.to_string(), &vote.encode()).await;
+        (vote, source)
     }
 
     async fn send_vote(&self, poll_id: Uuid, voter: &str, options: &[Uuid]) -> RawVote {
@@ -271,6 +299,154 @@ async fn undecodable_and_invalid_votes_are_parked_and_the_rest_counted() {
         "the original bytes are kept"
     );
     running.stop().await;
+}
+
+/// The value of header `key` of a dead letter, if present.
+fn header<'m>(message: &'m ReadMessage, key: &str) -> Option<&'m str> {
+    message
+        .headers
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Issue 11, finding 1: one vote PostgreSQL cannot store (a NUL in the voter id, an index key
+/// over 2.7 KB) used to fail every flush of its batch forever, and nothing was counted again.
+#[tokio::test]
+async fn poisonous_votes_are_parked_and_the_votes_around_them_counted() {
+    let h = Harness::new().await;
+    let dead = topic_reader(&h.dead_letters).await;
+    let (poll_id, options) = h.poll(2, 1).await;
+    let running = h.start("100").await;
+
+    h.send_vote(poll_id, "before", &[options[0]]).await;
+    let now = Utc::now();
+    let poison = [
+        ("nul\u{0}voter".to_owned(), now, "voter_id_not_printable"),
+        ("x".repeat(3_000), now, "voter_id_too_long"),
+        (
+            "time-traveller".to_owned(),
+            now + chrono::Duration::days(3_650),
+            "cast_at_out_of_range",
+        ),
+    ];
+    let mut expected = HashMap::new();
+    for (i, (voter, cast_at, reason)) in poison.into_iter().enumerate() {
+        let (vote, source) = h
+            .send_crafted(poll_id, &voter, &[options[1]], cast_at)
+            .await;
+        expected.insert(vote.vote_id, (reason, source));
+        h.send_vote(poll_id, &format!("between-{i}"), &[options[1]])
+            .await;
+    }
+    h.send_vote(poll_id, "after", &[options[0]]).await;
+
+    let (_, total, votes) = h.wait_for_total(poll_id, 5).await;
+    assert_eq!((total, votes), (5, vec![2, 3]));
+    let parked = read_messages(&dead, 3, Duration::from_secs(20)).await;
+    assert_eq!(parked.len(), 3, "every poisonous vote is parked");
+    for message in &parked {
+        let vote = RawVote::decode(&message.payload).expect("a parked vote stays decodable");
+        let (reason, (partition, offset)) = expected[&vote.vote_id];
+        assert_eq!(header(message, "dlq-reason"), Some(reason));
+        assert_eq!(
+            header(message, "dlq-source-topic"),
+            Some(h.raw_votes.as_str())
+        );
+        assert_eq!(
+            header(message, "dlq-source-partition"),
+            Some(partition.to_string().as_str()),
+            "{reason}: the real source partition"
+        );
+        assert_eq!(
+            header(message, "dlq-source-offset"),
+            Some(offset.to_string().as_str()),
+            "{reason}: the real source offset"
+        );
+        assert_eq!(message.key.as_deref(), Some(poll_id.to_string().as_str()));
+    }
+
+    // The batches after it flow too: its offsets were committed, nothing is stuck behind it.
+    h.send_vote(poll_id, "later", &[options[0]]).await;
+    let (_, total, votes) = h.wait_for_total(poll_id, 6).await;
+    assert_eq!((total, votes), (6, vec![3, 3]));
+    running.stop().await;
+    assert!(
+        read_messages(&dead, 1, Duration::from_secs(1))
+            .await
+            .is_empty(),
+        "nothing parked twice"
+    );
+}
+
+/// A refusal validation cannot foresee (here a constraint the aggregator knows nothing of)
+/// is isolated by splitting the batch: the refused vote is parked with PostgreSQL's SQLSTATE
+/// and the rest of the same batch is counted in the same flush.
+#[tokio::test]
+async fn a_vote_the_database_refuses_is_parked_and_the_rest_of_its_batch_counted() {
+    let h = Harness::new().await;
+    let dead = topic_reader(&h.dead_letters).await;
+    let updates = topic_reader(&h.poll_updates).await;
+    let (poll_id, options) = h.poll(2, 1).await;
+    sqlx::query("ALTER TABLE ballots ADD CONSTRAINT no_mallory CHECK (voter_id <> 'mallory')")
+        .execute(&h.db.pool)
+        .await
+        .unwrap();
+    // A flush interval far longer than the test: only the drain at shutdown flushes, so all
+    // these votes are one batch, counted in one flush cycle.
+    let running = h.start("600000").await;
+    for i in 0..3 {
+        h.send_vote(poll_id, &format!("v{i}"), &[options[i % 2]])
+            .await;
+    }
+    let (mallory, (partition, offset)) = h
+        .send_crafted(poll_id, "mallory", &[options[0]], Utc::now())
+        .await;
+    for i in 3..6 {
+        h.send_vote(poll_id, &format!("v{i}"), &[options[i % 2]])
+            .await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        h.counts(poll_id).await.1,
+        0,
+        "nothing flushed before the drain"
+    );
+    running.stop().await;
+
+    let (seq, total, votes) = h.counts(poll_id).await;
+    assert_eq!((total, votes), (6, vec![3, 3]));
+    let parked = read_messages(&dead, 2, Duration::from_secs(10)).await;
+    assert_eq!(parked.len(), 1, "only the refused vote is parked");
+    let message = &parked[0];
+    assert_eq!(
+        RawVote::decode(&message.payload).unwrap().vote_id,
+        mallory.vote_id
+    );
+    assert_eq!(header(message, "dlq-reason"), Some("database_refused"));
+    assert_eq!(header(message, "dlq-sqlstate"), Some("23514"));
+    assert!(
+        header(message, "dlq-database-message").is_some_and(|m| m.contains("no_mallory")),
+        "{:?}",
+        message.headers
+    );
+    assert_eq!(
+        header(message, "dlq-source-partition"),
+        Some(partition.to_string().as_str())
+    );
+    assert_eq!(
+        header(message, "dlq-source-offset"),
+        Some(offset.to_string().as_str())
+    );
+
+    // One snapshot per poll and cycle, published after the last part: the final state.
+    let snapshots: Vec<PollSnapshot> = read_messages(&updates, 10, Duration::from_secs(3))
+        .await
+        .iter()
+        .map(|m| PollSnapshot::decode(&m.payload).unwrap())
+        .collect();
+    assert_eq!(snapshots.len(), 1, "{snapshots:?}");
+    assert_eq!((snapshots[0].seq, snapshots[0].total), (seq, 6));
 }
 
 #[tokio::test]

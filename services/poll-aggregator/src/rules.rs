@@ -1,0 +1,199 @@
+//! Which decoded votes may be counted: every field PostgreSQL will store is checked here, before
+//! the insert, so that a vote produced by hand to `raw-votes` is parked with a named reason
+//! instead of failing the flush.
+//!
+//! Each failed check has a stable name, the `dlq-reason` of the dead letter and the `reason`
+//! label of `votes_parked_total`.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use pollstream_wire::RawVote;
+use pollstream_wire::input::check_subject;
+use uuid::Uuid;
+
+/// How far ahead of the aggregator's clock a `castAt` may be: voting-api stamps votes with its
+/// own clock, so this is room for clock skew between hosts, not for votes from the future.
+pub const MAX_CAST_AT_AHEAD: Duration = Duration::minutes(5);
+
+/// Earliest `castAt` accepted: 2020-01-01T00:00:00Z, before pollstream took any vote. It also
+/// keeps timestamps inside PostgreSQL's `timestamptz` range (which starts at 4713 BC, where
+/// chrono goes much further back).
+pub fn earliest_cast_at() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0)
+        .single()
+        .expect("a valid fixed date")
+}
+
+/// What the aggregator knows about a poll when it validates a vote.
+#[derive(Debug, Clone)]
+pub struct PollRules {
+    /// Fewest options per ballot.
+    pub min_choices: usize,
+    /// Multiple choice polls allow more than one option.
+    pub max_choices: usize,
+    /// Votes cast after this are not counted.
+    pub closes_at: Option<DateTime<Utc>>,
+    /// Votes cast after the poll was closed by its owner are not counted either.
+    pub closed_at: Option<DateTime<Utc>>,
+    /// The poll's option ids.
+    pub options: Vec<Uuid>,
+}
+
+/// Why a vote that decoded fine is still not counted, as the stable name of the failed check;
+/// `None` if it is countable. `now` is the aggregator's clock, the reference for `castAt`.
+///
+/// Checks, in order: the voter id by the shared subject rule
+/// ([`pollstream_wire::input::check_subject`]: `voter_id_empty`, `voter_id_too_long`,
+/// `voter_id_not_printable`), `castAt` within [`earliest_cast_at`] and `now` +
+/// [`MAX_CAST_AT_AHEAD`] (`cast_at_out_of_range`), then against the poll: `unknown_poll`,
+/// `bad_choice_count`, `unknown_option`, `duplicate_option`, `cast_after_close`.
+pub fn rejection(
+    vote: &RawVote,
+    rules: Option<&PollRules>,
+    now: DateTime<Utc>,
+) -> Option<&'static str> {
+    if let Err(err) = check_subject(&vote.voter_id) {
+        return Some(err.check());
+    }
+    if vote.cast_at < earliest_cast_at() || vote.cast_at > now + MAX_CAST_AT_AHEAD {
+        return Some("cast_at_out_of_range");
+    }
+    let Some(rules) = rules else {
+        return Some("unknown_poll");
+    };
+    if vote.option_ids.len() < rules.min_choices.max(1) || vote.option_ids.len() > rules.max_choices
+    {
+        return Some("bad_choice_count");
+    }
+    for (index, id) in vote.option_ids.iter().enumerate() {
+        if !rules.options.contains(id) {
+            return Some("unknown_option");
+        }
+        if vote.option_ids[..index].contains(id) {
+            return Some("duplicate_option");
+        }
+    }
+    let closed_at = match (rules.closes_at, rules.closed_at) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    if closed_at.is_some_and(|closed_at| vote.cast_at > closed_at) {
+        return Some("cast_after_close");
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pollstream_wire::SCHEMA_VERSION;
+
+    fn rules() -> PollRules {
+        PollRules {
+            min_choices: 1,
+            max_choices: 2,
+            closes_at: None,
+            closed_at: None,
+            options: vec![
+                Uuid::from_u128(10),
+                Uuid::from_u128(11),
+                Uuid::from_u128(12),
+            ],
+        }
+    }
+
+    fn vote(options: &[u128]) -> RawVote {
+        RawVote {
+            v: SCHEMA_VERSION,
+            vote_id: Uuid::from_u128(99),
+            poll_id: Uuid::from_u128(1),
+            voter_id: "v".into(),
+            option_ids: options.iter().map(|&o| Uuid::from_u128(o)).collect(),
+            cast_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn valid_vote_is_countable() {
+        assert_eq!(
+            rejection(&vote(&[10, 12]), Some(&rules()), Utc::now()),
+            None
+        );
+    }
+
+    #[test]
+    fn invalid_votes_are_named() {
+        let now = Utc::now();
+        assert_eq!(rejection(&vote(&[10]), None, now), Some("unknown_poll"));
+        assert_eq!(
+            rejection(&vote(&[]), Some(&rules()), now),
+            Some("bad_choice_count")
+        );
+        assert_eq!(
+            rejection(&vote(&[10, 11, 12]), Some(&rules()), now),
+            Some("bad_choice_count")
+        );
+        assert_eq!(
+            rejection(&vote(&[10, 77]), Some(&rules()), now),
+            Some("unknown_option")
+        );
+        assert_eq!(
+            rejection(&vote(&[11, 11]), Some(&rules()), now),
+            Some("duplicate_option")
+        );
+        let mut closed = rules();
+        closed.closes_at = Some(now - Duration::seconds(5));
+        assert_eq!(
+            rejection(&vote(&[10]), Some(&closed), now),
+            Some("cast_after_close")
+        );
+    }
+
+    #[test]
+    fn voter_ids_follow_the_shared_subject_rule() {
+        let now = Utc::now();
+        for (voter, reason) in [
+            ("", "voter_id_empty"),
+            ("a\u{0}b", "voter_id_not_printable"),
+            ("tab\there", "voter_id_not_printable"),
+        ] {
+            let mut v = vote(&[10]);
+            v.voter_id = voter.into();
+            assert_eq!(
+                rejection(&v, Some(&rules()), now),
+                Some(reason),
+                "{voter:?}"
+            );
+        }
+        let mut long = vote(&[10]);
+        long.voter_id = "x".repeat(3_000);
+        assert_eq!(
+            rejection(&long, Some(&rules()), now),
+            Some("voter_id_too_long")
+        );
+        // The voter id is checked before the poll: a bad one is named even for an unknown poll.
+        assert_eq!(rejection(&long, None, now), Some("voter_id_too_long"));
+    }
+
+    #[test]
+    fn cast_at_must_be_in_a_sane_range() {
+        let now = Utc::now();
+        let at = |cast_at| {
+            let mut v = vote(&[10]);
+            v.cast_at = cast_at;
+            rejection(&v, Some(&rules()), now)
+        };
+        assert_eq!(at(now - Duration::days(400)), None);
+        assert_eq!(at(earliest_cast_at()), None);
+        assert_eq!(at(now + MAX_CAST_AT_AHEAD), None);
+        assert_eq!(
+            at(earliest_cast_at() - Duration::seconds(1)),
+            Some("cast_at_out_of_range")
+        );
+        assert_eq!(
+            at(now + MAX_CAST_AT_AHEAD + Duration::seconds(1)),
+            Some("cast_at_out_of_range")
+        );
+        assert_eq!(at(DateTime::<Utc>::MAX_UTC), Some("cast_at_out_of_range"));
+        assert_eq!(at(DateTime::<Utc>::MIN_UTC), Some("cast_at_out_of_range"));
+    }
+}
