@@ -4,6 +4,7 @@
 
 pub mod env;
 pub mod health;
+pub mod http;
 pub mod jwt;
 pub mod kafka;
 pub mod metrics;

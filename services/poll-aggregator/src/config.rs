@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use pollstream_infra::env::{ConfigError, Vars};
+use pollstream_infra::http::HttpSettings;
 use pollstream_infra::kafka::KafkaSettings;
 use pollstream_infra::redis::RedisSettings;
 use pollstream_wire::{DEAD_LETTER_SUFFIX, POLL_UPDATES_TOPIC, RAW_VOTES_TOPIC};
@@ -18,6 +19,11 @@ pub struct Config {
     pub kafka: KafkaSettings,
     /// Port of the health and metrics server (`POLL_AGGREGATOR_PORT`).
     pub port: u16,
+    /// Header-read (and idle keep-alive) timeout, total and per-address connection caps of the
+    /// health and metrics server (`HTTP_HEADER_READ_TIMEOUT_MS` default 10,000 ms,
+    /// `HTTP_MAX_CONNECTIONS` default 16,384, `HTTP_MAX_CONNECTIONS_PER_IP` default 1,000, `0`
+    /// off): issue 11, finding 8; see `pollstream_infra::http`.
+    pub http: HttpSettings,
     /// A batch is flushed at least this often (`FLUSH_INTERVAL_MS`).
     pub flush_interval: Duration,
     /// A batch is flushed as soon as it holds this many votes (`FLUSH_MAX_VOTES`).
@@ -55,6 +61,7 @@ impl Config {
             redis: RedisSettings::from_vars(vars)?,
             kafka: KafkaSettings::from_vars(vars)?,
             port: vars.parsed_or("POLL_AGGREGATOR_PORT", 3002)?,
+            http: HttpSettings::from_vars(vars)?,
             flush_interval: Duration::from_millis(vars.ranged_or(
                 "FLUSH_INTERVAL_MS",
                 2_000u64,

@@ -81,10 +81,12 @@ pub async fn run(
         });
     tracing::info!(address = %listener.local_addr()?, topic = %config.raw_votes_topic, "poll-aggregator listening");
     let server_token = token.clone();
+    let http = config.http.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, health)
-            .with_graceful_shutdown(async move { server_token.cancelled().await })
-            .await
+        pollstream_infra::http::serve(listener, health, &http, async move {
+            server_token.cancelled().await
+        })
+        .await
     });
 
     let lag_consumer = consumer.clone();

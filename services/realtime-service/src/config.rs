@@ -1,6 +1,7 @@
 //! realtime-service configuration, read from the environment once at start.
 
 use pollstream_infra::env::{ConfigError, Vars};
+use pollstream_infra::http::HttpSettings;
 use pollstream_infra::jwt::JwtSettings;
 use pollstream_infra::kafka::KafkaSettings;
 use pollstream_infra::redis::RedisSettings;
@@ -17,6 +18,12 @@ pub struct Config {
     pub kafka: KafkaSettings,
     /// Port for Socket.IO, health and metrics (`REALTIME_SERVICE_PORT`).
     pub port: u16,
+    /// Header-read (and idle keep-alive) timeout, total and per-address connection caps of the
+    /// HTTP listener: handshakes, long-polling and health; an upgraded WebSocket counts in the
+    /// total only (`HTTP_HEADER_READ_TIMEOUT_MS` default 10,000 ms, `HTTP_MAX_CONNECTIONS`
+    /// default 16,384, `HTTP_MAX_CONNECTIONS_PER_IP` default 1,000, `0` off): issue 11, finding
+    /// 8; see `pollstream_infra::http`.
+    pub http: HttpSettings,
     /// Topic snapshots are consumed from.
     pub poll_updates_topic: String,
     /// Prefix of this replica's consumer group; a random suffix makes it unique so every
@@ -34,6 +41,7 @@ impl Config {
             redis: RedisSettings::from_vars(vars)?,
             kafka: KafkaSettings::from_vars(vars)?,
             port: vars.parsed_or("REALTIME_SERVICE_PORT", 3003)?,
+            http: HttpSettings::from_vars(vars)?,
             poll_updates_topic: vars.or_default("POLL_UPDATES_TOPIC", POLL_UPDATES_TOPIC),
             group_prefix: vars.or_default("REALTIME_GROUP_PREFIX", "realtime-service"),
             jwt: JwtSettings::from_vars(vars)?,

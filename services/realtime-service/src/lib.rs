@@ -64,7 +64,12 @@ pub async fn run(
     let (layer, io) = SocketIo::builder()
         .ping_interval(Duration::from_secs(25))
         .ping_timeout(Duration::from_secs(20))
-        .max_payload(16 * 1024)
+        // One limit on both transports: a long-polling request body (`max_payload`) and a
+        // WebSocket message or frame. Past it the connection is closed, as a polling request
+        // over the limit is refused (issue 11, finding 5: before, WebSocket took 8 MiB).
+        .max_payload(MAX_PACKET_BYTES as u64)
+        .ws_max_message_size(MAX_PACKET_BYTES)
+        .ws_max_frame_size(MAX_PACKET_BYTES)
         // Packets queued per socket before it counts as too slow and misses one; the default
         // (128) drops updates for clients that stall briefly under a burst.
         .max_buffer_size(1024)
@@ -118,21 +123,19 @@ pub async fn run(
     tracing::info!(address = %listener.local_addr()?, group_id, "realtime-service listening");
     let server_token = token.clone();
     let close_io = io.clone();
-    let serve = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            server_token.cancel();
-            // Close sockets first: open WebSockets would otherwise hold the drain forever.
-            // socketioxide waits for each socket's transport to close, which a client caught
-            // between long-polling and the WebSocket upgrade may not do promptly: bounded.
-            if tokio::time::timeout(SOCKETS_CLOSE_TIMEOUT, close_io.close())
-                .await
-                .is_err()
-            {
-                tracing::warn!("Some sockets were not closed in time; stopping anyway");
-            }
-        })
-        .into_future();
+    let serve = pollstream_infra::http::serve(listener, app, &config.http, async move {
+        shutdown.await;
+        server_token.cancel();
+        // Close sockets first: open WebSockets would otherwise hold the drain forever.
+        // socketioxide waits for each socket's transport to close, which a client caught
+        // between long-polling and the WebSocket upgrade may not do promptly: bounded.
+        if tokio::time::timeout(SOCKETS_CLOSE_TIMEOUT, close_io.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("Some sockets were not closed in time; stopping anyway");
+        }
+    });
     let drain_deadline = token.clone();
     let result = tokio::select! {
         result = serve => result,
@@ -149,6 +152,9 @@ pub async fn run(
     tracing::info!("realtime-service stopped");
     result.map_err(RunError::from)
 }
+
+/// Largest Socket.IO message a client may send, on either transport; a `join` is ~100 bytes.
+const MAX_PACKET_BYTES: usize = 16 * 1024;
 
 /// Longest wait for socketioxide to close every socket at shutdown.
 const SOCKETS_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use pollstream_infra::env::{ConfigError, Vars};
+use pollstream_infra::http::HttpSettings;
 use pollstream_infra::jwt::JwtSettings;
 use pollstream_infra::kafka::KafkaSettings;
 use pollstream_infra::redis::RedisSettings;
@@ -31,6 +32,12 @@ pub struct Config {
     pub trust_forwarded_for: bool,
     /// Port to listen on (`VOTING_API_PORT`).
     pub port: u16,
+    /// Header-read (and idle keep-alive) timeout, total and per-address connection caps of the
+    /// HTTP listener (`HTTP_HEADER_READ_TIMEOUT_MS` default 10,000 ms, `HTTP_MAX_CONNECTIONS`
+    /// default 16,384, `HTTP_MAX_CONNECTIONS_PER_IP` default 1,000, `0` off): issue 11, finding
+    /// 8; see `pollstream_infra::http`. Behind ingress-nginx every connection comes from the
+    /// proxy, so the per-address cap is off there (`k8s/base/config.env`).
+    pub http: HttpSettings,
     /// Lifetime of the per-voter lock that turns a second vote into `409`.
     pub vote_lock_ttl: Duration,
     /// Topic accepted votes are produced to.
@@ -72,6 +79,7 @@ impl Config {
                 .collect(),
             trust_forwarded_for: vars.parsed_or("TRUST_FORWARDED_FOR", false)?,
             port: vars.parsed_or("VOTING_API_PORT", 3001)?,
+            http: HttpSettings::from_vars(vars)?,
             vote_lock_ttl: Duration::from_secs(vars.ranged_or(
                 "VOTE_LOCK_TTL_SECS",
                 86_400u64,
