@@ -41,9 +41,13 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
-    /// Case-insensitive; stored lower-cased.
+    /// Case-insensitive; stored lower-cased. Surrounding whitespace is ignored; once trimmed,
+    /// 3 to 254 bytes, `local@domain` with a dot inside the domain, no whitespace or control
+    /// characters.
+    #[schema(schema_with = crate::schema::email)]
     email: String,
     /// 8 to 128 characters.
+    #[schema(min_length = 8, max_length = 128)]
     password: String,
 }
 
@@ -193,8 +197,12 @@ async fn open_session(
 
 /// Creates an account and logs it in.
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = Credentials,
-    responses((status = 201, body = Session), (status = 409, body = pollstream_wire::ErrorBody, description = "email taken"),
-        (status = 422, body = pollstream_wire::ErrorBody), (status = 429, body = pollstream_wire::ErrorBody)))]
+    responses((status = 201, body = Session), (status = 400, body = pollstream_wire::ErrorBody, description = "malformed JSON"),
+        (status = 413, body = pollstream_wire::ErrorBody, description = "body over 64 KiB"),
+        (status = 415, body = pollstream_wire::ErrorBody, description = "not `application/json`"),
+        (status = 422, body = pollstream_wire::ErrorBody, description = "invalid email, weak password, or not the documented shape"),
+        (status = 409, body = pollstream_wire::ErrorBody, description = "email taken"),
+        (status = 429, body = pollstream_wire::ErrorBody), (status = 503, body = pollstream_wire::ErrorBody)))]
 async fn register(
     State(state): State<AppState>,
     ip: ClientIp,
@@ -226,7 +234,12 @@ async fn register(
 
 /// Logs in with email and password.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = Credentials,
-    responses((status = 200, body = Session), (status = 401, body = pollstream_wire::ErrorBody), (status = 429, body = pollstream_wire::ErrorBody)))]
+    responses((status = 200, body = Session), (status = 400, body = pollstream_wire::ErrorBody, description = "malformed JSON"),
+        (status = 413, body = pollstream_wire::ErrorBody, description = "body over 64 KiB"),
+        (status = 415, body = pollstream_wire::ErrorBody, description = "not `application/json`"),
+        (status = 422, body = pollstream_wire::ErrorBody, description = "the body does not have the documented shape"),
+        (status = 401, body = pollstream_wire::ErrorBody, description = "wrong email or password"),
+        (status = 429, body = pollstream_wire::ErrorBody), (status = 503, body = pollstream_wire::ErrorBody)))]
 async fn login(
     State(state): State<AppState>,
     ip: ClientIp,
@@ -264,7 +277,12 @@ const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$
 
 /// Trades a refresh token for a new pair; the old one stops working.
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
-    responses((status = 200, body = Session), (status = 401, body = pollstream_wire::ErrorBody, description = "unknown, expired, revoked or reused token")))]
+    responses((status = 200, body = Session), (status = 400, body = pollstream_wire::ErrorBody, description = "malformed JSON"),
+        (status = 413, body = pollstream_wire::ErrorBody, description = "body over 64 KiB"),
+        (status = 415, body = pollstream_wire::ErrorBody, description = "not `application/json`"),
+        (status = 422, body = pollstream_wire::ErrorBody, description = "the body does not have the documented shape"),
+        (status = 401, body = pollstream_wire::ErrorBody, description = "unknown, expired, revoked or reused token"),
+        (status = 429, body = pollstream_wire::ErrorBody), (status = 503, body = pollstream_wire::ErrorBody)))]
 async fn refresh(
     State(state): State<AppState>,
     ip: ClientIp,
@@ -333,7 +351,11 @@ struct RefreshRow {
 
 /// Revokes the refresh token's whole family. Unknown tokens are accepted silently.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
-    responses((status = 204, description = "logged out")))]
+    responses((status = 204, description = "logged out"), (status = 400, body = pollstream_wire::ErrorBody, description = "malformed JSON"),
+        (status = 413, body = pollstream_wire::ErrorBody, description = "body over 64 KiB"),
+        (status = 415, body = pollstream_wire::ErrorBody, description = "not `application/json`"),
+        (status = 422, body = pollstream_wire::ErrorBody, description = "the body does not have the documented shape"),
+        (status = 503, body = pollstream_wire::ErrorBody)))]
 async fn logout(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<RefreshRequest>,
@@ -352,7 +374,7 @@ async fn logout(
 
 /// An access token for an anonymous participant with a fresh random subject.
 #[utoipa::path(post, path = "/api/v1/auth/guest", tag = "auth",
-    responses((status = 201, body = GuestSession), (status = 429, body = pollstream_wire::ErrorBody)))]
+    responses((status = 201, body = GuestSession), (status = 429, body = pollstream_wire::ErrorBody), (status = 503, body = pollstream_wire::ErrorBody)))]
 async fn guest(
     State(state): State<AppState>,
     ip: ClientIp,

@@ -5,7 +5,7 @@
 //! whose details stay in the log.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pollstream_wire::ErrorBody;
@@ -13,7 +13,7 @@ use pollstream_wire::ErrorBody;
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// Malformed request: bad JSON, wrong content type.
+    /// Malformed request: bad JSON, a path or query string that does not parse.
     #[error("{message}")]
     BadRequest {
         /// Stable code.
@@ -35,6 +35,15 @@ pub enum ApiError {
     /// No such poll.
     #[error("no poll with code or id {0:?}")]
     PollNotFound(String),
+    /// No route has this path.
+    #[error("no route for {0}")]
+    RouteNotFound(String),
+    /// The path exists, but not with this method; the response carries `Allow`.
+    #[error("{0} is not allowed here; the `Allow` header lists the methods that are")]
+    MethodNotAllowed(String),
+    /// The body is not in a media type the route takes.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// Too many requests in the current window.
     #[error("too many requests; retry in {retry_after_secs} s")]
     RateLimited {
@@ -118,6 +127,9 @@ impl ApiError {
             | ApiError::Unprocessable { code, .. } => code,
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::PollNotFound(_) => "poll_not_found",
+            ApiError::RouteNotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::UnsupportedMediaType(_) => "unsupported_content_type",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::Unavailable { dependency, .. } => match *dependency {
@@ -135,7 +147,9 @@ impl ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
-            ApiError::PollNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::PollNotFound(_) | ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -171,15 +185,35 @@ impl From<JsonRejection> for ApiError {
                 code: "malformed_json",
                 message: format!("the request body is not valid JSON: {}", err.body_text()),
             },
-            JsonRejection::MissingJsonContentType(_) => ApiError::BadRequest {
-                code: "unsupported_content_type",
-                message: "expected a body with `Content-Type: application/json`".into(),
-            },
+            JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
+                "expected a body with `Content-Type: application/json`".into(),
+            ),
             other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
             other => ApiError::BadRequest {
                 code: "bad_request",
                 message: other.body_text(),
             },
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        match rejection {
+            PathRejection::FailedToDeserializePathParams(err) => ApiError::BadRequest {
+                code: "invalid_path",
+                message: format!("the request path is not valid: {}", err.body_text()),
+            },
+            other => ApiError::Internal(format!("path extraction: {}", other.body_text())),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::BadRequest {
+            code: "invalid_query",
+            message: format!("the query string is not valid: {}", rejection.body_text()),
         }
     }
 }

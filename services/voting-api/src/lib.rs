@@ -8,11 +8,15 @@ pub mod error;
 
 mod accounts;
 mod auth;
+mod body_limit;
 mod client_ip;
+mod extract;
 mod health;
+mod json_errors;
 mod poll_cache;
 mod polls;
 mod rate_limit;
+mod schema;
 mod state;
 mod votes;
 
@@ -84,7 +88,9 @@ pub fn api(max_votes_in_flight: usize) -> (Router<AppState>, utoipa::openapi::Op
 /// Where the OpenAPI document is served.
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 
-/// Builds the router with every route of the service.
+/// Builds the router with every route of the service. Every error it answers is JSON (see
+/// `json_errors`), and a body over [`MAX_BODY_BYTES`] gets a `413` its sender can read (see
+/// `body_limit`).
 fn app(state: AppState) -> Router {
     let (router, openapi) = api(state.config.max_votes_in_flight);
     let openapi = Arc::new(openapi);
@@ -93,6 +99,11 @@ fn app(state: AppState) -> Router {
             OPENAPI_PATH,
             get(move || async move { Json(openapi.as_ref().clone()) }),
         )
+        // Both after every route: the method fallback is set on the routes present.
+        .fallback(json_errors::route_not_found)
+        .method_not_allowed_fallback(json_errors::method_not_allowed)
+        .layer(axum::middleware::from_fn(body_limit::refuse_oversized))
+        .layer(axum::middleware::from_fn(json_errors::ensure_json_errors))
         .layer(axum::middleware::from_fn(
             pollstream_infra::metrics::track_http,
         ))
@@ -145,14 +156,12 @@ pub async fn run(
         producer: Arc::new(producer),
     });
     let producer = state.producer.clone();
+    let http = state.config.http.clone();
     pollstream_infra::metrics::handle();
-    tracing::info!(address = %listener.local_addr()?, "voting-api listening");
-    axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    let address: SocketAddr = listener.local_addr()?;
+    tracing::info!(%address, "voting-api listening");
+    // Every request carries `ConnectInfo<SocketAddr>`, which `client_ip` reads.
+    pollstream_infra::http::serve(listener, app(state), &http, shutdown).await?;
     // Votes already answered `202` were delivered; this only bounds the wait for stragglers.
     let _ = tokio::task::spawn_blocking(move || producer.flush(std::time::Duration::from_secs(5)))
         .await;

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, MaybeCaller};
 use crate::error::ApiError;
+use crate::extract::{ApiPath, ApiQuery};
 use crate::state::{ApiJson, AppState};
 
 /// Most options a poll may have.
@@ -45,16 +46,24 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewPoll {
-    /// 1 to 500 characters.
+    /// 1 to 500 visible characters once normalised (NFC, invisible characters removed,
+    /// whitespace collapsed); no control characters.
+    #[schema(schema_with = question_schema)]
     question: String,
-    /// 2 to 50 distinct answers, 1 to 200 characters each.
+    /// 2 to 50 answers, 1 to 200 visible characters each, that differ in more than case,
+    /// invisible characters or Unicode normalisation.
+    #[schema(schema_with = options_schema)]
     options: Vec<String>,
     kind: PollKind,
-    /// Multiple choice only: fewest options per ballot (default 1).
+    /// Multiple choice only: fewest options per ballot (default 1, at most `maxChoices`);
+    /// a `single` poll takes only 1.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 50)]
     min_choices: Option<i32>,
-    /// Multiple choice only: most options per ballot (default: all).
+    /// Multiple choice only: most options per ballot (default: all, at most the number of
+    /// options); a `single` poll takes only 1.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 50)]
     max_choices: Option<i32>,
     /// When the poll closes by itself; must be in the future.
     #[serde(default)]
@@ -62,6 +71,27 @@ pub struct NewPoll {
     /// Who sees counts, and when (default `always`).
     #[serde(default)]
     results_visibility: ResultsVisibility,
+}
+
+fn question_schema() -> utoipa::openapi::schema::ObjectBuilder {
+    crate::schema::text(
+        input::MAX_QUESTION_CHARS,
+        "1 to 500 visible characters once normalised; no control characters",
+    )
+}
+
+fn options_schema() -> utoipa::openapi::schema::ArrayBuilder {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(crate::schema::text(
+            input::MAX_OPTION_CHARS,
+            "1 to 200 visible characters once normalised; no control characters",
+        ))
+        .min_items(Some(2))
+        .max_items(Some(MAX_OPTIONS))
+        .unique_items(true)
+        .description(Some(
+            "2 to 50 answers that differ in more than case, invisible characters or Unicode normalisation",
+        ))
 }
 
 /// A poll as the API shows it, without counts.
@@ -233,8 +263,13 @@ fn random_code() -> String {
 
 /// Creates a poll owned by the caller (an account, not a guest).
 #[utoipa::path(post, path = "/api/v1/polls", tag = "polls", request_body = NewPoll, security(("bearer" = [])),
-    responses((status = 201, body = PollView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = PollView, headers(("location" = String, description = "where the poll is read"))),
+        (status = 400, body = ErrorBody, description = "malformed JSON"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "guests cannot create polls"),
+        (status = 413, body = ErrorBody, description = "body over 64 KiB"),
+        (status = 415, body = ErrorBody, description = "not `application/json`"),
+        (status = 422, body = ErrorBody, description = "invalid poll: texts, duplicate options, choices, `closesAt` in the past"),
+        (status = 503, body = ErrorBody, description = "database unavailable; retry after `Retry-After`")))]
 async fn create_poll(
     State(state): State<AppState>,
     caller: Caller,
@@ -326,10 +361,11 @@ async fn insert_poll(
 
 /// A poll by join code, without counts; public.
 #[utoipa::path(get, path = "/api/v1/polls/{code}", tag = "polls", params(("code" = String, Path, description = "join code")),
-    responses((status = 200, body = PollView), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = PollView), (status = 400, body = ErrorBody, description = "the path is not valid UTF-8"),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn get_poll(
     State(state): State<AppState>,
-    Path(code): Path<String>,
+    ApiPath(code): ApiPath<String>,
 ) -> Result<Json<PollView>, ApiError> {
     let poll = state.polls.by_code(&code).await?;
     Ok(Json(PollView::from(poll.as_ref())))
@@ -358,11 +394,13 @@ async fn owned_poll(
 /// snapshot (announced by the aggregator within about half a second).
 #[utoipa::path(post, path = "/api/v1/polls/{code}/close", tag = "polls", security(("bearer" = [])),
     params(("code" = String, Path, description = "join code")),
-    responses((status = 200, body = PollView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = PollView), (status = 400, body = ErrorBody, description = "the path is not valid UTF-8"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "not the owner, or a guest"),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn close_poll(
     State(state): State<AppState>,
     caller: Caller,
-    Path(code): Path<String>,
+    ApiPath(code): ApiPath<String>,
 ) -> Result<Json<PollView>, ApiError> {
     let poll = owned_poll(&state, &caller, &code).await?;
     // The flag first: from here on no replica's lock script lets a vote through, so every
@@ -390,11 +428,13 @@ async fn close_poll(
 /// Deletes a poll with its ballots.
 #[utoipa::path(delete, path = "/api/v1/polls/{code}", tag = "polls", security(("bearer" = [])),
     params(("code" = String, Path, description = "join code")),
-    responses((status = 204, description = "deleted"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "deleted"), (status = 400, body = ErrorBody, description = "the path is not valid UTF-8"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "not the owner, or a guest"),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn delete_poll(
     State(state): State<AppState>,
     caller: Caller,
-    Path(code): Path<String>,
+    ApiPath(code): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let poll = owned_poll(&state, &caller, &code).await?;
     let mut redis = state.redis.clone();
@@ -424,9 +464,9 @@ async fn delete_poll(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct Page {
-    /// At most this many polls (1 to 200, default 50).
+    /// At most this many polls (default 50); values outside 1 to 200 are clamped to it.
     limit: Option<i64>,
-    /// Skip this many (default 0).
+    /// Skip this many (default 0); a negative value counts as 0.
     offset: Option<i64>,
 }
 
@@ -445,11 +485,12 @@ pub struct MyPoll {
 
 /// The caller's polls, newest first.
 #[utoipa::path(get, path = "/api/v1/polls/mine", tag = "polls", security(("bearer" = [])), params(Page),
-    responses((status = 200, body = Vec<MyPoll>), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Vec<MyPoll>), (status = 400, body = ErrorBody, description = "`limit` or `offset` is not a 64-bit integer"),
+        (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn my_polls(
     State(state): State<AppState>,
     caller: Caller,
-    Query(page): Query<Page>,
+    ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Json<Vec<MyPoll>>, ApiError> {
     let limit = page.limit.unwrap_or(50).clamp(1, 200);
     let offset = page.offset.unwrap_or(0).max(0);
@@ -497,11 +538,13 @@ struct MyPollRow {
 #[utoipa::path(get, path = "/api/v1/polls/{code}/ballots.csv", tag = "polls", security(("bearer" = [])),
     params(("code" = String, Path, description = "join code")),
     responses((status = 200, content_type = "text/csv", body = String, description = "vote_id,voter_id,option_ids,options,cast_at,counted_at"),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 400, body = ErrorBody, description = "the path is not valid UTF-8"), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "not the owner, or a guest"), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
 async fn export_ballots(
     State(state): State<AppState>,
     caller: Caller,
-    Path(code): Path<String>,
+    ApiPath(code): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let poll = owned_poll(&state, &caller, &code).await?;
     let texts: std::collections::HashMap<Uuid, String> = poll
@@ -584,12 +627,14 @@ struct OptionResult {
 /// optional; `after_vote` and `owner_only` polls need one).
 #[utoipa::path(get, path = "/api/v1/polls/{code}/results", tag = "polls", security((), ("bearer" = [])),
     params(("code" = String, Path, description = "join code")),
-    responses((status = 200, body = ResultsView), (status = 403, body = ErrorBody, description = "results hidden from this caller for now"),
-        (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ResultsView), (status = 400, body = ErrorBody, description = "the path is not valid UTF-8"),
+        (status = 401, body = ErrorBody, description = "a token was sent and is not valid"),
+        (status = 403, body = ErrorBody, description = "results hidden from this caller for now"),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn get_results(
     State(state): State<AppState>,
     MaybeCaller(caller): MaybeCaller,
-    Path(code): Path<String>,
+    ApiPath(code): ApiPath<String>,
 ) -> Result<Json<ResultsView>, ApiError> {
     let poll = state.polls.by_code(&code).await?;
     check_visibility(&state, &poll, caller.as_ref()).await?;

@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use axum::error_handling::HandleErrorLayer;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{BoxError, Json};
 use chrono::{DateTime, Utc};
@@ -31,6 +31,7 @@ use uuid::Uuid;
 use crate::auth::Caller;
 use crate::client_ip::ClientIp;
 use crate::error::ApiError;
+use crate::extract::ApiPath;
 use crate::rate_limit::{self, Limit};
 use crate::state::{ApiJson, AppState};
 
@@ -60,8 +61,18 @@ pub fn router(max_in_flight: usize) -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CastVote {
-    /// The chosen options, as many as the poll allows.
+    /// The chosen options of this poll, distinct, as many as it allows (`minChoices` to
+    /// `maxChoices`).
+    #[schema(schema_with = option_ids_schema)]
     option_ids: Vec<Uuid>,
+}
+
+fn option_ids_schema() -> utoipa::openapi::schema::ArrayBuilder {
+    crate::schema::distinct_uuids(
+        1,
+        crate::polls::MAX_OPTIONS,
+        "the chosen options of this poll, distinct, as many as it allows (`minChoices` to `maxChoices`)",
+    )
 }
 
 /// Body of the older `POST /vote`.
@@ -84,13 +95,17 @@ pub struct VoteAccepted {
 /// it will be counted exactly once.
 #[utoipa::path(post, path = "/api/v1/votes/{code}", tag = "votes", request_body = CastVote, security(("bearer" = [])),
     params(("code" = String, Path, description = "join code")),
-    responses((status = 202, body = VoteAccepted), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 202, body = VoteAccepted),
+        (status = 400, body = ErrorBody, description = "malformed JSON, or the path is not valid UTF-8"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "already voted, or poll closed"),
+        (status = 413, body = ErrorBody, description = "body over 64 KiB"),
+        (status = 415, body = ErrorBody, description = "not `application/json`"),
         (status = 422, body = ErrorBody, description = "invalid choices"), (status = 429, body = ErrorBody),
         (status = 503, body = ErrorBody, description = "Kafka or Redis unavailable, or the instance has too many votes in flight (`overloaded`); retry after `Retry-After`")))]
 async fn vote_by_code(
     State(state): State<AppState>,
-    Path(code): Path<String>,
+    ApiPath(code): ApiPath<String>,
     caller: Caller,
     ip: ClientIp,
     ApiJson(body): ApiJson<CastVote>,
@@ -101,8 +116,12 @@ async fn vote_by_code(
 
 /// The older single-choice shape; same rules as `POST /api/v1/votes/{code}`.
 #[utoipa::path(post, path = "/vote", tag = "votes", request_body = LegacyVote, security(("bearer" = [])),
-    responses((status = 202, body = VoteAccepted), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
+    responses((status = 202, body = VoteAccepted), (status = 400, body = ErrorBody, description = "malformed JSON"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "already voted, or poll closed"),
+        (status = 413, body = ErrorBody, description = "body over 64 KiB"),
+        (status = 415, body = ErrorBody, description = "not `application/json`"),
+        (status = 422, body = ErrorBody, description = "the option is not one of the poll's"), (status = 429, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
 async fn legacy_vote(
     State(state): State<AppState>,
@@ -129,10 +148,11 @@ pub struct MyVote {
 /// Whether the caller's vote is pending or counted, and which options it holds.
 #[utoipa::path(get, path = "/api/v1/votes/{code}/me", tag = "votes", security(("bearer" = [])),
     params(("code" = String, Path, description = "join code")),
-    responses((status = 200, body = MyVote), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = MyVote), (status = 400, body = ErrorBody, description = "the path is not valid UTF-8"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn my_vote(
     State(state): State<AppState>,
-    Path(code): Path<String>,
+    ApiPath(code): ApiPath<String>,
     caller: Caller,
 ) -> Result<Json<MyVote>, ApiError> {
     let poll = state.polls.by_code(&code).await?;

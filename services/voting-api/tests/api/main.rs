@@ -1,11 +1,14 @@
 //! voting-api against real PostgreSQL, Redis and a Kafka-compatible broker.
 
 mod accounts;
+mod errors;
 mod helpers;
 mod input;
 mod lifecycle;
 mod limits;
+mod openapi_fuzz;
 mod outages;
 mod polls;
+mod slow_clients;
 mod visibility;
 mod votes;
