@@ -338,12 +338,17 @@ async fn readme_console_workflow_on_the_running_stack() {
         "{line}"
     );
 
-    // (d) Replay alice's counted vote twice and a never-counted vote once, by hand.
+    // (d) Replay alice's counted vote twice, then a poisonous vote PostgreSQL would refuse
+    // (U+0000 in its voter id: it once stopped all counting), then a never-counted vote, by hand.
     let mut carol: Value = serde_json::from_str(&alice_vote).unwrap();
     carol["voteId"] = Uuid::new_v4().to_string().into();
     carol["voterId"] = "carol".into();
     carol["optionIds"] = serde_json::json!([options[2]]);
-    let lines = format!("{key}|{alice_vote}\n{key}|{alice_vote}\n{key}|{carol}\n");
+    let mut poison = carol.clone();
+    poison["voteId"] = Uuid::new_v4().to_string().into();
+    poison["voterId"] = "mallory\u{0}".into();
+    assert!(poison.to_string().contains(r"\u0000"), "{poison}");
+    let lines = format!("{key}|{alice_vote}\n{key}|{alice_vote}\n{key}|{poison}\n{key}|{carol}\n");
     console
         .tool(
             "kafka-console-producer",
@@ -368,10 +373,34 @@ async fn readme_console_workflow_on_the_running_stack() {
     assert_eq!(votes, [1, 1, 1], "{results}");
     assert_eq!(stack.counts(poll_id).await, (3, vec![1, 1, 1]));
     assert_eq!(stack.ballots(poll_id).await, 3);
+    let parked = pollstream_testkit::eventually(Duration::from_secs(30), || async {
+        let printed = console.kcat_all(&dead_letters).await;
+        (printed.len() >= 2).then_some(printed)
+    })
+    .await
+    .expect("the poisonous vote was never parked");
+    assert_eq!(parked.len(), 2, "{parked:?}");
+    assert!(
+        parked[1].value.contains(r"mallory\u0000"),
+        "{:?}",
+        parked[1]
+    );
+    assert!(
+        parked[1]
+            .headers
+            .contains("dlq-reason=voter_id_not_printable"),
+        "{:?}",
+        parked[1]
+    );
+    assert!(
+        parked[1].headers.contains("dlq-source-offset=5"),
+        "the poison was the 6th message of {raw_votes}: {:?}",
+        parked[1]
+    );
 
     // kafka-console-producer (the Java client's murmur2) agrees with the services and kcat.
     let printed = console.kcat_all(&raw_votes).await;
-    assert_eq!(printed.len(), 6, "{printed:?}");
+    assert_eq!(printed.len(), 7, "{printed:?}");
     assert!(
         printed
             .iter()
@@ -392,7 +421,7 @@ async fn readme_console_workflow_on_the_running_stack() {
         let settled = rows.len() == 3
             && rows.iter().all(|(p, current, end, lag)| {
                 if *p == partition {
-                    current == "6" && end == "6" && lag == "0"
+                    current == "7" && end == "7" && lag == "0"
                 } else {
                     lag == "0" || lag == "-"
                 }
