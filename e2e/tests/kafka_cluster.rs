@@ -3,8 +3,6 @@
 //! and, later, every broker stopped and started again. A `202` must survive both, and
 //! voting-api may refuse votes (`503`) only while the partition has no leader.
 
-mod stack;
-
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use pollstream_testkit::SocketClient;
 use pollstream_testkit::owned::OwnedCluster;
+use pollstream_testkit::polls::option_ids;
+use pollstream_testkit::stack::Stack;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use stack::{Stack, option_ids};
 use uuid::Uuid;
 
 /// What one vote of the load got: its voter, when it was sent and answered, and the status

@@ -2,15 +2,15 @@
 //! Apache Kafka's console tools (`scripts/kafka-*`, the distribution's classes) and Debian's
 //! `kcat` with the README's command lines, on the stack's own topics and consumer group.
 
-mod stack;
-
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use pollstream_testkit::otlp::OtlpReceiver;
+use pollstream_testkit::polls::{option_ids, option_votes};
+use pollstream_testkit::stack::Stack;
 use reqwest::StatusCode;
 use serde_json::Value;
-use stack::{Stack, option_ids, option_votes};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use uuid::Uuid;
@@ -109,25 +109,6 @@ async fn run(program: &PathBuf, args: &[&str], stdin: Option<&str>) -> String {
     stdout
 }
 
-/// An OTLP/HTTP endpoint that accepts and drops every export, so the services trace (and put
-/// `traceparent` in the Kafka headers) without a collector.
-async fn otlp_sink() -> String {
-    let app = axum::Router::new().route(
-        "/v1/traces",
-        axum::routing::post(|| async {
-            // An empty protobuf message is a valid ExportTraceServiceResponse.
-            (
-                [(axum::http::header::CONTENT_TYPE, "application/x-protobuf")],
-                Vec::<u8>::new(),
-            )
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    address
-}
-
 /// One message as kcat prints it with `-f '%p\t%o\t%k\t%h\t%s\n'`.
 #[derive(Debug)]
 struct Printed {
@@ -176,11 +157,13 @@ fn parse_describe(output: &str, topic: &str) -> Vec<(String, String, String, Str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readme_console_workflow_on_the_running_stack() {
     let started = Instant::now();
-    let otlp = otlp_sink().await;
+    // The services trace (and put `traceparent` in the Kafka headers) only with an endpoint
+    // to export to; what they export is not looked at here.
+    let otlp = OtlpReceiver::start().await;
     let stack = Stack::start_with(
         "kafka-console",
         200,
-        &[("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp)],
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp.endpoint)],
     )
     .await;
     let raw_votes = stack.env_value("RAW_VOTES_TOPIC").to_owned();

@@ -1,16 +1,14 @@
 //! Every service's `/metrics` is valid Prometheus exposition (checked by `promtool`) and its
 //! counters move when votes flow; `/readyz` names what it checked.
 
-mod stack;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use pollstream_testkit::SocketClient;
+use pollstream_testkit::stack::Stack;
 use reqwest::StatusCode;
 use serde_json::json;
-use stack::Stack;
 
 fn promtool_check(service: &str, exposition: &str) {
     let mut child = Command::new("promtool")

@@ -2,17 +2,16 @@
 //! separate processes, real PostgreSQL, Redis and Kafka-compatible broker, and the official
 //! socket.io-client watching the poll.
 
-mod stack;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use pollstream_testkit::SocketClient;
+use pollstream_testkit::polls::{option_ids, option_votes};
+use pollstream_testkit::stack::Stack;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use stack::{Stack, option_ids, option_votes};
 use uuid::Uuid;
 
 const VOTERS: usize = 2_000;

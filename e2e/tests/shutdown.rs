@@ -1,14 +1,12 @@
 //! Graceful shutdown of the real binaries: SIGTERM makes the aggregator flush and commit what
 //! it buffered; SIGINT makes voting-api stop accepting and exit cleanly.
 
-mod stack;
-
 use std::time::Duration;
 
 use pollstream_testkit::SocketClient;
+use pollstream_testkit::stack::Stack;
 use reqwest::StatusCode;
 use serde_json::json;
-use stack::Stack;
 use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,78 +2,54 @@
 //! (it decodes the real protobuf export requests), and the W3C trace context travels in Kafka
 //! headers from voting-api through the aggregator to the realtime broadcast.
 
-mod stack;
-
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::routing::post;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use pollstream_testkit::SocketClient;
+use pollstream_testkit::otlp::OtlpReceiver;
+use pollstream_testkit::stack::Stack;
 use prost::Message;
 use reqwest::StatusCode;
 use serde_json::json;
-use stack::Stack;
 
-/// (service, trace id, span name) of every span received.
-type Received = Arc<Mutex<Vec<(String, String, String)>>>;
-
-async fn otlp_receiver() -> (String, Received) {
-    let received: Received = Arc::default();
-    let sink = received.clone();
-    let app = axum::Router::new().route(
-        "/v1/traces",
-        post(move |body: Bytes| {
-            let sink = sink.clone();
-            async move {
-                let request = ExportTraceServiceRequest::decode(body)
-                    .expect("a protobuf OTLP export request");
-                for resource_spans in request.resource_spans {
-                    let service = resource_spans
-                        .resource
-                        .iter()
-                        .flat_map(|r| r.attributes.iter())
-                        .find(|a| a.key == "service.name")
-                        .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
-                            Value::StringValue(s) => Some(s.clone()),
-                            _ => None,
-                        })
-                        .unwrap_or_default();
-                    for scope in resource_spans.scope_spans {
-                        for span in scope.spans {
-                            let trace_id: String =
-                                span.trace_id.iter().map(|b| format!("{b:02x}")).collect();
-                            sink.lock()
-                                .unwrap()
-                                .push((service.clone(), trace_id, span.name));
-                        }
-                    }
+/// (service, trace id, span name) of every span `receiver` has received.
+fn received_spans(receiver: &OtlpReceiver) -> Vec<(String, String, String)> {
+    let mut spans = Vec::new();
+    for body in receiver.requests() {
+        let request =
+            ExportTraceServiceRequest::decode(body).expect("a protobuf OTLP export request");
+        for resource_spans in request.resource_spans {
+            let service = resource_spans
+                .resource
+                .iter()
+                .flat_map(|r| r.attributes.iter())
+                .find(|a| a.key == "service.name")
+                .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
+                    Value::StringValue(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            for scope in resource_spans.scope_spans {
+                for span in scope.spans {
+                    let trace_id: String =
+                        span.trace_id.iter().map(|b| format!("{b:02x}")).collect();
+                    spans.push((service.clone(), trace_id, span.name));
                 }
-                (
-                    [(axum::http::header::CONTENT_TYPE, "application/x-protobuf")],
-                    ExportTraceServiceResponse::default().encode_to_vec(),
-                )
             }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (address, received)
+        }
+    }
+    spans
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_vote_is_one_trace_across_the_three_services() {
-    let (endpoint, received) = otlp_receiver().await;
+    let receiver = OtlpReceiver::start().await;
     let stack = Stack::start_with(
         "tracing",
         200,
-        &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)],
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint)],
     )
     .await;
     let poll = stack.create_poll(&["a", "b"]).await;
@@ -94,7 +70,7 @@ async fn one_vote_is_one_trace_across_the_three_services() {
 
     let services = ["voting-api", "poll-aggregator", "realtime-service"];
     let trace = pollstream_testkit::eventually(Duration::from_secs(30), || async {
-        let spans = received.lock().unwrap().clone();
+        let spans = received_spans(&receiver);
         let mut by_trace: HashMap<String, BTreeSet<String>> = HashMap::new();
         for (service, trace_id, _) in &spans {
             by_trace
@@ -108,7 +84,7 @@ async fn one_vote_is_one_trace_across_the_three_services() {
             .map(|(trace_id, _)| trace_id)
     })
     .await;
-    let spans = received.lock().unwrap().clone();
+    let spans = received_spans(&receiver);
     let trace =
         trace.unwrap_or_else(|| panic!("no trace spans all three services; received: {spans:#?}"));
     let names: BTreeSet<&str> = spans

@@ -4,9 +4,19 @@
 //! applied, [`unique_topic`] names topics no other test uses, and poll ids are random UUIDs
 //! so Redis keys never collide. Locations come from `TEST_DATABASE_URL`, `REDIS_URL` and
 //! `KAFKA_BROKERS`, defaulting to the local stack `scripts/test` starts.
+//!
+//! A test runs the services either in its own process ([`server::start_server`] on port 0) or
+//! as the real binaries ([`stack::Stack`]), and prepares its data with [`polls`],
+//! [`tokens`] and [`topic_writer`].
 
+pub mod otlp;
 pub mod owned;
+pub mod polls;
+pub mod server;
 pub mod socket_client;
+pub mod stack;
+pub mod tokens;
+pub mod topic_writer;
 
 use std::time::Duration;
 
@@ -30,6 +40,12 @@ pub fn admin_database_url() -> String {
 /// Redis used by tests.
 pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A connection to the Redis of [`redis_url`], as the services open one.
+pub fn redis_connection() -> redis::aio::ConnectionManager {
+    pollstream_infra::redis::connect_lazy(&redis_url(), Duration::from_secs(2))
+        .expect("connecting to REDIS_URL")
 }
 
 /// Brokers used by tests.
@@ -99,6 +115,16 @@ impl TestDatabase {
                 .await
                 .expect("reading the option counters");
         (seq, total, votes.into_iter().map(|(v,)| v).collect())
+    }
+
+    /// How many ballots the poll has, straight from its rows.
+    pub async fn ballots(&self, poll_id: uuid::Uuid) -> i64 {
+        let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM ballots WHERE poll_id = $1")
+            .bind(poll_id)
+            .fetch_one(&self.pool)
+            .await
+            .expect("counting the poll's ballots");
+        count
     }
 
     /// Creates and migrates a fresh database.
@@ -246,6 +272,16 @@ pub struct ReadMessage {
     pub payload: Vec<u8>,
     /// Headers as (name, value) pairs.
     pub headers: Vec<(String, String)>,
+}
+
+impl ReadMessage {
+    /// The value of header `key`, if the message has it.
+    pub fn header(&self, key: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// Polls `check` every 50 ms until it returns `Some` or `timeout` passes.

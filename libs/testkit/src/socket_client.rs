@@ -6,10 +6,13 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use pollstream_wire::PollSnapshot;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
+
+use crate::topic_writer::TopicWriter;
 
 const CLIENT_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../e2e/node/client.mjs");
 
@@ -138,4 +141,31 @@ impl SocketClient {
         drop(self.stdin);
         let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
     }
+}
+
+/// Publishes `snapshot` through `updates` until every one of `clients` has received it as
+/// `poll-results` (at most 100 tries, 300 ms apart): realtime-service reads `poll-updates`
+/// from the latest offset, so a snapshot sent before its partitions are assigned is (rightly)
+/// never seen. Panics if it never arrives.
+pub async fn publish_until_seen(
+    updates: &TopicWriter,
+    snapshot: &PollSnapshot,
+    clients: &mut [&mut SocketClient],
+) {
+    for _ in 0..100 {
+        updates.send_snapshot(snapshot).await;
+        let mut all = true;
+        for client in clients.iter_mut() {
+            let seen = client
+                .wait_for(Duration::from_millis(300), |line| {
+                    line["event"] == "poll-results" && line["data"]["seq"] == snapshot.seq
+                })
+                .await;
+            all &= seen.is_some();
+        }
+        if all {
+            return;
+        }
+    }
+    panic!("the service never delivered an update");
 }

@@ -2,98 +2,17 @@
 //! binaries with the test's own database and topics. It checks the tool end to end (votes,
 //! duplicates, screens, the final count check), not the stack's speed.
 
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use pollstream_testkit::{
-    JWT_SECRET, PipelineTopics, TestDatabase, free_port, unique_topic, workspace_binary,
-};
+use pollstream_testkit::JWT_SECRET;
+use pollstream_testkit::stack::Stack;
 use serde_json::Value;
-use tokio::process::{Child, Command};
-
-/// The three services, killed when dropped.
-struct Stack {
-    api: String,
-    realtime: String,
-    _children: Vec<Child>,
-}
-
-impl Stack {
-    async fn start(flush_interval_ms: u64) -> Self {
-        pollstream_testkit::init_logging();
-        let db = TestDatabase::create().await;
-        let PipelineTopics {
-            raw_votes,
-            poll_updates,
-            ..
-        } = PipelineTopics::create().await;
-        let ports = [free_port(), free_port(), free_port()];
-        let env: Vec<(&str, String)> = vec![
-            ("DATABASE_URL", db.url.clone()),
-            ("REDIS_URL", pollstream_testkit::redis_url()),
-            ("KAFKA_BROKERS", pollstream_testkit::kafka_brokers()),
-            ("JWT_SECRET", JWT_SECRET.to_owned()),
-            ("RAW_VOTES_TOPIC", raw_votes),
-            ("POLL_UPDATES_TOPIC", poll_updates),
-            ("AGGREGATOR_GROUP_ID", unique_topic("aggregator")),
-            ("VOTING_API_PORT", ports[0].to_string()),
-            ("POLL_AGGREGATOR_PORT", ports[1].to_string()),
-            ("REALTIME_SERVICE_PORT", ports[2].to_string()),
-            ("FLUSH_INTERVAL_MS", flush_interval_ms.to_string()),
-            ("RUST_LOG", "info".to_owned()),
-        ];
-        let log_dir = workspace_binary("voting-api")
-            .parent()
-            .unwrap()
-            .join("stress-smoke-logs")
-            .join(uuid::Uuid::new_v4().simple().to_string());
-        std::fs::create_dir_all(&log_dir).unwrap();
-        let children = ["voting-api", "poll-aggregator", "realtime-service"]
-            .into_iter()
-            .map(|name| spawn(name, &env, &log_dir))
-            .collect();
-        let stack = Self {
-            api: format!("http://127.0.0.1:{}", ports[0]),
-            realtime: format!("http://127.0.0.1:{}", ports[2]),
-            _children: children,
-        };
-        let http = reqwest::Client::new();
-        for port in ports {
-            let url = format!("http://127.0.0.1:{port}/readyz");
-            let ready = pollstream_testkit::eventually(Duration::from_secs(60), || async {
-                match http.get(&url).send().await {
-                    Ok(response) if response.status().is_success() => Some(()),
-                    _ => None,
-                }
-            })
-            .await;
-            assert!(
-                ready.is_some(),
-                "{url} not ready within 60 s; logs in {}",
-                log_dir.display()
-            );
-        }
-        stack
-    }
-}
-
-fn spawn(name: &str, env: &[(&str, String)], log_dir: &Path) -> Child {
-    let log = std::fs::File::create(log_dir.join(format!("{name}.log"))).unwrap();
-    Command::new(workspace_binary(name))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|err| panic!("starting {name}: {err}"))
-}
+use tokio::process::Command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_run_counts_every_accepted_vote_exactly_once() {
-    let stack = Stack::start(200).await;
+    let stack = Stack::start_with("stress-smoke", 200, &[("RUST_LOG", "info")]).await;
     let run = Command::new(env!("CARGO_BIN_EXE_pollstream-stress"))
         .env("JWT_SECRET", JWT_SECRET)
         .args(["--api", &stack.api, "--realtime", &stack.realtime])

@@ -1,27 +1,32 @@
-// Shared by several test binaries, each of which uses only part of it.
-#![allow(dead_code)]
-
 //! The three services as real processes (the binaries users run), each with its own port,
-//! the test's own database and topics, and logs under `target/e2e-logs/`.
+//! the test's own database and topics, and logs under `target/<profile>/e2e-logs/<name>/`.
+//! The end-to-end tests and the load tool's smoke test run against one.
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use pollstream_infra::jwt::{JwtKeys, JwtSettings};
-use pollstream_testkit::{
-    JWT_SECRET, PipelineTopics, TestDatabase, free_port, unique_topic, workspace_binary,
-};
+use pollstream_infra::jwt::JwtKeys;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-/// One running stack.
+use crate::{
+    JWT_SECRET, PipelineTopics, TestDatabase, free_port, polls, tokens, unique_topic,
+    workspace_binary,
+};
+
+/// One running stack; its processes are killed if it is dropped before [`Stack::stop`].
 pub struct Stack {
+    /// The database the services share.
     pub db: TestDatabase,
+    /// voting-api's base URL.
     pub api: String,
+    /// realtime-service's base URL (Socket.IO, health, metrics).
     pub realtime: String,
+    /// poll-aggregator's base URL (health and metrics only).
     pub aggregator_health: String,
+    /// A client for the services' HTTP endpoints.
     pub http: reqwest::Client,
     env: Vec<(String, String)>,
     log_dir: PathBuf,
@@ -40,13 +45,7 @@ impl Stack {
 
     /// Like [`Stack::start`], with extra environment variables for every service.
     pub async fn start_with(name: &str, flush_interval_ms: u64, extra: &[(&str, &str)]) -> Self {
-        Self::start_on(
-            name,
-            &pollstream_testkit::kafka_brokers(),
-            flush_interval_ms,
-            extra,
-        )
-        .await
+        Self::start_on(name, &crate::kafka_brokers(), flush_interval_ms, extra).await
     }
 
     /// Like [`Stack::start_with`], on the Kafka cluster at `brokers` (its topics created there,
@@ -57,7 +56,7 @@ impl Stack {
         flush_interval_ms: u64,
         extra: &[(&str, &str)],
     ) -> Self {
-        pollstream_testkit::init_logging();
+        crate::init_logging();
         let db = TestDatabase::create().await;
         let PipelineTopics {
             raw_votes,
@@ -67,7 +66,7 @@ impl Stack {
         let (api_port, aggregator_port, realtime_port) = (free_port(), free_port(), free_port());
         let env: Vec<(String, String)> = [
             ("DATABASE_URL", db.url.clone()),
-            ("REDIS_URL", pollstream_testkit::redis_url()),
+            ("REDIS_URL", crate::redis_url()),
             ("KAFKA_BROKERS", brokers.to_owned()),
             ("JWT_SECRET", JWT_SECRET.to_owned()),
             ("RAW_VOTES_TOPIC", raw_votes),
@@ -115,7 +114,7 @@ impl Stack {
             realtime_service: spawn("realtime-service", &env, &log_dir, 0),
             aggregator: None,
             aggregator_runs: 0,
-            keys: JwtSettings::with_secret(JWT_SECRET).keys(),
+            keys: tokens::keys(),
             db,
             env,
             log_dir,
@@ -169,7 +168,7 @@ impl Stack {
     /// Waits until `base`/readyz answers 200.
     pub async fn wait_ready(&self, base: &str) {
         let url = format!("{base}/readyz");
-        let ready = pollstream_testkit::eventually(Duration::from_secs(60), || async {
+        let ready = crate::eventually(Duration::from_secs(60), || async {
             match self.http.get(&url).send().await {
                 Ok(response) if response.status() == StatusCode::OK => Some(()),
                 _ => None,
@@ -183,6 +182,7 @@ impl Stack {
         );
     }
 
+    /// A token for `subject`, valid for an hour.
     pub fn token(&self, subject: &str) -> String {
         self.keys.issue(subject, Duration::from_secs(3600))
     }
@@ -193,18 +193,15 @@ impl Stack {
         move |subject| keys.issue(subject, Duration::from_secs(3600))
     }
 
-    /// Creates a single-choice poll with `options` answers.
+    /// Creates a single-choice poll with `options` answers, owned by `presenter`.
     pub async fn create_poll(&self, options: &[&str]) -> Value {
-        let response = self
-            .http
-            .post(format!("{}/api/v1/polls", self.api))
-            .bearer_auth(self.token("presenter"))
-            .json(&json!({ "question": "Best option?", "options": options, "kind": "single" }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::CREATED);
-        response.json().await.unwrap()
+        polls::create_poll(
+            &self.http,
+            &self.api,
+            &self.token("presenter"),
+            &json!({ "question": "Best option?", "options": options, "kind": "single" }),
+        )
+        .await
     }
 
     /// Casts one vote; returns the status code.
@@ -222,6 +219,7 @@ impl Stack {
         }
     }
 
+    /// The poll's results as `GET /api/v1/polls/{code}/results` shows them.
     pub async fn results(&self, code: &str) -> Value {
         self.http
             .get(format!("{}/api/v1/polls/{code}/results", self.api))
@@ -239,13 +237,9 @@ impl Stack {
         (total, votes)
     }
 
+    /// How many ballots PostgreSQL holds for the poll.
     pub async fn ballots(&self, poll_id: uuid::Uuid) -> i64 {
-        let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM ballots WHERE poll_id = $1")
-            .bind(poll_id)
-            .fetch_one(&self.db.pool)
-            .await
-            .unwrap();
-        count
+        self.db.ballots(poll_id).await
     }
 
     /// SIGTERM to every process, so they drain as in production.
@@ -312,24 +306,4 @@ async fn signal_and_wait(child: &mut Child, signal: &str) -> bool {
         Ok(Ok(status)) => status.success(),
         _ => false,
     }
-}
-
-/// The option ids of a poll as the API returned it, in position order.
-pub fn option_ids(poll: &Value) -> Vec<String> {
-    poll["options"]
-        .as_array()
-        .expect("a poll's options")
-        .iter()
-        .map(|o| o["id"].as_str().expect("an option id").to_owned())
-        .collect()
-}
-
-/// The votes per option of a results snapshot (REST or `poll-results`), in position order.
-pub fn option_votes(snapshot: &Value) -> Vec<i64> {
-    snapshot["options"]
-        .as_array()
-        .expect("a snapshot's options")
-        .iter()
-        .map(|o| o["votes"].as_i64().expect("an option's votes"))
-        .collect()
 }
