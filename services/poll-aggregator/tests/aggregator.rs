@@ -6,15 +6,13 @@ use std::time::Duration;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use poll_aggregator::Config;
+use poll_aggregator::{Config, RunError};
 use pollstream_infra::env::Vars;
-use pollstream_infra::kafka::KafkaSettings;
-use pollstream_testkit::{
-    PipelineTopics, ReadMessage, TestDatabase, read_messages, topic_reader, unique_topic,
-};
-use pollstream_wire::{PollSnapshot, RawVote, SCHEMA_VERSION};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use tokio::sync::oneshot;
+use pollstream_testkit::polls::{NewPoll, raw_vote};
+use pollstream_testkit::server::{RunningServer, start_server};
+use pollstream_testkit::topic_writer::TopicWriter;
+use pollstream_testkit::{PipelineTopics, TestDatabase, read_messages, topic_reader, unique_topic};
+use pollstream_wire::{PollSnapshot, RawVote};
 use uuid::Uuid;
 
 struct Harness {
@@ -23,22 +21,7 @@ struct Harness {
     poll_updates: String,
     dead_letters: String,
     group: String,
-    producer: FutureProducer,
-}
-
-struct Running {
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Running {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(Duration::from_secs(30), self.task)
-            .await
-            .expect("the aggregator did not stop within 30 s")
-            .unwrap();
-    }
+    votes: TopicWriter,
 }
 
 impl Harness {
@@ -52,16 +35,14 @@ impl Harness {
         Self {
             db: TestDatabase::create().await,
             group: unique_topic("group"),
-            producer: KafkaSettings::new(pollstream_testkit::kafka_brokers())
-                .producer()
-                .unwrap(),
+            votes: TopicWriter::new(&raw_votes),
             raw_votes,
             poll_updates,
             dead_letters,
         }
     }
 
-    async fn start(&self, flush_interval_ms: &str) -> Running {
+    async fn start(&self, flush_interval_ms: &str) -> RunningServer<RunError> {
         let brokers = pollstream_testkit::kafka_brokers();
         let redis = pollstream_testkit::redis_url();
         let config = Config::from_vars(&Vars::from_pairs([
@@ -74,57 +55,21 @@ impl Harness {
             ("FLUSH_INTERVAL_MS", flush_interval_ms),
         ]))
         .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            poll_aggregator::run(config, listener, async move {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("aggregator failed");
-        });
-        Running { stop, task }
+        start_server(|listener, shutdown| poll_aggregator::run(config, listener, shutdown)).await
     }
 
     /// Inserts a poll with `options` options straight into the database.
     async fn poll(&self, options: usize, max_choices: i32) -> (Uuid, Vec<Uuid>) {
-        let poll_id = Uuid::now_v7();
-        sqlx::query("INSERT INTO polls (id, code, owner_id, question, kind, max_choices) VALUES ($1, $2, 'owner', 'Q', $3, $4)")
-            .bind(poll_id)
-            .bind(Uuid::new_v4().simple().to_string()[..12].to_uppercase())
-            .bind(if max_choices > 1 { "multiple" } else { "single" })
-            .bind(max_choices)
-            .execute(&self.db.pool)
-            .await
-            .unwrap();
-        let option_ids: Vec<Uuid> = (0..options).map(|_| Uuid::now_v7()).collect();
-        for (position, id) in option_ids.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO options (id, poll_id, position, text) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(id)
-            .bind(poll_id)
-            .bind(position as i32)
-            .bind(format!("option {position}"))
-            .execute(&self.db.pool)
-            .await
-            .unwrap();
-        }
-        (poll_id, option_ids)
+        let poll = NewPoll::new(options)
+            .max_choices(max_choices)
+            .insert(&self.db.pool)
+            .await;
+        (poll.id, poll.options)
     }
 
     /// Produces `payload` to `raw-votes`; returns the partition and offset it landed at.
     async fn send_raw(&self, key: &str, payload: &[u8]) -> (i32, i64) {
-        let delivery = self
-            .producer
-            .send(
-                FutureRecord::to(&self.raw_votes).key(key).payload(payload),
-                Duration::from_secs(5),
-            )
-            .await
-            .map_err(|(err, _)| err)
-            .expect("producing a test vote");
-        (delivery.partition, delivery.offset)
+        self.votes.send(key, payload).await
     }
 
     /// Produces a vote with any voter id and `castAt`, as one made by hand could be; returns it
@@ -136,28 +81,14 @@ impl Harness {
         options: &[Uuid],
         cast_at: DateTime<Utc>,
     ) -> (RawVote, (i32, i64)) {
-        let vote = RawVote {
-            v: SCHEMA_VERSION,
-            vote_id: Uuid::now_v7(),
-            poll_id,
-            voter_id: voter.to_owned(),
-            option_ids: options.to_vec(),
-            cast_at,
-        };
-        let source = self.send_raw(&poll_id.to_string(), &vote.encode()).await;
+        let vote = raw_vote(poll_id, voter, options, cast_at);
+        let source = self.votes.send_vote(&vote).await;
         (vote, source)
     }
 
     async fn send_vote(&self, poll_id: Uuid, voter: &str, options: &[Uuid]) -> RawVote {
-        let vote = RawVote {
-            v: SCHEMA_VERSION,
-            vote_id: Uuid::now_v7(),
-            poll_id,
-            voter_id: voter.to_owned(),
-            option_ids: options.to_vec(),
-            cast_at: Utc::now(),
-        };
-        self.send_raw(&poll_id.to_string(), &vote.encode()).await;
+        let vote = raw_vote(poll_id, voter, options, Utc::now());
+        self.votes.send_vote(&vote).await;
         vote
     }
 
@@ -200,11 +131,7 @@ async fn every_ballot_is_counted_once_and_snapshots_are_published() {
         (60, votes),
         "repeats changed the counts"
     );
-    let (ballots,): (i64,) = sqlx::query_as("SELECT count(*) FROM ballots WHERE poll_id = $1")
-        .bind(poll_id)
-        .fetch_one(&h.db.pool)
-        .await
-        .unwrap();
+    let ballots = h.db.ballots(poll_id).await;
     assert_eq!(ballots, 60);
 
     let snapshots: Vec<PollSnapshot> = read_messages(&updates, 100, Duration::from_secs(3))
@@ -220,11 +147,7 @@ async fn every_ballot_is_counted_once_and_snapshots_are_published() {
         "seq went backwards"
     );
 
-    let mut redis = pollstream_infra::redis::connect_lazy(
-        &pollstream_testkit::redis_url(),
-        Duration::from_secs(2),
-    )
-    .unwrap();
+    let mut redis = pollstream_testkit::redis_connection();
     let cached = pollstream_store::results_cache::read(&mut redis, poll_id)
         .await
         .unwrap()
@@ -269,13 +192,7 @@ async fn undecodable_and_invalid_votes_are_parked_and_the_rest_counted() {
     let parked = read_messages(&dead, 4, Duration::from_secs(20)).await;
     let mut reasons: Vec<String> = parked
         .iter()
-        .map(|m| {
-            m.headers
-                .iter()
-                .find(|(k, _)| k == "dlq-reason")
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        })
+        .map(|m| m.header("dlq-reason").unwrap_or_default().to_owned())
         .collect();
     reasons.sort();
     assert_eq!(reasons.len(), 4, "{reasons:?}");
@@ -299,15 +216,6 @@ async fn undecodable_and_invalid_votes_are_parked_and_the_rest_counted() {
         "the original bytes are kept"
     );
     running.stop().await;
-}
-
-/// The value of header `key` of a dead letter, if present.
-fn header<'m>(message: &'m ReadMessage, key: &str) -> Option<&'m str> {
-    message
-        .headers
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
 }
 
 /// Issue 11, finding 1: one vote PostgreSQL cannot store (a NUL in the voter id, an index key
@@ -348,18 +256,18 @@ async fn poisonous_votes_are_parked_and_the_votes_around_them_counted() {
     for message in &parked {
         let vote = RawVote::decode(&message.payload).expect("a parked vote stays decodable");
         let (reason, (partition, offset)) = expected[&vote.vote_id];
-        assert_eq!(header(message, "dlq-reason"), Some(reason));
+        assert_eq!(message.header("dlq-reason"), Some(reason));
         assert_eq!(
-            header(message, "dlq-source-topic"),
+            message.header("dlq-source-topic"),
             Some(h.raw_votes.as_str())
         );
         assert_eq!(
-            header(message, "dlq-source-partition"),
+            message.header("dlq-source-partition"),
             Some(partition.to_string().as_str()),
             "{reason}: the real source partition"
         );
         assert_eq!(
-            header(message, "dlq-source-offset"),
+            message.header("dlq-source-offset"),
             Some(offset.to_string().as_str()),
             "{reason}: the real source offset"
         );
@@ -423,19 +331,21 @@ async fn a_vote_the_database_refuses_is_parked_and_the_rest_of_its_batch_counted
         RawVote::decode(&message.payload).unwrap().vote_id,
         mallory.vote_id
     );
-    assert_eq!(header(message, "dlq-reason"), Some("database_refused"));
-    assert_eq!(header(message, "dlq-sqlstate"), Some("23514"));
+    assert_eq!(message.header("dlq-reason"), Some("database_refused"));
+    assert_eq!(message.header("dlq-sqlstate"), Some("23514"));
     assert!(
-        header(message, "dlq-database-message").is_some_and(|m| m.contains("no_mallory")),
+        message
+            .header("dlq-database-message")
+            .is_some_and(|m| m.contains("no_mallory")),
         "{:?}",
         message.headers
     );
     assert_eq!(
-        header(message, "dlq-source-partition"),
+        message.header("dlq-source-partition"),
         Some(partition.to_string().as_str())
     );
     assert_eq!(
-        header(message, "dlq-source-offset"),
+        message.header("dlq-source-offset"),
         Some(offset.to_string().as_str())
     );
 
@@ -523,15 +433,13 @@ async fn polls_close_on_time_votes_cast_after_are_parked_and_the_close_is_announ
     let running = h.start("100").await;
     h.send_vote(poll_id, "in-time", &[options[0]]).await;
     // Cast (accepted by an API replica) after closesAt: it raced the close and must not count.
-    let late = RawVote {
-        v: SCHEMA_VERSION,
-        vote_id: Uuid::now_v7(),
+    let late = raw_vote(
         poll_id,
-        voter_id: "raced".into(),
-        option_ids: vec![options[1]],
-        cast_at: closes_at + chrono::Duration::milliseconds(1),
-    };
-    h.send_raw(&poll_id.to_string(), &late.encode()).await;
+        "raced",
+        &[options[1]],
+        closes_at + chrono::Duration::milliseconds(1),
+    );
+    h.votes.send_vote(&late).await;
 
     let closing = pollstream_testkit::eventually(Duration::from_secs(30), || async {
         let messages = read_messages(&updates, 1, Duration::from_millis(200)).await;
@@ -569,11 +477,7 @@ async fn polls_close_on_time_votes_cast_after_are_parked_and_the_close_is_announ
             .contains(&("dlq-reason".to_owned(), "cast_after_close".to_owned()))
     );
     assert_eq!(h.counts(poll_id).await.1, 1);
-    let mut redis = pollstream_infra::redis::connect_lazy(
-        &pollstream_testkit::redis_url(),
-        Duration::from_secs(2),
-    )
-    .unwrap();
+    let mut redis = pollstream_testkit::redis_connection();
     let flag: Option<String> = redis::cmd("GET")
         .arg(format!("poll-closed:{poll_id}"))
         .query_async(&mut redis)

@@ -11,8 +11,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use poll_aggregator::batch::VoteBatch;
 use poll_aggregator::flush::{DATABASE_REFUSED, FlushOutcome, flush_batch};
 use pollstream_testkit::TestDatabase;
+use pollstream_testkit::polls::{NewPoll, raw_vote};
 use pollstream_wire::input::check_subject;
-use pollstream_wire::{RawVote, SCHEMA_VERSION};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use uuid::Uuid;
@@ -181,28 +181,11 @@ fn model(specs: &[VoteSpec]) -> Model {
 
 /// A single (`max_choices` 1) or multiple (2) choice poll with [`OPTIONS`] options.
 async fn create_poll(db: &TestDatabase, max_choices: i32) -> (Uuid, Vec<Uuid>) {
-    let poll_id = Uuid::now_v7();
-    sqlx::query("INSERT INTO polls (id, code, owner_id, question, kind, max_choices) VALUES ($1, $2, 'owner', 'Q', $3, $4)")
-        .bind(poll_id)
-        .bind(Uuid::new_v4().simple().to_string()[..12].to_uppercase())
-        .bind(if max_choices > 1 { "multiple" } else { "single" })
-        .bind(max_choices)
-        .execute(&db.pool)
-        .await
-        .unwrap();
-    let mut options = Vec::new();
-    for position in 0..OPTIONS {
-        let id = Uuid::now_v7();
-        sqlx::query("INSERT INTO options (id, poll_id, position, text) VALUES ($1, $2, $3, 'o')")
-            .bind(id)
-            .bind(poll_id)
-            .bind(position as i32)
-            .execute(&db.pool)
-            .await
-            .unwrap();
-        options.push(id);
-    }
-    (poll_id, options)
+    let poll = NewPoll::new(OPTIONS)
+        .max_choices(max_choices)
+        .insert(&db.pool)
+        .await;
+    (poll.id, poll.options)
 }
 
 /// Flushes `batch`, failing the case if it errs or does not end within 30 s.
@@ -224,18 +207,12 @@ async fn check(db: &TestDatabase, specs: Vec<VoteSpec>) -> Result<(), TestCaseEr
             Some((id, options)) => (*id, options.as_slice()),
             None => (unknown_poll, polls[0].1.as_slice()),
         };
-        let vote = RawVote {
-            v: SCHEMA_VERSION,
-            vote_id: Uuid::now_v7(),
-            poll_id,
-            voter_id: spec.voter.clone(),
-            option_ids: spec
-                .options
-                .iter()
-                .map(|o| o.map_or_else(Uuid::now_v7, |position| options[position]))
-                .collect(),
-            cast_at: spec.cast_at.at(now),
-        };
+        let option_ids: Vec<Uuid> = spec
+            .options
+            .iter()
+            .map(|o| o.map_or_else(Uuid::now_v7, |position| options[position]))
+            .collect();
+        let vote = raw_vote(poll_id, &spec.voter, &option_ids, spec.cast_at.at(now));
         batch.push(vote, (index % 3) as i32, index as i64);
     }
     let model = model(&specs);

@@ -7,13 +7,12 @@ use std::time::Duration;
 use chrono::Utc;
 use poll_aggregator::Config;
 use pollstream_infra::env::Vars;
-use pollstream_infra::kafka::KafkaSettings;
 use pollstream_testkit::owned::OwnedPostgres;
-use pollstream_testkit::unique_topic;
-use pollstream_wire::{RawVote, SCHEMA_VERSION};
-use rdkafka::producer::FutureRecord;
+use pollstream_testkit::polls::{NewPoll, raw_vote};
+use pollstream_testkit::server::start_server;
+use pollstream_testkit::topic_writer::TopicWriter;
+use pollstream_testkit::{PipelineTopics, unique_topic};
 use sqlx::postgres::PgPoolOptions;
-use uuid::Uuid;
 
 #[tokio::test]
 async fn database_outage_loses_and_doubles_nothing() {
@@ -24,24 +23,14 @@ async fn database_outage_loses_and_doubles_nothing() {
         .connect_lazy(&postgres.url())
         .unwrap();
     pollstream_infra::postgres::migrate(&db).await.unwrap();
-    let poll_id = Uuid::now_v7();
-    let option = Uuid::now_v7();
-    sqlx::query("INSERT INTO polls (id, code, owner_id, question, kind, max_choices) VALUES ($1, 'OUTAGE1', 'o', 'Q', 'single', 1)")
-        .bind(poll_id)
-        .execute(&db)
-        .await
-        .unwrap();
-    sqlx::query("INSERT INTO options (id, poll_id, position, text) VALUES ($1, $2, 0, 'a')")
-        .bind(option)
-        .bind(poll_id)
-        .execute(&db)
-        .await
-        .unwrap();
+    let poll = NewPoll::new(1).insert(&db).await;
+    let (poll_id, option) = (poll.id, poll.options[0]);
 
-    let raw_votes = unique_topic("raw-votes");
-    let updates = unique_topic("poll-updates");
-    let dead = format!("{raw_votes}.dlq");
-    pollstream_testkit::create_topics(&[(&raw_votes, 3), (&updates, 1), (&dead, 1)]).await;
+    let PipelineTopics {
+        raw_votes,
+        poll_updates: updates,
+        ..
+    } = PipelineTopics::create().await;
     let brokers = pollstream_testkit::kafka_brokers();
     let redis = pollstream_testkit::redis_url();
     let group = unique_topic("group");
@@ -56,36 +45,17 @@ async fn database_outage_loses_and_doubles_nothing() {
         ("FLUSH_INTERVAL_MS", "200"),
     ]))
     .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let health = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let aggregator = tokio::spawn(poll_aggregator::run(config, listener, async move {
-        let _ = stopped.await;
-    }));
+    let aggregator =
+        start_server(|listener, shutdown| poll_aggregator::run(config, listener, shutdown)).await;
+    let health = aggregator.url.clone();
 
-    let producer = KafkaSettings::new(&brokers).producer().unwrap();
+    let votes = TopicWriter::new(&raw_votes);
     let send = |voter: String| {
-        let producer = producer.clone();
-        let topic = raw_votes.clone();
+        let votes = &votes;
         async move {
-            let vote = RawVote {
-                v: SCHEMA_VERSION,
-                vote_id: Uuid::now_v7(),
-                poll_id,
-                voter_id: voter,
-                option_ids: vec![option],
-                cast_at: Utc::now(),
-            };
-            producer
-                .send(
-                    FutureRecord::to(&topic)
-                        .key(&poll_id.to_string())
-                        .payload(&vote.encode()),
-                    Duration::from_secs(5),
-                )
-                .await
-                .map_err(|(err, _)| err)
-                .unwrap();
+            votes
+                .send_vote(&raw_vote(poll_id, &voter, &[option], Utc::now()))
+                .await;
         }
     };
     let total = || async {
@@ -151,6 +121,5 @@ async fn database_outage_loses_and_doubles_nothing() {
         .await
         .unwrap();
     assert_eq!(votes, 55);
-    let _ = stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(30), aggregator).await;
+    aggregator.stop().await;
 }

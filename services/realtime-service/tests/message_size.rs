@@ -6,20 +6,19 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use futures::{SinkExt, StreamExt};
 use pollstream_infra::env::Vars;
-use pollstream_infra::kafka::KafkaSettings;
+use pollstream_testkit::polls::{NewPoll, StoredPoll};
+use pollstream_testkit::server::{RunningServer, start_server};
+use pollstream_testkit::socket_client::publish_until_seen;
+use pollstream_testkit::topic_writer::TopicWriter;
 use pollstream_testkit::{SocketClient, TestDatabase, unique_topic};
-use pollstream_wire::{OptionCount, PollSnapshot, PollStatus, SCHEMA_VERSION};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use realtime_service::Config;
+use pollstream_wire::PollStatus;
+use realtime_service::{Config, RunError};
 use serde_json::json;
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use uuid::Uuid;
 
 /// The service's limit (`MAX_PACKET_BYTES` in src/lib.rs).
 const LIMIT: usize = 16 * 1024;
@@ -29,7 +28,7 @@ async fn oversized_websocket_packets_close_only_their_socket() {
     let server = Server::start().await;
     let poll = server.poll().await;
     let mut screen = SocketClient::connect(&server.url).await;
-    screen.request("join", json!({ "pollId": poll.0 })).await;
+    screen.request("join", json!({ "pollId": poll.id })).await;
     server.warm_up(&poll, &mut screen).await;
 
     // Just under the limit: parsed and answered (the code is unknown, so with an error).
@@ -87,13 +86,10 @@ async fn long_polling_has_the_same_limit() {
 struct Server {
     url: String,
     db: TestDatabase,
-    topic: String,
-    producer: FutureProducer,
-    _stop: oneshot::Sender<()>,
+    updates: TopicWriter,
+    /// Stops the service when the test drops it.
+    _server: RunningServer<RunError>,
 }
-
-/// A poll's id and its two option ids.
-struct Poll(Uuid, [Uuid; 2]);
 
 impl Server {
     async fn start() -> Self {
@@ -111,87 +107,32 @@ impl Server {
             ("JWT_SECRET", pollstream_testkit::JWT_SECRET),
         ]))
         .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(realtime_service::run(config, listener, async move {
-            let _ = stopped.await;
-        }));
+        let server =
+            start_server(|listener, shutdown| realtime_service::run(config, listener, shutdown))
+                .await;
         Self {
-            url,
+            url: server.url.clone(),
             db,
-            topic,
-            producer: KafkaSettings::new(brokers).producer().unwrap(),
-            _stop: stop,
+            updates: TopicWriter::new(&topic),
+            _server: server,
         }
     }
 
-    async fn poll(&self) -> Poll {
-        let poll = Poll(Uuid::now_v7(), [Uuid::now_v7(), Uuid::now_v7()]);
-        let code = Uuid::new_v4().simple().to_string()[..8].to_uppercase();
-        sqlx::query("INSERT INTO polls (id, code, owner_id, question, kind, max_choices) VALUES ($1, $2, 'owner', 'Q', 'single', 1)")
-            .bind(poll.0)
-            .bind(&code)
-            .execute(&self.db.pool)
-            .await
-            .unwrap();
-        for (position, option) in poll.1.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO options (id, poll_id, position, text) VALUES ($1, $2, $3, 'o')",
-            )
-            .bind(option)
-            .bind(poll.0)
-            .bind(position as i32)
-            .execute(&self.db.pool)
-            .await
-            .unwrap();
-        }
-        poll
+    /// A poll with two options.
+    async fn poll(&self) -> StoredPoll {
+        NewPoll::new(2).insert(&self.db.pool).await
     }
 
-    async fn publish(&self, poll: &Poll, seq: i64) {
-        let snapshot = PollSnapshot {
-            v: SCHEMA_VERSION,
-            poll_id: poll.0,
-            seq,
-            total: seq,
-            status: PollStatus::Open,
-            options: poll
-                .1
-                .iter()
-                .map(|&option_id| OptionCount {
-                    option_id,
-                    votes: 0,
-                })
-                .collect(),
-            at: Utc::now(),
-        };
-        self.producer
-            .send(
-                FutureRecord::to(&self.topic)
-                    .key(&poll.0.to_string())
-                    .payload(&snapshot.encode()),
-                Duration::from_secs(5),
-            )
-            .await
-            .map_err(|(err, _)| err)
-            .unwrap();
+    async fn publish(&self, poll: &StoredPoll, seq: i64) {
+        self.updates
+            .send_snapshot(&poll.snapshot(seq, &[0, 0], PollStatus::Open))
+            .await;
     }
 
     /// Publishes `seq` 1 until `screen` sees it: the service consumes from the latest offset.
-    async fn warm_up(&self, poll: &Poll, screen: &mut SocketClient) {
-        for _ in 0..100 {
-            self.publish(poll, 1).await;
-            let seen = screen
-                .wait_for(Duration::from_millis(300), |line| {
-                    line["event"] == "poll-results" && line["data"]["seq"] == 1
-                })
-                .await;
-            if seen.is_some() {
-                return;
-            }
-        }
-        panic!("the service never delivered an update");
+    async fn warm_up(&self, poll: &StoredPoll, screen: &mut SocketClient) {
+        let snapshot = poll.snapshot(1, &[0, 0], PollStatus::Open);
+        publish_until_seen(&self.updates, &snapshot, &mut [screen]).await;
     }
 }
 

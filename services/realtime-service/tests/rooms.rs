@@ -3,29 +3,24 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use pollstream_infra::env::Vars;
-use pollstream_infra::kafka::KafkaSettings;
-use pollstream_testkit::{SocketClient, TestDatabase, unique_topic};
-use pollstream_wire::{OptionCount, PollSnapshot, PollStatus, SCHEMA_VERSION};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use realtime_service::Config;
+use pollstream_testkit::polls::{NewPoll, StoredPoll, insert_ballot};
+use pollstream_testkit::server::{RunningServer, start_server};
+use pollstream_testkit::socket_client::publish_until_seen;
+use pollstream_testkit::tokens::{claims, sign_claims, token};
+use pollstream_testkit::topic_writer::TopicWriter;
+use pollstream_testkit::{JWT_SECRET, SocketClient, TestDatabase, unique_topic};
+use pollstream_wire::PollStatus;
+use realtime_service::{Config, RunError};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
 struct Harness {
     db: TestDatabase,
-    topic: String,
-    producer: FutureProducer,
-    _stops: Vec<oneshot::Sender<()>>,
+    updates: TopicWriter,
+    /// The replicas, stopped when the test drops the harness.
+    _servers: Vec<RunningServer<RunError>>,
     urls: Vec<String>,
-}
-
-struct Poll {
-    id: Uuid,
-    code: String,
-    options: Vec<Uuid>,
 }
 
 impl Harness {
@@ -34,8 +29,7 @@ impl Harness {
         let topic = unique_topic("poll-updates");
         pollstream_testkit::create_topics(&[(&topic, 3)]).await;
         let db = TestDatabase::create().await;
-        let mut stops = Vec::new();
-        let mut urls = Vec::new();
+        let mut servers = Vec::new();
         for _ in 0..replicas {
             let brokers = pollstream_testkit::kafka_brokers();
             let redis = pollstream_testkit::redis_url();
@@ -44,98 +38,39 @@ impl Harness {
                 ("REDIS_URL", &redis),
                 ("KAFKA_BROKERS", &brokers),
                 ("POLL_UPDATES_TOPIC", &topic),
-                ("JWT_SECRET", pollstream_testkit::JWT_SECRET),
+                ("JWT_SECRET", JWT_SECRET),
             ]))
             .unwrap();
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            urls.push(format!("http://{}", listener.local_addr().unwrap()));
-            let (stop, stopped) = oneshot::channel::<()>();
-            tokio::spawn(realtime_service::run(config, listener, async move {
-                let _ = stopped.await;
-            }));
-            stops.push(stop);
+            servers.push(
+                start_server(|listener, shutdown| {
+                    realtime_service::run(config, listener, shutdown)
+                })
+                .await,
+            );
         }
         Self {
             db,
-            topic,
-            producer: KafkaSettings::new(pollstream_testkit::kafka_brokers())
-                .producer()
-                .unwrap(),
-            _stops: stops,
-            urls,
+            updates: TopicWriter::new(&topic),
+            urls: servers.iter().map(|server| server.url.clone()).collect(),
+            _servers: servers,
         }
     }
 
-    async fn poll(&self) -> Poll {
-        let id = Uuid::now_v7();
-        let code = Uuid::new_v4().simple().to_string()[..8].to_uppercase();
-        sqlx::query("INSERT INTO polls (id, code, owner_id, question, kind, max_choices) VALUES ($1, $2, 'owner', 'Q', 'single', 1)")
-            .bind(id)
-            .bind(&code)
-            .execute(&self.db.pool)
-            .await
-            .unwrap();
-        let options = vec![Uuid::now_v7(), Uuid::now_v7()];
-        for (position, option) in options.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO options (id, poll_id, position, text) VALUES ($1, $2, $3, 'o')",
-            )
-            .bind(option)
-            .bind(id)
-            .bind(position as i32)
-            .execute(&self.db.pool)
-            .await
-            .unwrap();
-        }
-        Poll { id, code, options }
+    async fn poll(&self) -> StoredPoll {
+        NewPoll::new(2).insert(&self.db.pool).await
     }
 
-    async fn publish(&self, poll: &Poll, seq: i64, votes: [i64; 2], status: PollStatus) {
-        let snapshot = PollSnapshot {
-            v: SCHEMA_VERSION,
-            poll_id: poll.id,
-            seq,
-            total: votes.iter().sum(),
-            status,
-            options: poll
-                .options
-                .iter()
-                .zip(votes)
-                .map(|(&option_id, votes)| OptionCount { option_id, votes })
-                .collect(),
-            at: Utc::now(),
-        };
-        self.producer
-            .send(
-                FutureRecord::to(&self.topic)
-                    .key(&poll.id.to_string())
-                    .payload(&snapshot.encode()),
-                Duration::from_secs(5),
-            )
-            .await
-            .map_err(|(err, _)| err)
-            .unwrap();
+    async fn publish(&self, poll: &StoredPoll, seq: i64, votes: [i64; 2], status: PollStatus) {
+        self.updates
+            .send_snapshot(&poll.snapshot(seq, &votes, status))
+            .await;
     }
 
     /// Publishes `seq` 1 until `client` sees it: the service consumes from the latest offset,
     /// so updates sent before its partitions are assigned are (rightly) never seen.
-    async fn warm_up(&self, poll: &Poll, clients: &mut [&mut SocketClient]) {
-        for _ in 0..100 {
-            self.publish(poll, 1, [1, 0], PollStatus::Open).await;
-            let mut all = true;
-            for client in clients.iter_mut() {
-                let seen = client
-                    .wait_for(Duration::from_millis(300), |line| {
-                        line["event"] == "poll-results" && line["data"]["seq"] == 1
-                    })
-                    .await;
-                all &= seen.is_some();
-            }
-            if all {
-                return;
-            }
-        }
-        panic!("the service never delivered an update");
+    async fn warm_up(&self, poll: &StoredPoll, clients: &mut [&mut SocketClient]) {
+        let snapshot = poll.snapshot(1, &[1, 0], PollStatus::Open);
+        publish_until_seen(&self.updates, &snapshot, clients).await;
     }
 }
 
@@ -281,35 +216,16 @@ async fn every_replica_delivers_every_update() {
 
 impl Harness {
     /// A poll with the given results visibility, owned by `owner`.
-    async fn poll_with(&self, visibility: &str) -> Poll {
-        let poll = self.poll().await;
-        sqlx::query("UPDATE polls SET results_visibility = $2 WHERE id = $1")
-            .bind(poll.id)
-            .bind(visibility)
-            .execute(&self.db.pool)
+    async fn poll_with(&self, visibility: &'static str) -> StoredPoll {
+        NewPoll::new(2)
+            .results_visibility(visibility)
+            .insert(&self.db.pool)
             .await
-            .unwrap();
-        poll
     }
 
-    async fn count_ballot(&self, poll: &Poll, voter: &str) {
-        sqlx::query(
-            "INSERT INTO ballots (poll_id, voter_id, vote_id, option_ids, cast_at) VALUES ($1, $2, $3, $4, now())",
-        )
-        .bind(poll.id)
-        .bind(voter)
-        .bind(Uuid::now_v7())
-        .bind(vec![poll.options[0]])
-        .execute(&self.db.pool)
-        .await
-        .unwrap();
+    async fn count_ballot(&self, poll: &StoredPoll, voter: &str) {
+        insert_ballot(&self.db.pool, poll.id, voter, &[poll.options[0]]).await;
     }
-}
-
-fn token(subject: &str) -> String {
-    pollstream_infra::jwt::JwtSettings::with_secret(pollstream_testkit::JWT_SECRET)
-        .keys()
-        .issue(subject, Duration::from_secs(600))
 }
 
 #[tokio::test]
@@ -373,15 +289,9 @@ async fn join_refuses_tokens_not_yet_valid_or_with_a_bad_subject() {
     let poll = h.poll_with("owner_only").await;
     let mut client = SocketClient::connect(&h.urls[0]).await;
     let now = jsonwebtoken::get_current_timestamp();
-    let sign = |claims: Value| {
-        jsonwebtoken::encode(
-            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-            &claims,
-            &jsonwebtoken::EncodingKey::from_secret(pollstream_testkit::JWT_SECRET.as_bytes()),
-        )
-        .unwrap()
-    };
-    let base = json!({"sub": "owner", "iat": now, "exp": now + 7200, "iss": "pollstream", "aud": "pollstream"});
+    let sign = |claims: Value| sign_claims(&claims, JWT_SECRET);
+    let mut base = claims("owner");
+    base["exp"] = (now + 7200).into();
     let mut not_yet = base.clone();
     not_yet["nbf"] = (now + 3600).into();
     let mut future = base.clone();

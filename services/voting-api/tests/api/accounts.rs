@@ -1,3 +1,4 @@
+use pollstream_testkit::tokens::sign_claims;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -210,15 +211,6 @@ async fn guests_vote_without_an_account_but_cannot_create_polls() {
     assert_eq!(body["error"], "account_required");
 }
 
-fn forge(claims: &Value, secret: &str) -> String {
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
-}
-
 #[tokio::test]
 async fn expired_foreign_or_misaddressed_tokens_are_401() {
     let app = spawn_app().await;
@@ -227,35 +219,35 @@ async fn expired_foreign_or_misaddressed_tokens_are_401() {
     let cases = [
         (
             "expired",
-            forge(
+            sign_claims(
                 &json!({"sub": "x", "iat": now - 120, "exp": now - 60, "iss": "pollstream", "aud": "pollstream"}),
                 secret,
             ),
         ),
         (
             "wrong issuer",
-            forge(
+            sign_claims(
                 &json!({"sub": "x", "iat": now, "exp": now + 60, "iss": "elsewhere", "aud": "pollstream"}),
                 secret,
             ),
         ),
         (
             "wrong audience",
-            forge(
+            sign_claims(
                 &json!({"sub": "x", "iat": now, "exp": now + 60, "iss": "pollstream", "aud": "elsewhere"}),
                 secret,
             ),
         ),
         (
             "no audience",
-            forge(
+            sign_claims(
                 &json!({"sub": "x", "iat": now, "exp": now + 60, "iss": "pollstream"}),
                 secret,
             ),
         ),
         (
             "other secret",
-            forge(
+            sign_claims(
                 &json!({"sub": "x", "iat": now, "exp": now + 60, "iss": "pollstream", "aud": "pollstream"}),
                 "some-other-secret-some-other-secret",
             ),

@@ -3,11 +3,11 @@
 use std::time::Duration;
 
 use pollstream_infra::env::Vars;
-use pollstream_infra::jwt::{JwtKeys, JwtSettings};
-use pollstream_testkit::{JWT_SECRET, TestDatabase};
+use pollstream_testkit::server::{RunningServer, start_server};
+use pollstream_testkit::{JWT_SECRET, TestDatabase, polls, tokens};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use voting_api::Config;
+use voting_api::{Config, RunError};
 
 pub struct TestApp {
     pub address: String,
@@ -15,8 +15,8 @@ pub struct TestApp {
     pub raw_votes_topic: String,
     pub rate_limit_namespace: String,
     pub client: reqwest::Client,
-    keys: JwtKeys,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
+    /// Stops the app when the test drops it.
+    _server: RunningServer<RunError>,
 }
 
 /// Overrides applied on top of the test defaults, as environment variable pairs.
@@ -39,9 +39,9 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     if overrides.iter().all(|(name, _)| *name != "KAFKA_BROKERS") {
         pollstream_testkit::create_topics(&[(&raw_votes_topic, 3)]).await;
     }
-    let (address, shutdown) = serve(pairs, overrides).await;
+    let server = serve(pairs, overrides).await;
     TestApp {
-        address,
+        address: server.url.clone(),
         db,
         raw_votes_topic,
         rate_limit_namespace: namespace,
@@ -49,8 +49,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap(),
-        keys: JwtSettings::with_secret(JWT_SECRET).keys(),
-        _shutdown: shutdown,
+        _server: server,
     }
 }
 
@@ -66,9 +65,9 @@ pub async fn spawn_twin(app: &TestApp, overrides: &[(&str, &str)]) -> TestApp {
         ("RAW_VOTES_TOPIC", &app.raw_votes_topic),
         ("RATE_LIMIT_NAMESPACE", &app.rate_limit_namespace),
     ];
-    let (address, shutdown) = serve(pairs, overrides).await;
+    let server = serve(pairs, overrides).await;
     TestApp {
-        address,
+        address: server.url.clone(),
         db: TestDatabase {
             url: app.db.url.clone(),
             pool: app.db.pool.clone(),
@@ -76,27 +75,20 @@ pub async fn spawn_twin(app: &TestApp, overrides: &[(&str, &str)]) -> TestApp {
         raw_votes_topic: app.raw_votes_topic.clone(),
         rate_limit_namespace: app.rate_limit_namespace.clone(),
         client: app.client.clone(),
-        keys: app.keys.clone(),
-        _shutdown: shutdown,
+        _server: server,
     }
 }
 
 /// Runs voting-api with `pairs` (each replaced by an override of the same name) on a free
-/// port; returns its address and the sender whose drop stops it.
+/// port.
 async fn serve(
     mut pairs: Vec<(&str, &str)>,
     overrides: &[(&str, &str)],
-) -> (String, tokio::sync::oneshot::Sender<()>) {
+) -> RunningServer<RunError> {
     pairs.retain(|(name, _)| !overrides.iter().any(|(o, _)| o == name));
     pairs.extend_from_slice(overrides);
     let config = Config::from_vars(&Vars::from_pairs(pairs)).expect("test configuration");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = format!("http://{}", listener.local_addr().unwrap());
-    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(voting_api::run(config, listener, async move {
-        let _ = stopped.await;
-    }));
-    (address, shutdown)
+    start_server(|listener, shutdown| voting_api::run(config, listener, shutdown)).await
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -105,7 +97,7 @@ pub async fn spawn_app() -> TestApp {
 
 impl TestApp {
     pub fn token(&self, subject: &str) -> String {
-        self.keys.issue(subject, Duration::from_secs(600))
+        tokens::token(subject)
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (StatusCode, Value) {
@@ -148,11 +140,7 @@ impl TestApp {
         if let Some(max) = max_choices {
             body["maxChoices"] = max.into();
         }
-        let (status, poll) = self
-            .post("/api/v1/polls", Some(&self.token("owner")), &body)
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{poll}");
-        poll
+        self.create_poll_with(&body).await
     }
 
     pub async fn vote(
@@ -173,11 +161,7 @@ impl TestApp {
 impl TestApp {
     /// Creates a poll owned by `owner` from a full request body.
     pub async fn create_poll_with(&self, body: &Value) -> Value {
-        let (status, poll) = self
-            .post("/api/v1/polls", Some(&self.token("owner")), body)
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{poll}");
-        poll
+        polls::create_poll(&self.client, &self.address, &self.token("owner"), body).await
     }
 
     /// Inserts a ballot as the aggregator would have, for tests of what reads ballots.
@@ -188,26 +172,12 @@ impl TestApp {
             .unwrap()
             .parse()
             .unwrap();
-        sqlx::query(
-            "INSERT INTO ballots (poll_id, voter_id, vote_id, option_ids, cast_at)
-             VALUES ($1, $2, $3, $4, now())",
-        )
-        .bind(poll_id)
-        .bind(voter)
-        .bind(uuid::Uuid::now_v7())
-        .bind(vec![option])
-        .execute(&self.db.pool)
-        .await
-        .unwrap();
+        polls::insert_ballot(&self.db.pool, poll_id, voter, &[option]).await;
     }
 
     /// The Redis vote lock `voter` holds in `poll`, if any.
     pub async fn vote_lock(&self, poll: &Value, voter: &str) -> Option<String> {
-        let mut redis = pollstream_infra::redis::connect_lazy(
-            &pollstream_testkit::redis_url(),
-            Duration::from_secs(2),
-        )
-        .unwrap();
+        let mut redis = pollstream_testkit::redis_connection();
         redis::cmd("GET")
             .arg(format!("vote:{}:{voter}", poll["id"].as_str().unwrap()))
             .query_async(&mut redis)

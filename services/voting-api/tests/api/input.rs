@@ -1,8 +1,8 @@
 //! One definition of valid input: token subjects and time claims, and poll texts the way
 //! people read them. Each case was once accepted (or answered `500`).
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use pollstream_testkit::JWT_SECRET;
+use pollstream_testkit::tokens::{claims, sign_claims};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -10,20 +10,11 @@ use crate::helpers::{TestApp, option_id, spawn_app};
 
 /// A token for `subject` with extra or replaced claims, signed with the test secret.
 fn token_with(subject: &str, extra: Value) -> String {
-    let now = jsonwebtoken::get_current_timestamp();
-    let mut claims = json!({
-        "sub": subject, "iat": now, "exp": now + 600,
-        "iss": "pollstream", "aud": "pollstream",
-    });
+    let mut claims = claims(subject);
     for (key, value) in extra.as_object().unwrap() {
         claims[key] = value.clone();
     }
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
-    )
-    .unwrap()
+    sign_claims(&claims, JWT_SECRET)
 }
 
 async fn vote_with(app: &TestApp, poll: &Value, token: &str) -> (StatusCode, Value) {

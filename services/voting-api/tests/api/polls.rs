@@ -142,11 +142,7 @@ async fn results_come_from_postgres_then_from_the_cache() {
         ],
         at: chrono::Utc::now(),
     };
-    let mut redis = pollstream_infra::redis::connect_lazy(
-        &pollstream_testkit::redis_url(),
-        std::time::Duration::from_secs(2),
-    )
-    .unwrap();
+    let mut redis = pollstream_testkit::redis_connection();
     assert!(
         pollstream_store::results_cache::write_if_newer(&mut redis, &snapshot)
             .await
