@@ -13,6 +13,7 @@ pub mod otlp;
 pub mod owned;
 pub mod polls;
 pub mod server;
+pub mod service_env;
 pub mod socket_client;
 pub mod stack;
 pub mod tokens;

@@ -11,9 +11,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
+use crate::service_env::ServiceEnv;
 use crate::{
-    JWT_SECRET, PipelineTopics, TestDatabase, free_port, polls, tokens, unique_topic,
-    workspace_binary,
+    PipelineTopics, TestDatabase, free_port, polls, tokens, unique_topic, workspace_binary,
 };
 
 /// One running stack; its processes are killed if it is dropped before [`Stack::stop`].
@@ -28,7 +28,7 @@ pub struct Stack {
     pub aggregator_health: String,
     /// A client for the services' HTTP endpoints.
     pub http: reqwest::Client,
-    env: Vec<(String, String)>,
+    env: ServiceEnv,
     log_dir: PathBuf,
     keys: JwtKeys,
     voting_api: Child,
@@ -64,37 +64,26 @@ impl Stack {
             ..
         } = PipelineTopics::create_on(brokers).await;
         let (api_port, aggregator_port, realtime_port) = (free_port(), free_port(), free_port());
-        let env: Vec<(String, String)> = [
-            ("DATABASE_URL", db.url.clone()),
-            ("REDIS_URL", crate::redis_url()),
-            ("KAFKA_BROKERS", brokers.to_owned()),
-            ("JWT_SECRET", JWT_SECRET.to_owned()),
-            ("RAW_VOTES_TOPIC", raw_votes),
-            ("POLL_UPDATES_TOPIC", poll_updates),
-            ("AGGREGATOR_GROUP_ID", unique_topic("aggregator")),
+        let mut env = ServiceEnv::new(&db.url)
+            .set("KAFKA_BROKERS", brokers)
+            .set("RAW_VOTES_TOPIC", raw_votes)
+            .set("POLL_UPDATES_TOPIC", poll_updates)
+            .set("AGGREGATOR_GROUP_ID", unique_topic("aggregator"))
             // One identity for every run of this stack's aggregator, as a StatefulSet gives a
             // pod: a restart after kill -9 takes the dead run's partitions back at once.
-            ("AGGREGATOR_INSTANCE_ID", unique_topic("aggregator-0")),
-            ("VOTING_API_PORT", api_port.to_string()),
-            ("POLL_AGGREGATOR_PORT", aggregator_port.to_string()),
-            ("REALTIME_SERVICE_PORT", realtime_port.to_string()),
-            ("FLUSH_INTERVAL_MS", flush_interval_ms.to_string()),
-            ("DATABASE_MAX_CONNECTIONS", "20".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .chain(
-            extra
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        )
+            .set("AGGREGATOR_INSTANCE_ID", unique_topic("aggregator-0"))
+            .set("VOTING_API_PORT", api_port.to_string())
+            .set("POLL_AGGREGATOR_PORT", aggregator_port.to_string())
+            .set("REALTIME_SERVICE_PORT", realtime_port.to_string())
+            .set("FLUSH_INTERVAL_MS", flush_interval_ms.to_string())
+            .set("DATABASE_MAX_CONNECTIONS", "20")
+            .set_all(extra);
         // Diagnosing broker trouble: KAFKA_DEBUG=cgrp,fetch RUST_LOG=info,rdkafka=debug.
-        .chain(
-            ["KAFKA_DEBUG", "RUST_LOG"]
-                .into_iter()
-                .filter_map(|name| Some((name.to_owned(), std::env::var(name).ok()?))),
-        )
-        .collect();
+        for name in ["KAFKA_DEBUG", "RUST_LOG"] {
+            if let Ok(value) = std::env::var(name) {
+                env = env.set(name, value);
+            }
+        }
         let log_dir = workspace_binary("voting-api")
             .parent()
             .unwrap()
@@ -268,15 +257,12 @@ impl Stack {
     /// `AGGREGATOR_GROUP_ID`), so a test can point outside tools at the same topics and group.
     pub fn env_value(&self, name: &str) -> &str {
         self.env
-            .iter()
-            .rev()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
+            .get(name)
             .unwrap_or_else(|| panic!("{name} is not set for this stack"))
     }
 }
 
-fn spawn(name: &str, env: &[(String, String)], log_dir: &std::path::Path, run: usize) -> Child {
+fn spawn(name: &str, env: &ServiceEnv, log_dir: &std::path::Path, run: usize) -> Child {
     let log_name = if run > 0 {
         format!("{name}.{run}.log")
     } else {
@@ -286,7 +272,7 @@ fn spawn(name: &str, env: &[(String, String)], log_dir: &std::path::Path, run: u
     Command::new(workspace_binary(name))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .envs(env.pairs())
         .stdout(Stdio::from(log.try_clone().unwrap()))
         .stderr(Stdio::from(log))
         .kill_on_drop(true)

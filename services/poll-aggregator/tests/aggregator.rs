@@ -7,9 +7,9 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use poll_aggregator::{Config, RunError};
-use pollstream_infra::env::Vars;
 use pollstream_testkit::polls::{NewPoll, raw_vote};
 use pollstream_testkit::server::{RunningServer, start_server};
+use pollstream_testkit::service_env::ServiceEnv;
 use pollstream_testkit::topic_writer::TopicWriter;
 use pollstream_testkit::{PipelineTopics, TestDatabase, read_messages, topic_reader, unique_topic};
 use pollstream_wire::{PollSnapshot, RawVote};
@@ -43,18 +43,12 @@ impl Harness {
     }
 
     async fn start(&self, flush_interval_ms: &str) -> RunningServer<RunError> {
-        let brokers = pollstream_testkit::kafka_brokers();
-        let redis = pollstream_testkit::redis_url();
-        let config = Config::from_vars(&Vars::from_pairs([
-            ("DATABASE_URL", self.db.url.as_str()),
-            ("REDIS_URL", &redis),
-            ("KAFKA_BROKERS", &brokers),
-            ("RAW_VOTES_TOPIC", &self.raw_votes),
-            ("POLL_UPDATES_TOPIC", &self.poll_updates),
-            ("AGGREGATOR_GROUP_ID", &self.group),
-            ("FLUSH_INTERVAL_MS", flush_interval_ms),
-        ]))
-        .unwrap();
+        let env = ServiceEnv::new(&self.db.url)
+            .set("RAW_VOTES_TOPIC", &self.raw_votes)
+            .set("POLL_UPDATES_TOPIC", &self.poll_updates)
+            .set("AGGREGATOR_GROUP_ID", &self.group)
+            .set("FLUSH_INTERVAL_MS", flush_interval_ms);
+        let config = Config::from_vars(&env.vars()).unwrap();
         start_server(|listener, shutdown| poll_aggregator::run(config, listener, shutdown)).await
     }
 

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use chrono::Utc;
 use poll_aggregator::Config;
-use pollstream_infra::env::Vars;
 use pollstream_testkit::owned::OwnedPostgres;
 use pollstream_testkit::polls::{NewPoll, raw_vote};
 use pollstream_testkit::server::start_server;
+use pollstream_testkit::service_env::ServiceEnv;
 use pollstream_testkit::topic_writer::TopicWriter;
 use pollstream_testkit::{PipelineTopics, unique_topic};
 use sqlx::postgres::PgPoolOptions;
@@ -31,20 +31,12 @@ async fn database_outage_loses_and_doubles_nothing() {
         poll_updates: updates,
         ..
     } = PipelineTopics::create().await;
-    let brokers = pollstream_testkit::kafka_brokers();
-    let redis = pollstream_testkit::redis_url();
-    let group = unique_topic("group");
-    let url = postgres.url();
-    let config = Config::from_vars(&Vars::from_pairs([
-        ("DATABASE_URL", url.as_str()),
-        ("REDIS_URL", &redis),
-        ("KAFKA_BROKERS", &brokers),
-        ("RAW_VOTES_TOPIC", &raw_votes),
-        ("POLL_UPDATES_TOPIC", &updates),
-        ("AGGREGATOR_GROUP_ID", &group),
-        ("FLUSH_INTERVAL_MS", "200"),
-    ]))
-    .unwrap();
+    let env = ServiceEnv::new(&postgres.url())
+        .set("RAW_VOTES_TOPIC", &raw_votes)
+        .set("POLL_UPDATES_TOPIC", updates)
+        .set("AGGREGATOR_GROUP_ID", unique_topic("group"))
+        .set("FLUSH_INTERVAL_MS", "200");
+    let config = Config::from_vars(&env.vars()).unwrap();
     let aggregator =
         start_server(|listener, shutdown| poll_aggregator::run(config, listener, shutdown)).await;
     let health = aggregator.url.clone();

@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use pollstream_infra::env::Vars;
 use pollstream_testkit::polls::{NewPoll, StoredPoll};
 use pollstream_testkit::server::{RunningServer, start_server};
+use pollstream_testkit::service_env::ServiceEnv;
 use pollstream_testkit::socket_client::publish_until_seen;
 use pollstream_testkit::topic_writer::TopicWriter;
 use pollstream_testkit::{SocketClient, TestDatabase, unique_topic};
@@ -97,16 +97,8 @@ impl Server {
         let topic = unique_topic("poll-updates");
         pollstream_testkit::create_topics(&[(&topic, 1)]).await;
         let db = TestDatabase::create().await;
-        let brokers = pollstream_testkit::kafka_brokers();
-        let redis = pollstream_testkit::redis_url();
-        let config = Config::from_vars(&Vars::from_pairs([
-            ("DATABASE_URL", db.url.as_str()),
-            ("REDIS_URL", &redis),
-            ("KAFKA_BROKERS", &brokers),
-            ("POLL_UPDATES_TOPIC", &topic),
-            ("JWT_SECRET", pollstream_testkit::JWT_SECRET),
-        ]))
-        .unwrap();
+        let env = ServiceEnv::new(&db.url).set("POLL_UPDATES_TOPIC", &topic);
+        let config = Config::from_vars(&env.vars()).unwrap();
         let server =
             start_server(|listener, shutdown| realtime_service::run(config, listener, shutdown))
                 .await;

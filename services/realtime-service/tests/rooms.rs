@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use pollstream_infra::env::Vars;
 use pollstream_testkit::polls::{NewPoll, StoredPoll, insert_ballot};
 use pollstream_testkit::server::{RunningServer, start_server};
+use pollstream_testkit::service_env::ServiceEnv;
 use pollstream_testkit::socket_client::publish_until_seen;
 use pollstream_testkit::tokens::{claims, sign_claims, token};
 use pollstream_testkit::topic_writer::TopicWriter;
@@ -31,16 +31,8 @@ impl Harness {
         let db = TestDatabase::create().await;
         let mut servers = Vec::new();
         for _ in 0..replicas {
-            let brokers = pollstream_testkit::kafka_brokers();
-            let redis = pollstream_testkit::redis_url();
-            let config = Config::from_vars(&Vars::from_pairs([
-                ("DATABASE_URL", db.url.as_str()),
-                ("REDIS_URL", &redis),
-                ("KAFKA_BROKERS", &brokers),
-                ("POLL_UPDATES_TOPIC", &topic),
-                ("JWT_SECRET", JWT_SECRET),
-            ]))
-            .unwrap();
+            let env = ServiceEnv::new(&db.url).set("POLL_UPDATES_TOPIC", &topic);
+            let config = Config::from_vars(&env.vars()).unwrap();
             servers.push(
                 start_server(|listener, shutdown| {
                     realtime_service::run(config, listener, shutdown)

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use pollstream_infra::env::Vars;
 use pollstream_testkit::server::{RunningServer, start_server};
-use pollstream_testkit::{JWT_SECRET, TestDatabase, polls, tokens};
+use pollstream_testkit::service_env::ServiceEnv;
+use pollstream_testkit::{TestDatabase, polls, tokens};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use voting_api::{Config, RunError};
@@ -24,22 +24,15 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     pollstream_testkit::init_logging();
     let db = TestDatabase::create().await;
     let raw_votes_topic = pollstream_testkit::unique_topic("raw-votes");
-    let brokers = pollstream_testkit::kafka_brokers();
-    let redis = pollstream_testkit::redis_url();
     let namespace = pollstream_testkit::unique_topic("ratelimit");
-    let pairs: Vec<(&str, &str)> = vec![
-        ("RATE_LIMIT_NAMESPACE", &namespace),
-        ("DATABASE_URL", &db.url),
-        ("REDIS_URL", &redis),
-        ("KAFKA_BROKERS", &brokers),
-        ("JWT_SECRET", JWT_SECRET),
-        ("RAW_VOTES_TOPIC", &raw_votes_topic),
-        ("KAFKA_PRODUCE_TIMEOUT_MS", "3000"),
-    ];
+    let env = ServiceEnv::new(&db.url)
+        .set("RATE_LIMIT_NAMESPACE", &namespace)
+        .set("RAW_VOTES_TOPIC", &raw_votes_topic)
+        .set("KAFKA_PRODUCE_TIMEOUT_MS", "3000");
     if overrides.iter().all(|(name, _)| *name != "KAFKA_BROKERS") {
         pollstream_testkit::create_topics(&[(&raw_votes_topic, 3)]).await;
     }
-    let server = serve(pairs, overrides).await;
+    let server = serve(env, overrides).await;
     TestApp {
         address: server.url.clone(),
         db,
@@ -55,17 +48,10 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
 
 /// A second instance of the same deployment: same database, topic and rate-limit counters.
 pub async fn spawn_twin(app: &TestApp, overrides: &[(&str, &str)]) -> TestApp {
-    let brokers = pollstream_testkit::kafka_brokers();
-    let redis = pollstream_testkit::redis_url();
-    let pairs: Vec<(&str, &str)> = vec![
-        ("DATABASE_URL", &app.db.url),
-        ("REDIS_URL", &redis),
-        ("KAFKA_BROKERS", &brokers),
-        ("JWT_SECRET", JWT_SECRET),
-        ("RAW_VOTES_TOPIC", &app.raw_votes_topic),
-        ("RATE_LIMIT_NAMESPACE", &app.rate_limit_namespace),
-    ];
-    let server = serve(pairs, overrides).await;
+    let env = ServiceEnv::new(&app.db.url)
+        .set("RAW_VOTES_TOPIC", &app.raw_votes_topic)
+        .set("RATE_LIMIT_NAMESPACE", &app.rate_limit_namespace);
+    let server = serve(env, overrides).await;
     TestApp {
         address: server.url.clone(),
         db: TestDatabase {
@@ -79,15 +65,9 @@ pub async fn spawn_twin(app: &TestApp, overrides: &[(&str, &str)]) -> TestApp {
     }
 }
 
-/// Runs voting-api with `pairs` (each replaced by an override of the same name) on a free
-/// port.
-async fn serve(
-    mut pairs: Vec<(&str, &str)>,
-    overrides: &[(&str, &str)],
-) -> RunningServer<RunError> {
-    pairs.retain(|(name, _)| !overrides.iter().any(|(o, _)| o == name));
-    pairs.extend_from_slice(overrides);
-    let config = Config::from_vars(&Vars::from_pairs(pairs)).expect("test configuration");
+/// Runs voting-api with `env` (each replaced by an override of the same name) on a free port.
+async fn serve(env: ServiceEnv, overrides: &[(&str, &str)]) -> RunningServer<RunError> {
+    let config = Config::from_vars(&env.set_all(overrides).vars()).expect("test configuration");
     start_server(|listener, shutdown| voting_api::run(config, listener, shutdown)).await
 }
 
