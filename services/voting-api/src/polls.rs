@@ -9,12 +9,13 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
+use pollstream_store::ballots::{self, Ballot};
+use pollstream_store::polls::{self as stored_polls, CreateError, PollDraft};
 use pollstream_store::{
-    PollDefinition, PollKind, PollOption, ResultsVisibility, Viewer, ballots, closed_flag,
-    results_cache, snapshots,
+    JoinCode, PollDefinition, PollKind, PollOption, ResultsVisibility, Viewer, closed_flag,
+    snapshots,
 };
 use pollstream_wire::{ErrorBody, PollSnapshot, PollStatus, input};
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -28,8 +29,6 @@ use crate::state::{ApiJson, AppState};
 
 /// Most options a poll may have.
 pub const MAX_OPTIONS: usize = 50;
-const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-const CODE_LEN: usize = 6;
 
 /// Routes under `/api/v1/polls`.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -132,23 +131,11 @@ impl From<&PollDefinition> for PollView {
     }
 }
 
-/// Checked poll content, ready to insert.
-#[derive(Debug, PartialEq)]
-struct ValidPoll {
-    question: String,
-    options: Vec<String>,
-    kind: PollKind,
-    min_choices: i32,
-    max_choices: i32,
-    closes_at: Option<DateTime<Utc>>,
-    visibility: ResultsVisibility,
-}
-
 /// Checks a new poll. Texts are normalised by [`input::normalize_text`] (NFC, invisible
 /// characters removed, whitespace collapsed) and options compared by [`input::comparison_key`]
 /// (compatibility normalisation and case folding), so two options a reader cannot tell apart
 /// are refused as duplicates.
-fn validate(new: NewPoll, now: DateTime<Utc>) -> Result<ValidPoll, ApiError> {
+fn validate(new: NewPoll, now: DateTime<Utc>) -> Result<PollDraft, ApiError> {
     let question =
         input::normalize_text(&new.question, input::MAX_QUESTION_CHARS).map_err(|err| {
             ApiError::unprocessable(
@@ -230,7 +217,7 @@ fn validate(new: NewPoll, now: DateTime<Utc>) -> Result<ValidPoll, ApiError> {
             "`closesAt` must be in the future",
         ));
     }
-    Ok(ValidPoll {
+    Ok(PollDraft {
         question,
         options,
         kind: new.kind,
@@ -254,13 +241,6 @@ fn text_problem(err: input::TextError) -> String {
     }
 }
 
-fn random_code() -> String {
-    let mut rng = rand::rng();
-    (0..CODE_LEN)
-        .map(|_| CODE_ALPHABET[rng.random_range(0..CODE_ALPHABET.len())] as char)
-        .collect()
-}
-
 /// Creates a poll owned by the caller (an account, not a guest).
 #[utoipa::path(post, path = "/api/v1/polls", tag = "polls", request_body = NewPoll, security(("bearer" = [])),
     responses((status = 201, body = PollView, headers(("location" = String, description = "where the poll is read"))),
@@ -277,7 +257,12 @@ async fn create_poll(
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require_account()?;
     let valid = validate(new, Utc::now())?;
-    let poll = insert_poll(&state, &caller.subject, valid).await?;
+    let poll = stored_polls::insert(&state.db, &caller.subject, valid)
+        .await
+        .map_err(|err| match err {
+            CreateError::NoFreeCode(_) => ApiError::Internal(err.to_string()),
+            CreateError::Database(err) => ApiError::from(err),
+        })?;
     let view = PollView::from(&poll);
     let location = format!("/api/v1/polls/{}", poll.code);
     tracing::info!(poll_id = %poll.id, code = %poll.code, "Poll created");
@@ -286,76 +271,6 @@ async fn create_poll(
         StatusCode::CREATED,
         [(header::LOCATION, location)],
         Json(view),
-    ))
-}
-
-async fn insert_poll(
-    state: &AppState,
-    owner: &str,
-    valid: ValidPoll,
-) -> Result<PollDefinition, ApiError> {
-    let id = Uuid::now_v7();
-    let option_ids: Vec<Uuid> = valid.options.iter().map(|_| Uuid::now_v7()).collect();
-    let positions: Vec<i32> = (0..valid.options.len() as i32).collect();
-    // A code collision is unlikely (32^6 codes) but possible; try a few.
-    for _ in 0..5 {
-        let code = random_code();
-        let mut tx = state.db.begin().await?;
-        let inserted: Option<(DateTime<Utc>,)> = sqlx::query_as(
-            "INSERT INTO polls (id, code, owner_id, question, kind, min_choices, max_choices, closes_at,
-                                results_visibility)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (code) DO NOTHING
-             RETURNING created_at",
-        )
-        .bind(id)
-        .bind(&code)
-        .bind(owner)
-        .bind(&valid.question)
-        .bind(valid.kind.as_str())
-        .bind(valid.min_choices)
-        .bind(valid.max_choices)
-        .bind(valid.closes_at)
-        .bind(valid.visibility.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((created_at,)) = inserted else {
-            continue;
-        };
-        sqlx::query(
-            "INSERT INTO options (id, poll_id, position, text)
-             SELECT o.id, $1, o.position, o.text
-             FROM UNNEST($2::uuid[], $3::int[], $4::text[]) AS o(id, position, text)",
-        )
-        .bind(id)
-        .bind(&option_ids)
-        .bind(&positions)
-        .bind(&valid.options)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        return Ok(PollDefinition {
-            id,
-            code,
-            owner_id: owner.to_owned(),
-            question: valid.question,
-            kind: valid.kind,
-            min_choices: valid.min_choices,
-            max_choices: valid.max_choices,
-            visibility: valid.visibility,
-            status: PollStatus::Open,
-            closes_at: valid.closes_at,
-            closed_at: None,
-            created_at,
-            options: option_ids
-                .into_iter()
-                .zip(valid.options)
-                .map(|(id, text)| PollOption { id, text })
-                .collect(),
-        });
-    }
-    Err(ApiError::Internal(
-        "no free poll code after 5 attempts".into(),
     ))
 }
 
@@ -378,9 +293,11 @@ async fn owned_poll(
     code: &str,
 ) -> Result<PollDefinition, ApiError> {
     caller.require_account()?;
-    let poll = PollDefinition::load_by_code(&state.db, code)
+    let not_found = || ApiError::PollNotFound(code.to_owned());
+    let code = JoinCode::parse(code).map_err(|_| not_found())?;
+    let poll = PollDefinition::load_by_code(&state.db, &code)
         .await?
-        .ok_or_else(|| ApiError::PollNotFound(code.to_owned()))?;
+        .ok_or_else(not_found)?;
     if poll.owner_id != caller.subject {
         return Err(ApiError::forbidden(
             "not_owner",
@@ -409,13 +326,7 @@ async fn close_poll(
     closed_flag::set(&mut redis, poll.id)
         .await
         .map_err(|err| ApiError::unavailable("redis", err))?;
-    sqlx::query(
-        "UPDATE polls SET status = 'closed', closed_at = now(), seq = seq + 1
-         WHERE id = $1 AND status = 'open'",
-    )
-    .bind(poll.id)
-    .execute(&state.db)
-    .await?;
+    stored_polls::close(&state.db, poll.id).await?;
     let closed = PollDefinition::load_by_id(&state.db, poll.id)
         .await?
         .ok_or_else(|| ApiError::PollNotFound(code.clone()))?;
@@ -438,23 +349,10 @@ async fn delete_poll(
 ) -> Result<StatusCode, ApiError> {
     let poll = owned_poll(&state, &caller, &code).await?;
     let mut redis = state.redis.clone();
-    redis::pipe()
-        .cmd("SET")
-        .arg(closed_flag::key(poll.id))
-        .arg(1)
-        .arg("EX")
-        .arg(closed_flag::TTL_SECS)
-        .ignore()
-        .cmd("DEL")
-        .arg(pollstream_wire::results_cache_key(poll.id))
-        .ignore()
-        .query_async::<()>(&mut redis)
+    closed_flag::set_dropping_results(&mut redis, poll.id)
         .await
         .map_err(|err| ApiError::unavailable("redis", err))?;
-    sqlx::query("DELETE FROM polls WHERE id = $1")
-        .bind(poll.id)
-        .execute(&state.db)
-        .await?;
+    stored_polls::delete(&state.db, poll.id).await?;
     state.polls.forget(&poll).await;
     tracing::info!(poll_id = %poll.id, "Poll deleted by its owner");
     Ok(StatusCode::NO_CONTENT)
@@ -494,24 +392,12 @@ async fn my_polls(
 ) -> Result<Json<Vec<MyPoll>>, ApiError> {
     let limit = page.limit.unwrap_or(50).clamp(1, 200);
     let offset = page.offset.unwrap_or(0).max(0);
-    let rows: Vec<MyPollRow> = sqlx::query_as(
-        "SELECT id, code, question, status, total, created_at, closes_at FROM polls
-         WHERE owner_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
-    )
-    .bind(&caller.subject)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(&state.db)
-    .await?;
-    let now = Utc::now();
+    let polls = stored_polls::owned_by(&state.db, &caller.subject, limit, offset).await?;
     Ok(Json(
-        rows.into_iter()
+        polls
+            .into_iter()
             .map(|row| MyPoll {
-                status: if row.status == "open" && row.closes_at.is_none_or(|at| at > now) {
-                    PollStatus::Open
-                } else {
-                    PollStatus::Closed
-                },
+                status: row.status,
                 id: row.id,
                 code: row.code,
                 question: row.question,
@@ -521,17 +407,6 @@ async fn my_polls(
             })
             .collect(),
     ))
-}
-
-#[derive(sqlx::FromRow)]
-struct MyPollRow {
-    id: Uuid,
-    code: String,
-    question: String,
-    status: String,
-    total: i64,
-    created_at: DateTime<Utc>,
-    closes_at: Option<DateTime<Utc>>,
 }
 
 /// Every ballot of a poll as CSV, streamed; owner only.
@@ -547,7 +422,7 @@ async fn export_ballots(
     ApiPath(code): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let poll = owned_poll(&state, &caller, &code).await?;
-    let texts: std::collections::HashMap<Uuid, String> = poll
+    let texts: HashMap<Uuid, String> = poll
         .options
         .iter()
         .map(|o| (o.id, o.text.clone()))
@@ -567,15 +442,10 @@ async fn export_ballots(
         if tx.send(Ok(header_row)).await.is_err() {
             return;
         }
-        let mut rows = sqlx::query_as::<_, BallotRow>(
-            "SELECT vote_id, voter_id, option_ids, cast_at, counted_at FROM ballots
-             WHERE poll_id = $1 ORDER BY counted_at, voter_id",
-        )
-        .bind(poll_id)
-        .fetch(&db);
+        let mut rows = ballots::all_of(&db, poll_id);
         loop {
             let chunk = match rows.try_next().await {
-                Ok(Some(row)) => Ok(row.to_csv(&texts)),
+                Ok(Some(ballot)) => Ok(csv_ballot(&ballot, &texts)),
                 Ok(None) => return,
                 Err(err) => {
                     tracing::error!(poll_id = %poll_id, error = %err, "Ballot export failed midway");
@@ -639,20 +509,9 @@ async fn get_results(
     let poll = state.polls.by_code(&code).await?;
     check_visibility(&state, &poll, caller.as_ref()).await?;
     let mut redis = state.redis.clone();
-    let cached = match results_cache::read(&mut redis, poll.id).await {
-        Ok(cached) => cached,
-        Err(err) => {
-            // The cache is an optimisation; PostgreSQL still answers.
-            tracing::warn!(poll_id = %poll.id, error = %err, "Results cache unreadable, using PostgreSQL");
-            None
-        }
-    };
-    let snapshot = match cached {
-        Some(snapshot) => snapshot,
-        None => snapshots::load(&state.db, poll.id)
-            .await?
-            .ok_or_else(|| ApiError::PollNotFound(code.clone()))?,
-    };
+    let snapshot = snapshots::current(&state.db, &mut redis, poll.id)
+        .await?
+        .ok_or_else(|| ApiError::PollNotFound(code.clone()))?;
     Ok(Json(results_view(&poll, &snapshot)))
 }
 
@@ -663,17 +522,13 @@ async fn check_visibility(
     poll: &PollDefinition,
     caller: Option<&Caller>,
 ) -> Result<(), ApiError> {
-    let is_owner = caller.is_some_and(|c| c.subject == poll.owner_id);
-    let has_counted_ballot = match caller {
-        Some(caller) if poll.visibility.needs_ballot() && !is_owner => {
-            ballots::is_counted(&state.db, poll.id, &caller.subject).await?
-        }
-        _ => false,
-    };
-    let viewer = Viewer {
-        is_owner,
-        has_counted_ballot,
-    };
+    let viewer = Viewer::decide(
+        &poll.owner_id,
+        poll.visibility,
+        caller.map(|caller| caller.subject.as_str()),
+        async |voter| ballots::is_counted(&state.db, poll.id, voter).await,
+    )
+    .await?;
     if poll.visibility.allows(viewer, poll.status_at(Utc::now())) {
         return Ok(());
     }
@@ -685,32 +540,22 @@ async fn check_visibility(
     Err(ApiError::forbidden("results_hidden", why))
 }
 
-#[derive(sqlx::FromRow)]
-struct BallotRow {
-    vote_id: Uuid,
-    voter_id: String,
-    option_ids: Vec<Uuid>,
-    cast_at: DateTime<Utc>,
-    counted_at: DateTime<Utc>,
-}
-
-impl BallotRow {
-    fn to_csv(&self, texts: &std::collections::HashMap<Uuid, String>) -> Vec<u8> {
-        let ids: Vec<String> = self.option_ids.iter().map(Uuid::to_string).collect();
-        let names: Vec<&str> = self
-            .option_ids
-            .iter()
-            .map(|id| texts.get(id).map_or("", String::as_str))
-            .collect();
-        csv_row(&[
-            &self.vote_id.to_string(),
-            &self.voter_id,
-            &ids.join(";"),
-            &names.join(";"),
-            &self.cast_at.to_rfc3339(),
-            &self.counted_at.to_rfc3339(),
-        ])
-    }
+/// One ballot as a CSV line, its options by id and by text.
+fn csv_ballot(ballot: &Ballot, texts: &HashMap<Uuid, String>) -> Vec<u8> {
+    let ids: Vec<String> = ballot.option_ids.iter().map(Uuid::to_string).collect();
+    let names: Vec<&str> = ballot
+        .option_ids
+        .iter()
+        .map(|id| texts.get(id).map_or("", String::as_str))
+        .collect();
+    csv_row(&[
+        &ballot.vote_id.to_string(),
+        &ballot.voter_id,
+        &ids.join(";"),
+        &names.join(";"),
+        &ballot.cast_at.to_rfc3339(),
+        &ballot.counted_at.to_rfc3339(),
+    ])
 }
 
 /// One CSV line with RFC 4180 quoting (voter ids and option texts may hold commas and quotes).
@@ -766,7 +611,7 @@ mod tests {
         }
     }
 
-    fn code_of(result: Result<ValidPoll, ApiError>) -> &'static str {
+    fn code_of(result: Result<PollDraft, ApiError>) -> &'static str {
         result.unwrap_err().code()
     }
 
@@ -891,14 +736,5 @@ mod tests {
         let mut poll = new_poll(PollKind::Single, &["a", "b"], None);
         poll.min_choices = Some(2);
         assert_eq!(code_of(validate(poll, now)), "invalid_max_choices");
-    }
-
-    #[test]
-    fn codes_use_the_unambiguous_alphabet() {
-        for _ in 0..100 {
-            let code = random_code();
-            assert_eq!(code.len(), CODE_LEN);
-            assert!(code.bytes().all(|b| CODE_ALPHABET.contains(&b)), "{code}");
-        }
     }
 }

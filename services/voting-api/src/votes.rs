@@ -4,7 +4,6 @@
 //! filter, not the guarantee (the ballot key in PostgreSQL is). Whatever fails after the lock
 //! was taken releases it, so the voter can retry and no half-done vote is left behind.
 
-use std::collections::HashSet;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,8 @@ use axum::http::StatusCode;
 use axum::{BoxError, Json};
 use chrono::{DateTime, Utc};
 use pollstream_infra::telemetry::trace_context;
-use pollstream_store::{PollDefinition, PollKind};
+use pollstream_store::PollDefinition;
+use pollstream_store::ballots::{self, ChoiceFault, CountFault};
 use pollstream_wire::{ErrorBody, PollStatus, RawVote, SCHEMA_VERSION};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::FutureRecord;
@@ -156,14 +156,7 @@ async fn my_vote(
     caller: Caller,
 ) -> Result<Json<MyVote>, ApiError> {
     let poll = state.polls.by_code(&code).await?;
-    let ballot: Option<MyBallotRow> = sqlx::query_as(
-        "SELECT vote_id, option_ids, cast_at, counted_at FROM ballots WHERE poll_id = $1 AND voter_id = $2",
-    )
-    .bind(poll.id)
-    .bind(&caller.subject)
-    .fetch_optional(&state.db)
-    .await?;
-    if let Some(ballot) = ballot {
+    if let Some(ballot) = ballots::of_voter(&state.db, poll.id, &caller.subject).await? {
         return Ok(Json(MyVote {
             status: "counted",
             vote_id: Some(ballot.vote_id),
@@ -194,14 +187,6 @@ async fn my_vote(
             counted_at: None,
         },
     }))
-}
-
-#[derive(sqlx::FromRow)]
-struct MyBallotRow {
-    vote_id: Uuid,
-    option_ids: Vec<Uuid>,
-    cast_at: DateTime<Utc>,
-    counted_at: DateTime<Utc>,
 }
 
 fn lock_key(poll_id: Uuid, voter_id: &str) -> String {
@@ -422,58 +407,39 @@ async fn release_lock(redis: &mut redis::aio::ConnectionManager, key: &str, valu
     }
 }
 
-/// Checks the chosen options against the poll: known, distinct, and as many as it allows.
+/// Checks the chosen options against the poll ([`PollDefinition::check_ballot`]) and names
+/// the first fault: no choice at all, then a repeated or unknown option, then the count.
 fn check_choices(poll: &PollDefinition, option_ids: &[Uuid]) -> Result<(), ApiError> {
-    if option_ids.is_empty() {
-        return Err(ApiError::unprocessable(
+    let check = poll.check_ballot(option_ids);
+    let (code, message) = match (check.count, check.choice) {
+        (None, None) => return Ok(()),
+        (Some(CountFault::Empty), _) => (
             "no_choice",
-            "`optionIds` must name at least one option",
-        ));
-    }
-    let mut seen = HashSet::with_capacity(option_ids.len());
-    for id in option_ids {
-        if !seen.insert(id) {
-            return Err(ApiError::unprocessable(
-                "duplicate_option",
-                format!("option {id} is chosen twice"),
-            ));
+            "`optionIds` must name at least one option".to_owned(),
+        ),
+        (_, Some(ChoiceFault::Repeated(id))) => {
+            ("duplicate_option", format!("option {id} is chosen twice"))
         }
-        if !poll.options.iter().any(|option| option.id == *id) {
-            return Err(ApiError::unprocessable(
-                "invalid_option",
-                format!("option {id} is not an option of this poll"),
-            ));
-        }
-    }
-    let (min, max) = match poll.kind {
-        PollKind::Single => (1, 1),
-        PollKind::Multiple => (poll.min_choices.max(1) as usize, poll.max_choices as usize),
-    };
-    if option_ids.len() > max {
-        return Err(ApiError::unprocessable(
+        (_, Some(ChoiceFault::Unknown(id))) => (
+            "invalid_option",
+            format!("option {id} is not an option of this poll"),
+        ),
+        (Some(CountFault::TooMany { max, got }), None) => (
             "too_many_choices",
-            format!(
-                "this poll allows at most {max} choice(s), got {}",
-                option_ids.len()
-            ),
-        ));
-    }
-    if option_ids.len() < min {
-        return Err(ApiError::unprocessable(
+            format!("this poll allows at most {max} choice(s), got {got}"),
+        ),
+        (Some(CountFault::TooFew { min, got }), None) => (
             "too_few_choices",
-            format!(
-                "this poll needs at least {min} choices, got {}",
-                option_ids.len()
-            ),
-        ));
-    }
-    Ok(())
+            format!("this poll needs at least {min} choices, got {got}"),
+        ),
+    };
+    Err(ApiError::unprocessable(code, message))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pollstream_store::PollOption;
+    use pollstream_store::{PollKind, PollOption};
 
     fn poll(kind: PollKind, max_choices: i32, options: usize) -> PollDefinition {
         PollDefinition {
