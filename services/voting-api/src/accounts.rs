@@ -23,10 +23,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::client_ip::ClientIp;
 use crate::error::ApiError;
+use crate::extract::{ApiJson, ClientIp};
 use crate::rate_limit::{self, Limit};
-use crate::state::{ApiJson, AppState};
+use crate::state::AppState;
 
 /// Routes under `/api/v1/auth`.
 pub fn router() -> OpenApiRouter<AppState> {

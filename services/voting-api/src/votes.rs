@@ -1,10 +1,9 @@
 //! Casting votes: validate, lock, produce, answer `202` only once Kafka has the vote.
 //!
-//! The Redis lock `vote:{pollId}:{voterId}` turns a second attempt into `409` cheaply; it is a
-//! filter, not the guarantee (the ballot key in PostgreSQL is). Whatever fails after the lock
-//! was taken releases it, so the voter can retry and no half-done vote is left behind.
+//! The vote lock ([`crate::vote_lock`]) turns a second attempt into `409` cheaply. Whatever
+//! fails after the lock was taken releases it, so the voter can retry and no half-done vote is
+//! left behind.
 
-use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use axum::error_handling::HandleErrorLayer;
@@ -28,12 +27,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::auth::Caller;
-use crate::client_ip::ClientIp;
 use crate::error::ApiError;
-use crate::extract::ApiPath;
+use crate::extract::{ApiJson, ApiPath, Caller, ClientIp};
 use crate::rate_limit::{self, Limit};
-use crate::state::{ApiJson, AppState};
+use crate::state::AppState;
+use crate::vote_lock::{self, LockValue, release_lock};
 
 /// Routes that take votes. At most `max_in_flight` of their requests are served at once on
 /// this instance (one semaphore for all of them); past that a request is answered `503
@@ -166,12 +164,10 @@ async fn my_vote(
         }));
     }
     let mut redis = state.redis.clone();
-    let lock: Option<String> = redis::cmd("GET")
-        .arg(lock_key(poll.id, &caller.subject))
-        .query_async(&mut redis)
+    let lock = vote_lock::pending(&mut redis, poll.id, &caller.subject)
         .await
         .map_err(|err| ApiError::unavailable("redis", err))?;
-    Ok(Json(match lock.as_deref().and_then(LockValue::parse) {
+    Ok(Json(match lock {
         Some(lock) => MyVote {
             status: "pending",
             vote_id: Some(lock.vote_id),
@@ -187,37 +183,6 @@ async fn my_vote(
             counted_at: None,
         },
     }))
-}
-
-fn lock_key(poll_id: Uuid, voter_id: &str) -> String {
-    format!("vote:{poll_id}:{voter_id}")
-}
-
-/// What the lock holds: enough to answer "my vote" before the ballot is counted.
-#[derive(Debug, PartialEq)]
-struct LockValue {
-    vote_id: Uuid,
-    option_ids: Vec<Uuid>,
-}
-
-impl LockValue {
-    fn render(&self) -> String {
-        let ids: Vec<String> = self.option_ids.iter().map(Uuid::to_string).collect();
-        format!("{}|{}", self.vote_id, ids.join(","))
-    }
-
-    fn parse(value: &str) -> Option<Self> {
-        let (vote_id, options) = value.split_once('|')?;
-        Some(LockValue {
-            vote_id: vote_id.parse().ok()?,
-            option_ids: options
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::parse)
-                .collect::<Result<_, _>>()
-                .ok()?,
-        })
-    }
 }
 
 async fn cast(
@@ -238,17 +203,7 @@ async fn cast(
             ));
         }
         check_choices(poll, &option_ids)?;
-        let limits = &state.config.rate_limits;
-        let limits = vec![
-            Limit {
-                key: format!("{}:vote:voter:{voter_id}", limits.namespace),
-                max: limits.votes_per_voter,
-            },
-            Limit {
-                key: format!("{}:vote:ip:{}", limits.namespace, ip.0),
-                max: limits.votes_per_ip,
-            },
-        ];
+        let limits = vote_lock::limits(&state.config.rate_limits, &voter_id, ip.0);
         let vote = RawVote {
             v: SCHEMA_VERSION,
             vote_id: Uuid::now_v7(),
@@ -278,37 +233,36 @@ async fn lock_and_produce(
     vote: RawVote,
     limits: Vec<Limit>,
 ) -> Result<(StatusCode, Json<VoteAccepted>), ApiError> {
-    let lock_key = lock_key(vote.poll_id, &vote.voter_id);
+    let lock_key = vote_lock::key(vote.poll_id, &vote.voter_id);
     let lock_value = LockValue {
         vote_id: vote.vote_id,
         option_ids: vote.option_ids.clone(),
     }
     .render();
     let mut redis = state.redis.clone();
-    let mut invocation = TAKE_LOCK.prepare_invoke();
-    invocation
-        .key(&lock_key)
-        .key(pollstream_store::closed_flag::key(vote.poll_id))
-        .arg(&lock_value)
-        .arg(state.config.vote_lock_ttl.as_secs())
-        .arg(state.config.rate_limits.window.as_millis() as u64);
-    for limit in rate_limit::active(&limits) {
-        invocation.key(&limit.key).arg(limit.max);
-    }
-    let (outcome, retry_ms): (i64, i64) = invocation
-        .invoke_async(&mut redis)
-        .await
-        .map_err(|err| ApiError::unavailable("redis", err))?;
+    let outcome = vote_lock::take(
+        &mut redis,
+        vote.poll_id,
+        &lock_key,
+        &lock_value,
+        state.config.vote_lock_ttl,
+        state.config.rate_limits.window,
+        &limits,
+    )
+    .await
+    .map_err(|err| ApiError::unavailable("redis", err))?;
     match outcome {
-        LOCK_TAKEN => {}
-        ALREADY_VOTED => {
+        vote_lock::Outcome::Taken => {}
+        vote_lock::Outcome::AlreadyVoted => {
             return Err(ApiError::conflict(
                 "already_voted",
                 "this voter has already voted in this poll",
             ));
         }
-        RATE_LIMITED => return Err(rate_limit::exceeded(retry_ms)),
-        _ => {
+        vote_lock::Outcome::RateLimited { retry_ms } => {
+            return Err(rate_limit::exceeded(retry_ms));
+        }
+        vote_lock::Outcome::PollClosed => {
             return Err(ApiError::conflict(
                 "poll_closed",
                 "this poll is closed and takes no more votes",
@@ -358,52 +312,6 @@ async fn lock_and_produce(
             release_lock(&mut redis, &lock_key, &lock_value).await;
             Err(ApiError::unavailable("kafka", err))
         }
-    }
-}
-
-const LOCK_TAKEN: i64 = 1;
-const ALREADY_VOTED: i64 = 0;
-const RATE_LIMITED: i64 = 2;
-
-// One round trip per vote: count the rate limits (KEYS[3..], maxima ARGV[4..]), then refuse
-// a closed poll (checked in the same step as the lock, so no vote can slip in after a
-// close), then take the lock. Returns {outcome, retry_ms}: 1 lock taken, 0 this voter already
-// holds one, -1 the poll is closed, 2 a limit is exceeded with retry_ms left in its window.
-static TAKE_LOCK: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(&format!(
-        "{}{}",
-        rate_limit::COUNT_LIMITS,
-        r"
-local retry = count_limits(3, 4, tonumber(ARGV[3]))
-if retry >= 0 then return {2, retry} end
-if redis.call('EXISTS', KEYS[2]) == 1 then return {-1, 0} end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return {1, 0} end
-return {0, 0}
-"
-    ))
-});
-
-static RELEASE_LOCK: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-",
-    )
-});
-
-/// Deletes the lock only if it still holds this vote, so a lock taken by a later attempt is
-/// never removed by an earlier one.
-async fn release_lock(redis: &mut redis::aio::ConnectionManager, key: &str, value: &str) {
-    let released = RELEASE_LOCK
-        .key(key)
-        .arg(value)
-        .invoke_async::<i64>(redis)
-        .await;
-    if let Err(err) = released {
-        tracing::error!(lock = key, error = %err, "Cannot release vote lock; it expires with its TTL");
     }
 }
 
@@ -493,16 +401,6 @@ mod tests {
         p.min_choices = 2;
         assert_eq!(code(&p, &[100]), Some("too_few_choices"));
         assert_eq!(code(&p, &[100, 101]), None);
-    }
-
-    #[test]
-    fn lock_value_round_trips() {
-        let value = LockValue {
-            vote_id: Uuid::from_u128(1),
-            option_ids: vec![Uuid::from_u128(2), Uuid::from_u128(3)],
-        };
-        assert_eq!(LockValue::parse(&value.render()), Some(value));
-        assert_eq!(LockValue::parse("garbage"), None);
     }
 
     #[test]
