@@ -154,6 +154,18 @@ mod tests {
     }
 
     #[test]
+    fn a_vote_cast_before_its_owner_closed_the_poll_counts() {
+        let now = Utc::now();
+        let mut v = vote(&[10]);
+        v.cast_at = now - Duration::seconds(5);
+        let mut closed = rules();
+        closed.closed_at = Some(now - Duration::seconds(1));
+        assert_eq!(rejection(&v, Some(&closed), now), None);
+        closed.closed_at = Some(now - Duration::seconds(10));
+        assert_eq!(rejection(&v, Some(&closed), now), Some("cast_after_close"));
+    }
+
+    #[test]
     fn voter_ids_follow_the_shared_subject_rule() {
         let now = Utc::now();
         for (voter, reason) in [
