@@ -25,3 +25,23 @@ pub async fn set(conn: &mut ConnectionManager, poll_id: Uuid) -> redis::RedisRes
         .query_async(conn)
         .await
 }
+
+/// Sets the flag of a poll about to be deleted and drops its cached results, in one round
+/// trip: no vote is taken and no count is served for it from here on.
+pub async fn set_dropping_results(
+    conn: &mut ConnectionManager,
+    poll_id: Uuid,
+) -> redis::RedisResult<()> {
+    redis::pipe()
+        .cmd("SET")
+        .arg(key(poll_id))
+        .arg(1)
+        .arg("EX")
+        .arg(TTL_SECS)
+        .ignore()
+        .cmd("DEL")
+        .arg(pollstream_wire::results_cache_key(poll_id))
+        .ignore()
+        .query_async(conn)
+        .await
+}

@@ -1,13 +1,21 @@
-//! Reading polls and their snapshots, shared by the services that need them.
+//! What pollstream keeps in PostgreSQL and Redis, and the rules every service applies to it.
 //!
-//! voting-api validates votes against [`PollDefinition`]s and serves results; the realtime
-//! service resolves join codes and answers `join` with the current snapshot. Both read the
-//! snapshot from the Redis cache the aggregator refreshes and fall back to PostgreSQL.
+//! A rule two services must agree on is written once, here: when a poll is closed
+//! ([`polls::status_at`]), which choices a ballot may hold ([`ballots::check_choices`]), who
+//! may see counts ([`visibility`]), what a join code looks like ([`join_code`]), and where the
+//! current snapshot is read from ([`snapshots::current`]: the Redis cache the aggregator
+//! refreshes, then PostgreSQL). Services hold no SQL of their own for polls, ballots or
+//! accounts; they call the functions of these modules.
 
+pub mod accounts;
 pub mod ballots;
 pub mod closed_flag;
+pub mod join_code;
 pub mod polls;
 pub mod results_cache;
 pub mod snapshots;
+pub mod visibility;
 
-pub use polls::{PollDefinition, PollKind, PollOption, ResultsVisibility, Viewer};
+pub use join_code::{JoinCode, NoSuchCode};
+pub use polls::{PollDefinition, PollKind, PollOption};
+pub use visibility::{ResultsVisibility, Viewer};

@@ -1,10 +1,39 @@
-//! Poll definitions: what a vote is validated against.
+//! Polls as stored in PostgreSQL: their definitions (what a vote is checked against), when
+//! they are closed, and every statement that creates, closes, deletes or looks one up.
 
 use chrono::{DateTime, Utc};
 use pollstream_wire::PollStatus;
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
+
+use crate::ballots::{self, BallotCheck, ChoiceLimits};
+use crate::join_code::JoinCode;
+use crate::visibility::ResultsVisibility;
+
+/// A poll's status at `at`: closed from its `closes_at` on (it closes by itself) and from its
+/// `closed_at` on (its owner closed it, or it was closed on time); before both, `stored`, the
+/// status its row had when read. This is the one rule for "is the poll closed", in voting-api
+/// (votes, views, results), in snapshots, and in the aggregator (was a vote cast after the
+/// close).
+pub fn status_at(
+    stored: PollStatus,
+    closes_at: Option<DateTime<Utc>>,
+    closed_at: Option<DateTime<Utc>>,
+    at: DateTime<Utc>,
+) -> PollStatus {
+    let reached = |moment: Option<DateTime<Utc>>| moment.is_some_and(|moment| moment <= at);
+    if reached(closes_at) || reached(closed_at) {
+        PollStatus::Closed
+    } else {
+        stored
+    }
+}
+
+/// The status a row stores, as [`status_at`] takes it: anything but `open` is closed.
+pub(crate) fn stored_status(status: &str) -> PollStatus {
+    PollStatus::parse(status).unwrap_or(PollStatus::Closed)
+}
 
 /// Single or multiple choice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -12,7 +41,7 @@ use uuid::Uuid;
 pub enum PollKind {
     /// Exactly one option per ballot.
     Single,
-    /// Between one and `max_choices` distinct options per ballot.
+    /// Between `min_choices` and `max_choices` distinct options per ballot.
     Multiple,
 }
 
@@ -24,69 +53,14 @@ impl PollKind {
             PollKind::Multiple => "multiple",
         }
     }
-}
 
-/// Who may see a poll's counts, and when.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ResultsVisibility {
-    /// Everyone, at all times.
-    #[default]
-    Always,
-    /// A voter once their own vote is counted; the owner always.
-    AfterVote,
-    /// Everyone once the poll is closed; the owner always.
-    AfterClose,
-    /// Only the owner.
-    OwnerOnly,
-}
-
-impl ResultsVisibility {
-    /// The spelling stored in PostgreSQL.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResultsVisibility::Always => "always",
-            ResultsVisibility::AfterVote => "after_vote",
-            ResultsVisibility::AfterClose => "after_close",
-            ResultsVisibility::OwnerOnly => "owner_only",
-        }
-    }
-
-    /// Parses the stored spelling; anything unknown is the strictest mode.
+    /// Parses the stored spelling; anything but `multiple` is single choice.
     pub fn parse(value: &str) -> Self {
-        match value {
-            "always" => ResultsVisibility::Always,
-            "after_vote" => ResultsVisibility::AfterVote,
-            "after_close" => ResultsVisibility::AfterClose,
-            _ => ResultsVisibility::OwnerOnly,
+        if value == "multiple" {
+            PollKind::Multiple
+        } else {
+            PollKind::Single
         }
-    }
-}
-
-/// Whether a viewer may see counts right now, given what is known about them.
-#[derive(Debug, Clone, Copy)]
-pub struct Viewer {
-    /// The viewer owns the poll.
-    pub is_owner: bool,
-    /// The viewer's ballot in this poll is counted.
-    pub has_counted_ballot: bool,
-}
-
-impl ResultsVisibility {
-    /// The rule itself, kept in one place for the REST endpoint and the sockets.
-    pub fn allows(self, viewer: Viewer, status: PollStatus) -> bool {
-        viewer.is_owner
-            || match self {
-                ResultsVisibility::Always => true,
-                ResultsVisibility::AfterVote => viewer.has_counted_ballot,
-                ResultsVisibility::AfterClose => status == PollStatus::Closed,
-                ResultsVisibility::OwnerOnly => false,
-            }
-    }
-
-    /// Whether the rule depends on the viewer's own ballot.
-    pub fn needs_ballot(self) -> bool {
-        self == ResultsVisibility::AfterVote
     }
 }
 
@@ -131,23 +105,29 @@ pub struct PollDefinition {
 }
 
 impl PollDefinition {
-    /// The status in force at `now`: a poll past its `closes_at` is closed even before the
-    /// row says so.
+    /// The status in force at `now` ([`status_at`]): a poll past its `closes_at` is closed even
+    /// before the row says so.
     pub fn status_at(&self, now: DateTime<Utc>) -> PollStatus {
-        match self.closes_at {
-            Some(closes_at) if closes_at <= now => PollStatus::Closed,
-            _ => self.status,
-        }
+        status_at(self.status, self.closes_at, self.closed_at, now)
     }
 
-    /// Loads a poll by its join code (case-insensitive).
-    pub async fn load_by_code(pool: &PgPool, code: &str) -> Result<Option<Self>, sqlx::Error> {
+    /// Checks a ballot's choices against this poll ([`ballots::check_choices`]).
+    pub fn check_ballot(&self, option_ids: &[Uuid]) -> BallotCheck {
+        ballots::check_choices(
+            option_ids,
+            ChoiceLimits::of(self.kind, self.min_choices, self.max_choices),
+            |id| self.options.iter().any(|option| option.id == *id),
+        )
+    }
+
+    /// Loads a poll by its join code.
+    pub async fn load_by_code(pool: &PgPool, code: &JoinCode) -> Result<Option<Self>, sqlx::Error> {
         let row: Option<PollRow> = sqlx::query_as(
             "SELECT id, code, owner_id, question, kind, min_choices, max_choices, results_visibility,
                     status, closes_at, closed_at, created_at
              FROM polls WHERE code = $1",
         )
-        .bind(code.to_ascii_uppercase())
+        .bind(code.as_str())
         .fetch_optional(pool)
         .await?;
         Self::with_options(pool, row).await
@@ -181,15 +161,11 @@ impl PollDefinition {
             code: row.code,
             owner_id: row.owner_id,
             question: row.question,
-            kind: if row.kind == "multiple" {
-                PollKind::Multiple
-            } else {
-                PollKind::Single
-            },
+            kind: PollKind::parse(&row.kind),
             min_choices: row.min_choices,
             max_choices: row.max_choices,
             visibility: ResultsVisibility::parse(&row.results_visibility),
-            status: PollStatus::parse(&row.status).unwrap_or(PollStatus::Closed),
+            status: stored_status(&row.status),
             closes_at: row.closes_at,
             closed_at: row.closed_at,
             created_at: row.created_at,
@@ -215,4 +191,273 @@ struct PollRow {
     closes_at: Option<DateTime<Utc>>,
     closed_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
+}
+
+/// A checked new poll, ready to insert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollDraft {
+    /// The question, normalised.
+    pub question: String,
+    /// Answers in display order, normalised.
+    pub options: Vec<String>,
+    /// Single or multiple choice.
+    pub kind: PollKind,
+    /// Fewest options one ballot may hold.
+    pub min_choices: i32,
+    /// Most options one ballot may hold.
+    pub max_choices: i32,
+    /// When the poll closes by itself, if ever.
+    pub closes_at: Option<DateTime<Utc>>,
+    /// Who sees counts, and when.
+    pub visibility: ResultsVisibility,
+}
+
+/// Why a poll could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// Every random join code tried was taken.
+    #[error("no free poll code after {0} attempts")]
+    NoFreeCode(usize),
+    /// PostgreSQL failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Join codes tried before giving up: a collision is unlikely (32^6 codes) but possible.
+const CODE_ATTEMPTS: usize = 5;
+
+/// Inserts `draft` as a new open poll of `owner` with a fresh random join code, its poll and
+/// options in one transaction.
+pub async fn insert(
+    pool: &PgPool,
+    owner: &str,
+    draft: PollDraft,
+) -> Result<PollDefinition, CreateError> {
+    let id = Uuid::now_v7();
+    let option_ids: Vec<Uuid> = draft.options.iter().map(|_| Uuid::now_v7()).collect();
+    let positions: Vec<i32> = (0..draft.options.len() as i32).collect();
+    for _ in 0..CODE_ATTEMPTS {
+        let code = JoinCode::random();
+        let mut tx = pool.begin().await?;
+        let inserted: Option<(DateTime<Utc>,)> = sqlx::query_as(
+            "INSERT INTO polls (id, code, owner_id, question, kind, min_choices, max_choices, closes_at,
+                                results_visibility)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (code) DO NOTHING
+             RETURNING created_at",
+        )
+        .bind(id)
+        .bind(code.as_str())
+        .bind(owner)
+        .bind(&draft.question)
+        .bind(draft.kind.as_str())
+        .bind(draft.min_choices)
+        .bind(draft.max_choices)
+        .bind(draft.closes_at)
+        .bind(draft.visibility.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((created_at,)) = inserted else {
+            continue;
+        };
+        sqlx::query(
+            "INSERT INTO options (id, poll_id, position, text)
+             SELECT o.id, $1, o.position, o.text
+             FROM UNNEST($2::uuid[], $3::int[], $4::text[]) AS o(id, position, text)",
+        )
+        .bind(id)
+        .bind(&option_ids)
+        .bind(&positions)
+        .bind(&draft.options)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        return Ok(PollDefinition {
+            id,
+            code: code.into(),
+            owner_id: owner.to_owned(),
+            question: draft.question,
+            kind: draft.kind,
+            min_choices: draft.min_choices,
+            max_choices: draft.max_choices,
+            visibility: draft.visibility,
+            status: PollStatus::Open,
+            closes_at: draft.closes_at,
+            closed_at: None,
+            created_at,
+            options: option_ids
+                .into_iter()
+                .zip(draft.options)
+                .map(|(id, text)| PollOption { id, text })
+                .collect(),
+        });
+    }
+    Err(CreateError::NoFreeCode(CODE_ATTEMPTS))
+}
+
+/// Closes `poll_id` now, with a new `seq`; a poll already closed is left as it is.
+pub async fn close(executor: impl PgExecutor<'_>, poll_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE polls SET status = 'closed', closed_at = now(), seq = seq + 1
+         WHERE id = $1 AND status = 'open'",
+    )
+    .bind(poll_id)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// Deletes `poll_id` with its options and ballots.
+pub async fn delete(executor: impl PgExecutor<'_>, poll_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM polls WHERE id = $1")
+        .bind(poll_id)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// One poll in its owner's list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollSummary {
+    /// Primary key.
+    pub id: Uuid,
+    /// Join code.
+    pub code: String,
+    /// The question.
+    pub question: String,
+    /// Status at the time of reading ([`status_at`]).
+    pub status: PollStatus,
+    /// Ballots counted.
+    pub total: i64,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it closes by itself, if ever.
+    pub closes_at: Option<DateTime<Utc>>,
+}
+
+/// The polls of `owner`, newest first: at most `limit` of them after skipping `offset`.
+pub async fn owned_by(
+    executor: impl PgExecutor<'_>,
+    owner: &str,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<PollSummary>, sqlx::Error> {
+    let rows: Vec<SummaryRow> = sqlx::query_as(
+        "SELECT id, code, question, status, total, created_at, closes_at, closed_at FROM polls
+         WHERE owner_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
+    )
+    .bind(owner)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(executor)
+    .await?;
+    let now = Utc::now();
+    Ok(rows
+        .into_iter()
+        .map(|row| PollSummary {
+            status: status_at(
+                stored_status(&row.status),
+                row.closes_at,
+                row.closed_at,
+                now,
+            ),
+            id: row.id,
+            code: row.code,
+            question: row.question,
+            total: row.total,
+            created_at: row.created_at,
+            closes_at: row.closes_at,
+        })
+        .collect())
+}
+
+#[derive(sqlx::FromRow)]
+struct SummaryRow {
+    id: Uuid,
+    code: String,
+    question: String,
+    status: String,
+    total: i64,
+    created_at: DateTime<Utc>,
+    closes_at: Option<DateTime<Utc>>,
+    closed_at: Option<DateTime<Utc>>,
+}
+
+/// The id of the poll whose join code is `code`, if there is one.
+pub async fn id_by_code(
+    executor: impl PgExecutor<'_>,
+    code: &JoinCode,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM polls WHERE code = $1")
+        .bind(code.as_str())
+        .fetch_optional(executor)
+        .await
+}
+
+/// Who owns a poll and who may see its counts: what deciding on a viewer needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultsAccess {
+    /// The owner always sees counts.
+    pub owner_id: String,
+    /// The poll's rule.
+    pub visibility: ResultsVisibility,
+}
+
+/// Owner and visibility of `poll_id`, if there is such a poll.
+pub async fn results_access(
+    executor: impl PgExecutor<'_>,
+    poll_id: Uuid,
+) -> Result<Option<ResultsAccess>, sqlx::Error> {
+    let row: Option<(String, String)> =
+        sqlx::query_as("SELECT owner_id, results_visibility FROM polls WHERE id = $1")
+            .bind(poll_id)
+            .fetch_optional(executor)
+            .await?;
+    Ok(row.map(|(owner_id, visibility)| ResultsAccess {
+        owner_id,
+        visibility: ResultsVisibility::parse(&visibility),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    #[test]
+    fn a_poll_is_closed_from_its_closing_moments_on() {
+        let now = Utc::now();
+        let second = Duration::seconds(1);
+        let open = PollStatus::Open;
+        assert_eq!(status_at(open, None, None, now), PollStatus::Open);
+        assert_eq!(
+            status_at(open, Some(now + second), None, now),
+            PollStatus::Open
+        );
+        assert_eq!(status_at(open, Some(now), None, now), PollStatus::Closed);
+        assert_eq!(
+            status_at(open, Some(now - second), None, now),
+            PollStatus::Closed
+        );
+        assert_eq!(
+            status_at(open, None, Some(now - second), now),
+            PollStatus::Closed
+        );
+        assert_eq!(
+            status_at(open, Some(now + second), Some(now - second), now),
+            PollStatus::Closed
+        );
+        assert_eq!(
+            status_at(open, None, Some(now + second), now),
+            PollStatus::Open
+        );
+        // A row that says closed is closed, whatever the clocks say.
+        assert_eq!(
+            status_at(PollStatus::Closed, Some(now + second), None, now),
+            PollStatus::Closed
+        );
+        assert_eq!(stored_status("open"), PollStatus::Open);
+        assert_eq!(stored_status("closed"), PollStatus::Closed);
+        assert_eq!(stored_status("archived"), PollStatus::Closed);
+    }
 }

@@ -17,6 +17,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use pollstream_store::PollKind;
+use pollstream_store::ballots::ChoiceLimits;
 use pollstream_wire::{PollSnapshot, RawVote};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -167,7 +169,7 @@ async fn count_part(
     // Row locks, in id order, serialise flushes of the same poll across replicas (during a
     // rebalance two may briefly hold the same votes) so `seq` and counters stay consistent.
     let polls: Vec<RulesRow> = sqlx::query_as(
-        "SELECT id, min_choices, max_choices, closes_at, closed_at FROM polls
+        "SELECT id, kind, min_choices, max_choices, closes_at, closed_at FROM polls
          WHERE id = ANY($1) ORDER BY id FOR UPDATE",
     )
     .bind(&poll_ids)
@@ -184,8 +186,11 @@ async fn count_part(
             (
                 row.id,
                 PollRules {
-                    min_choices: row.min_choices.max(1) as usize,
-                    max_choices: row.max_choices.max(1) as usize,
+                    choices: ChoiceLimits::of(
+                        PollKind::parse(&row.kind),
+                        row.min_choices,
+                        row.max_choices,
+                    ),
                     closes_at: row.closes_at,
                     closed_at: row.closed_at,
                     options: Vec::new(),
@@ -284,6 +289,7 @@ async fn count_part(
 #[derive(sqlx::FromRow)]
 struct RulesRow {
     id: Uuid,
+    kind: String,
     min_choices: i32,
     max_choices: i32,
     closes_at: Option<DateTime<Utc>>,

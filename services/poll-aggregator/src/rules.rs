@@ -3,11 +3,14 @@
 //! instead of failing the flush.
 //!
 //! Each failed check has a stable name, the `dlq-reason` of the dead letter and the `reason`
-//! label of `votes_parked_total`.
+//! label of `votes_parked_total`. The checks against the poll are the ones voting-api applied
+//! before taking the vote, from `pollstream_store`: [`check_choices`] and [`polls::status_at`].
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use pollstream_wire::RawVote;
+use pollstream_store::ballots::{ChoiceFault, ChoiceLimits, check_choices};
+use pollstream_store::polls;
 use pollstream_wire::input::check_subject;
+use pollstream_wire::{PollStatus, RawVote};
 use uuid::Uuid;
 
 /// How far ahead of the aggregator's clock a `castAt` may be: voting-api stamps votes with its
@@ -26,13 +29,12 @@ pub fn earliest_cast_at() -> DateTime<Utc> {
 /// What the aggregator knows about a poll when it validates a vote.
 #[derive(Debug, Clone)]
 pub struct PollRules {
-    /// Fewest options per ballot.
-    pub min_choices: usize,
-    /// Multiple choice polls allow more than one option.
-    pub max_choices: usize,
-    /// Votes cast after this are not counted.
+    /// How many options one ballot may hold.
+    pub choices: ChoiceLimits,
+    /// Votes cast from this moment on are not counted.
     pub closes_at: Option<DateTime<Utc>>,
-    /// Votes cast after the poll was closed by its owner are not counted either.
+    /// Votes cast from the moment the poll was closed (by its owner, or on time) are not
+    /// counted either.
     pub closed_at: Option<DateTime<Utc>>,
     /// The poll's option ids.
     pub options: Vec<Uuid>,
@@ -45,7 +47,8 @@ pub struct PollRules {
 /// ([`pollstream_wire::input::check_subject`]: `voter_id_empty`, `voter_id_too_long`,
 /// `voter_id_not_printable`), `castAt` within [`earliest_cast_at`] and `now` +
 /// [`MAX_CAST_AT_AHEAD`] (`cast_at_out_of_range`), then against the poll: `unknown_poll`,
-/// `bad_choice_count`, `unknown_option`, `duplicate_option`, `cast_after_close`.
+/// `bad_choice_count`, `unknown_option`, `duplicate_option`, `cast_after_close` (the poll was
+/// closed at `castAt`).
 pub fn rejection(
     vote: &RawVote,
     rules: Option<&PollRules>,
@@ -60,23 +63,26 @@ pub fn rejection(
     let Some(rules) = rules else {
         return Some("unknown_poll");
     };
-    if vote.option_ids.len() < rules.min_choices.max(1) || vote.option_ids.len() > rules.max_choices
-    {
+    let check = check_choices(&vote.option_ids, rules.choices, |id| {
+        rules.options.contains(id)
+    });
+    if check.count.is_some() {
         return Some("bad_choice_count");
     }
-    for (index, id) in vote.option_ids.iter().enumerate() {
-        if !rules.options.contains(id) {
-            return Some("unknown_option");
-        }
-        if vote.option_ids[..index].contains(id) {
-            return Some("duplicate_option");
-        }
+    match check.choice {
+        Some(ChoiceFault::Unknown(_)) => return Some("unknown_option"),
+        Some(ChoiceFault::Repeated(_)) => return Some("duplicate_option"),
+        None => {}
     }
-    let closed_at = match (rules.closes_at, rules.closed_at) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    if closed_at.is_some_and(|closed_at| vote.cast_at > closed_at) {
+    // The row's status is as of now, not as of `castAt`: only the two moments tell whether the
+    // poll was already closed when the vote was cast.
+    if polls::status_at(
+        PollStatus::Open,
+        rules.closes_at,
+        rules.closed_at,
+        vote.cast_at,
+    ) == PollStatus::Closed
+    {
         return Some("cast_after_close");
     }
     None
@@ -89,8 +95,7 @@ mod tests {
 
     fn rules() -> PollRules {
         PollRules {
-            min_choices: 1,
-            max_choices: 2,
+            choices: ChoiceLimits { min: 1, max: 2 },
             closes_at: None,
             closed_at: None,
             options: vec![
@@ -146,6 +151,18 @@ mod tests {
             rejection(&vote(&[10]), Some(&closed), now),
             Some("cast_after_close")
         );
+    }
+
+    #[test]
+    fn a_vote_cast_before_its_owner_closed_the_poll_counts() {
+        let now = Utc::now();
+        let mut v = vote(&[10]);
+        v.cast_at = now - Duration::seconds(5);
+        let mut closed = rules();
+        closed.closed_at = Some(now - Duration::seconds(1));
+        assert_eq!(rejection(&v, Some(&closed), now), None);
+        closed.closed_at = Some(now - Duration::seconds(10));
+        assert_eq!(rejection(&v, Some(&closed), now), Some("cast_after_close"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use pollstream_infra::jwt::JwtKeys;
-use pollstream_store::ResultsVisibility;
+use pollstream_store::{JoinCode, ResultsVisibility, ballots, polls};
 use pollstream_wire::{ErrorBody, PollSnapshot, PollStatus, RoomRequest};
 use redis::aio::ConnectionManager;
 use serde_json::json;
@@ -74,33 +74,30 @@ impl Hub {
         match (request.poll_id, request.code.as_deref()) {
             (Some(poll_id), _) => Ok(poll_id),
             (None, Some(code)) => {
-                let code = code.trim().to_ascii_uppercase();
-                if let Some(id) = self.codes.lock().expect("codes lock poisoned").get(&code) {
+                let code = JoinCode::parse(code)
+                    .map_err(|unknown| error("poll_not_found", unknown.to_string()))?;
+                if let Some(id) = self
+                    .codes
+                    .lock()
+                    .expect("codes lock poisoned")
+                    .get(code.as_str())
+                {
                     return Ok(*id);
                 }
-                if code.is_empty()
-                    || code.len() > 16
-                    || !code.bytes().all(|b| b.is_ascii_alphanumeric())
-                {
-                    return Err(error(
-                        "poll_not_found",
-                        format!("no poll with code {code:?}"),
-                    ));
-                }
-                let found: Option<Uuid> =
-                    sqlx::query_scalar("SELECT id FROM polls WHERE code = $1")
-                        .bind(&code)
-                        .fetch_optional(&self.db)
-                        .await
-                        .map_err(unavailable)?;
-                let id = found.ok_or_else(|| {
-                    error("poll_not_found", format!("no poll with code {code:?}"))
-                })?;
+                let id = polls::id_by_code(&self.db, &code)
+                    .await
+                    .map_err(unavailable)?
+                    .ok_or_else(|| {
+                        error(
+                            "poll_not_found",
+                            format!("no poll with code {:?}", code.as_str()),
+                        )
+                    })?;
                 let mut codes = self.codes.lock().expect("codes lock poisoned");
                 if codes.len() >= MAX_CACHED {
                     codes.clear();
                 }
-                codes.insert(code, id);
+                codes.insert(code.into(), id);
                 Ok(id)
             }
             (None, None) => Err(error("invalid_request", "give either `pollId` or `code`")),
@@ -117,17 +114,13 @@ impl Hub {
         {
             return Ok(access.clone());
         }
-        let row: Option<(String, String)> =
-            sqlx::query_as("SELECT owner_id, results_visibility FROM polls WHERE id = $1")
-                .bind(poll_id)
-                .fetch_optional(&self.db)
-                .await
-                .map_err(unavailable)?;
-        let (owner_id, visibility) =
-            row.ok_or_else(|| error("poll_not_found", format!("no poll with id {poll_id}")))?;
+        let found = polls::results_access(&self.db, poll_id)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| error("poll_not_found", format!("no poll with id {poll_id}")))?;
         let access = PollAccess {
-            owner_id,
-            visibility: ResultsVisibility::parse(&visibility),
+            owner_id: found.owner_id,
+            visibility: found.visibility,
         };
         let mut cache = self.access.lock().expect("access lock poisoned");
         if cache.len() >= MAX_CACHED {
@@ -139,7 +132,7 @@ impl Hub {
 
     /// Whether `voter` has a counted ballot in `poll_id`.
     pub async fn has_counted_ballot(&self, poll_id: Uuid, voter: &str) -> Result<bool, ErrorBody> {
-        pollstream_store::ballots::is_counted(&self.db, poll_id, voter)
+        ballots::is_counted(&self.db, poll_id, voter)
             .await
             .map_err(unavailable)
     }
@@ -247,14 +240,7 @@ impl Hub {
             None => return 0,
         };
         let voters: Vec<&str> = candidates.iter().map(|(_, voter)| voter.as_str()).collect();
-        let counted: Vec<String> = match sqlx::query_scalar(
-            "SELECT voter_id FROM ballots WHERE poll_id = $1 AND voter_id = ANY($2)",
-        )
-        .bind(poll_id)
-        .bind(&voters)
-        .fetch_all(&self.db)
-        .await
-        {
+        let counted = match ballots::counted_voters(&self.db, poll_id, &voters).await {
             Ok(counted) => counted,
             Err(err) => {
                 // Retried with the next snapshot of this poll.

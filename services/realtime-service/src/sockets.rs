@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use pollstream_store::{Viewer, results_cache, snapshots};
+use pollstream_store::{Viewer, snapshots};
 use pollstream_wire::{ErrorBody, PollSnapshot, RoomRequest};
 use socketioxide::extract::{AckSender, SocketRef, TryData};
 use uuid::Uuid;
@@ -76,17 +76,13 @@ async fn join(
     };
     let poll_id = hub.resolve(&request).await?;
     let access = hub.access(poll_id).await?;
-    let is_owner = viewer.as_deref() == Some(access.owner_id.as_str());
-    let has_counted_ballot = match viewer.as_deref() {
-        Some(voter) if access.visibility.needs_ballot() && !is_owner => {
-            hub.has_counted_ballot(poll_id, voter).await?
-        }
-        _ => false,
-    };
-    let rights = Viewer {
-        is_owner,
-        has_counted_ballot,
-    };
+    let rights = Viewer::decide(
+        &access.owner_id,
+        access.visibility,
+        viewer.as_deref(),
+        async |voter| hub.has_counted_ballot(poll_id, voter).await,
+    )
+    .await?;
     // Join before reading, so no broadcast falls between the snapshot and the first event.
     socket.join(room_name(poll_id));
     let snapshot = current_snapshot(hub, poll_id).await?;
@@ -124,23 +120,15 @@ async fn join(
 async fn current_snapshot(hub: &Hub, poll_id: Uuid) -> Result<PollSnapshot, ErrorBody> {
     let broadcast = hub.ledger.latest(poll_id);
     let mut redis = hub.redis.clone();
-    let cached = match results_cache::read(&mut redis, poll_id).await {
-        Ok(cached) => cached,
-        Err(err) => {
-            tracing::warn!(poll_id = %poll_id, error = %err, "Results cache unreadable, using PostgreSQL");
-            None
-        }
-    };
-    let stored = match cached {
-        Some(snapshot) => Some(snapshot),
-        None => snapshots::load(&hub.db, poll_id).await.map_err(|err| {
+    let stored = snapshots::current(&hub.db, &mut redis, poll_id)
+        .await
+        .map_err(|err| {
             tracing::warn!(poll_id = %poll_id, error = %err, "Cannot read snapshot");
             error(
                 "unavailable",
                 "results are temporarily unavailable, retry shortly",
             )
-        })?,
-    };
+        })?;
     [broadcast, stored]
         .into_iter()
         .flatten()

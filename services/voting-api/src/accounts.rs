@@ -12,8 +12,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use pollstream_infra::jwt::Role;
+use pollstream_store::accounts::{self, RefreshToken};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -22,10 +23,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::client_ip::ClientIp;
 use crate::error::ApiError;
+use crate::extract::{ApiJson, ClientIp};
 use crate::rate_limit::{self, Limit};
-use crate::state::{ApiJson, AppState};
+use crate::state::AppState;
 
 /// Routes under `/api/v1/auth`.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -171,17 +172,7 @@ async fn open_session(
 ) -> Result<Session, ApiError> {
     let (refresh_token, hash) = new_refresh_token();
     let expires_at = Utc::now() + state.config.refresh_token_ttl;
-    sqlx::query(
-        "INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, expires_at)
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(Uuid::now_v7())
-    .bind(family)
-    .bind(user_id)
-    .bind(hash)
-    .bind(expires_at)
-    .execute(&mut *conn)
-    .await?;
+    accounts::insert_refresh_token(&mut *conn, family, user_id, &hash, expires_at).await?;
     Ok(Session {
         user_id,
         access_token: state.jwt.issue_as(
@@ -214,13 +205,7 @@ async fn register(
     let hash = hash_password(credentials.password).await?;
     let user_id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
-    let inserted = sqlx::query("INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3) ON CONFLICT (email) DO NOTHING")
-        .bind(user_id)
-        .bind(&email)
-        .bind(hash)
-        .execute(&mut *tx)
-        .await?;
-    if inserted.rows_affected() == 0 {
+    if !accounts::insert_user(&mut *tx, user_id, &email, &hash).await? {
         return Err(ApiError::conflict(
             "email_taken",
             "an account with this email already exists",
@@ -249,12 +234,7 @@ async fn login(
     // An address register would refuse has no account; PostgreSQL never sees it (it refuses
     // U+0000 in text outright).
     let user: Option<(Uuid, String)> = match normalise_email(&credentials.email) {
-        Ok(email) => {
-            sqlx::query_as("SELECT id, password_hash FROM users WHERE email = $1")
-                .bind(&email)
-                .fetch_optional(&state.db)
-                .await?
-        }
+        Ok(email) => accounts::user_by_email(&state.db, &email).await?,
         Err(_) => None,
     };
     let invalid = || ApiError::Unauthorized("wrong email or password".into());
@@ -291,14 +271,8 @@ async fn refresh(
     limit_auth(&state, ip).await?;
     let hash = Sha256::digest(request.refresh_token.as_bytes()).to_vec();
     let mut tx = state.db.begin().await?;
-    let row: Option<RefreshRow> = sqlx::query_as(
-        "SELECT id, family_id, user_id, expires_at, used_at, revoked_at
-         FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
-    )
-    .bind(&hash)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(RefreshRow {
+    let row = accounts::lock_refresh_token(&mut *tx, &hash).await?;
+    let Some(RefreshToken {
         id,
         family_id: family,
         user_id,
@@ -315,10 +289,7 @@ async fn refresh(
         ));
     }
     if used_at.is_some() {
-        sqlx::query("UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL")
-            .bind(family)
-            .execute(&mut *tx)
-            .await?;
+        accounts::revoke_family(&mut *tx, family).await?;
         tx.commit().await?;
         tracing::warn!(user_id = %user_id, family = %family, "Refresh token reused; family revoked");
         return Err(ApiError::Unauthorized(
@@ -330,23 +301,10 @@ async fn refresh(
             "this refresh token has expired; log in again".into(),
         ));
     }
-    sqlx::query("UPDATE refresh_tokens SET used_at = now() WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    accounts::mark_refresh_token_used(&mut *tx, id).await?;
     let session = open_session(&state, &mut tx, user_id, family).await?;
     tx.commit().await?;
     Ok(Json(session))
-}
-
-#[derive(sqlx::FromRow)]
-struct RefreshRow {
-    id: Uuid,
-    family_id: Uuid,
-    user_id: Uuid,
-    expires_at: DateTime<Utc>,
-    used_at: Option<DateTime<Utc>>,
-    revoked_at: Option<DateTime<Utc>>,
 }
 
 /// Revokes the refresh token's whole family. Unknown tokens are accepted silently.
@@ -361,14 +319,7 @@ async fn logout(
     ApiJson(request): ApiJson<RefreshRequest>,
 ) -> Result<StatusCode, ApiError> {
     let hash = Sha256::digest(request.refresh_token.as_bytes()).to_vec();
-    sqlx::query(
-        "UPDATE refresh_tokens SET revoked_at = now()
-         WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)
-           AND revoked_at IS NULL",
-    )
-    .bind(hash)
-    .execute(&state.db)
-    .await?;
+    accounts::revoke_family_of(&state.db, &hash).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

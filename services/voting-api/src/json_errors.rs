@@ -1,8 +1,7 @@
 //! Every error response is JSON, `{"error": "<code>", "message": "..."}`, whatever produced it.
 //!
-//! Handlers and the extractors (`ApiJson`, `ApiPath`, `ApiQuery`) answer with [`ApiError`].
-//! The router's own answers go through [`route_not_found`] and [`method_not_allowed`] (axum
-//! adds `Allow`). [`ensure_json_errors`] is the last line of defence: any `4xx`/`5xx` that is
+//! Handlers and the extractors of `extract.rs` answer with [`ApiError`]. The router's own
+//! answers go through [`route_not_found`] and [`method_not_allowed`] (axum adds `Allow`). [`ensure_json_errors`] is the last line of defence: any `4xx`/`5xx` that is
 //! not JSON (from a layer, a rejection a future handler forgets to wrap) is rewritten with a
 //! code for its status, keeping the status and the headers.
 

@@ -7,9 +7,7 @@ pub mod config;
 pub mod error;
 
 mod accounts;
-mod auth;
 mod body_limit;
-mod client_ip;
 mod extract;
 mod health;
 mod json_errors;
@@ -18,6 +16,7 @@ mod polls;
 mod rate_limit;
 mod schema;
 mod state;
+mod vote_lock;
 mod votes;
 
 use std::net::SocketAddr;

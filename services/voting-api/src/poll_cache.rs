@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use moka::future::Cache;
-use pollstream_store::PollDefinition;
+use pollstream_store::{JoinCode, PollDefinition};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -42,19 +42,16 @@ impl PollCache {
         }
     }
 
-    /// The poll with join code `code`, or `404`.
+    /// The poll with join code `code` as typed ([`JoinCode::parse`]), or `404`.
     pub async fn by_code(&self, code: &str) -> Result<Arc<PollDefinition>, ApiError> {
-        let code = code.to_ascii_uppercase();
-        if !is_plausible_code(&code) {
-            return Err(ApiError::PollNotFound(code));
-        }
+        let code = JoinCode::parse(code).map_err(|unknown| ApiError::PollNotFound(unknown.0))?;
         let db = self.db.clone();
         let lookup = code.clone();
-        self.get(PollKey::Code(code.clone()), async move {
+        self.get(PollKey::Code(code.as_str().to_owned()), async move {
             PollDefinition::load_by_code(&db, &lookup).await
         })
         .await?
-        .ok_or(ApiError::PollNotFound(code))
+        .ok_or_else(|| ApiError::PollNotFound(code.into()))
     }
 
     /// The poll with id `id`, or `404`.
@@ -101,9 +98,7 @@ impl PollCache {
             .insert(PollKey::Code(poll.code.clone()), poll)
             .await;
     }
-}
 
-impl PollCache {
     /// Drops a poll that was deleted.
     pub async fn forget(&self, poll: &PollDefinition) {
         self.entries.invalidate(&PollKey::Id(poll.id)).await;
@@ -111,9 +106,4 @@ impl PollCache {
             .invalidate(&PollKey::Code(poll.code.clone()))
             .await;
     }
-}
-
-/// Join codes are short and alphanumeric; anything else is not worth a query.
-fn is_plausible_code(code: &str) -> bool {
-    (4..=16).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphanumeric())
 }

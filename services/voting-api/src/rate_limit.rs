@@ -1,7 +1,7 @@
 //! Fixed-window rate limits kept in Redis, so every API replica shares the same counters.
 //!
 //! The counting is a Lua function ([`COUNT_LIMITS`]) that other scripts embed: the vote path
-//! counts its limits and takes its lock in one round trip (see `votes.rs`).
+//! counts its limits and takes its lock in one round trip (see [`crate::vote_lock`]).
 
 use std::sync::LazyLock;
 use std::time::Duration;

@@ -2,15 +2,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequest, Request};
 use pollstream_infra::jwt::JwtKeys;
 use pollstream_infra::kafka::ResilientProducer;
 use redis::aio::ConnectionManager;
-use serde::de::DeserializeOwned;
 use sqlx::PgPool;
 
 use crate::config::Config;
-use crate::error::ApiError;
 use crate::poll_cache::PollCache;
 
 /// Connections and caches shared by all requests. Handlers clone it several times per
@@ -47,20 +44,4 @@ pub struct Shared {
     pub jwt: JwtKeys,
     /// Poll definitions kept in memory so a vote costs no database query.
     pub polls: PollCache,
-}
-
-/// `axum::Json` whose rejections become [`ApiError`]s in our error format.
-pub struct ApiJson<T>(pub T);
-
-impl<T, S> FromRequest<S> for ApiJson<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
-        Ok(ApiJson(value))
-    }
 }

@@ -1,11 +1,9 @@
 //! Casting votes: validate, lock, produce, answer `202` only once Kafka has the vote.
 //!
-//! The Redis lock `vote:{pollId}:{voterId}` turns a second attempt into `409` cheaply; it is a
-//! filter, not the guarantee (the ballot key in PostgreSQL is). Whatever fails after the lock
-//! was taken releases it, so the voter can retry and no half-done vote is left behind.
+//! The vote lock ([`crate::vote_lock`]) turns a second attempt into `409` cheaply. Whatever
+//! fails after the lock was taken releases it, so the voter can retry and no half-done vote is
+//! left behind.
 
-use std::collections::HashSet;
-use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use axum::error_handling::HandleErrorLayer;
@@ -14,7 +12,8 @@ use axum::http::StatusCode;
 use axum::{BoxError, Json};
 use chrono::{DateTime, Utc};
 use pollstream_infra::telemetry::trace_context;
-use pollstream_store::{PollDefinition, PollKind};
+use pollstream_store::PollDefinition;
+use pollstream_store::ballots::{self, ChoiceFault, CountFault};
 use pollstream_wire::{ErrorBody, PollStatus, RawVote, SCHEMA_VERSION};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::FutureRecord;
@@ -28,12 +27,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::auth::Caller;
-use crate::client_ip::ClientIp;
 use crate::error::ApiError;
-use crate::extract::ApiPath;
+use crate::extract::{ApiJson, ApiPath, Caller, ClientIp};
 use crate::rate_limit::{self, Limit};
-use crate::state::{ApiJson, AppState};
+use crate::state::AppState;
+use crate::vote_lock::{self, LockValue, release_lock};
 
 /// Routes that take votes. At most `max_in_flight` of their requests are served at once on
 /// this instance (one semaphore for all of them); past that a request is answered `503
@@ -156,14 +154,7 @@ async fn my_vote(
     caller: Caller,
 ) -> Result<Json<MyVote>, ApiError> {
     let poll = state.polls.by_code(&code).await?;
-    let ballot: Option<MyBallotRow> = sqlx::query_as(
-        "SELECT vote_id, option_ids, cast_at, counted_at FROM ballots WHERE poll_id = $1 AND voter_id = $2",
-    )
-    .bind(poll.id)
-    .bind(&caller.subject)
-    .fetch_optional(&state.db)
-    .await?;
-    if let Some(ballot) = ballot {
+    if let Some(ballot) = ballots::of_voter(&state.db, poll.id, &caller.subject).await? {
         return Ok(Json(MyVote {
             status: "counted",
             vote_id: Some(ballot.vote_id),
@@ -173,12 +164,10 @@ async fn my_vote(
         }));
     }
     let mut redis = state.redis.clone();
-    let lock: Option<String> = redis::cmd("GET")
-        .arg(lock_key(poll.id, &caller.subject))
-        .query_async(&mut redis)
+    let lock = vote_lock::pending(&mut redis, poll.id, &caller.subject)
         .await
         .map_err(|err| ApiError::unavailable("redis", err))?;
-    Ok(Json(match lock.as_deref().and_then(LockValue::parse) {
+    Ok(Json(match lock {
         Some(lock) => MyVote {
             status: "pending",
             vote_id: Some(lock.vote_id),
@@ -194,45 +183,6 @@ async fn my_vote(
             counted_at: None,
         },
     }))
-}
-
-#[derive(sqlx::FromRow)]
-struct MyBallotRow {
-    vote_id: Uuid,
-    option_ids: Vec<Uuid>,
-    cast_at: DateTime<Utc>,
-    counted_at: DateTime<Utc>,
-}
-
-fn lock_key(poll_id: Uuid, voter_id: &str) -> String {
-    format!("vote:{poll_id}:{voter_id}")
-}
-
-/// What the lock holds: enough to answer "my vote" before the ballot is counted.
-#[derive(Debug, PartialEq)]
-struct LockValue {
-    vote_id: Uuid,
-    option_ids: Vec<Uuid>,
-}
-
-impl LockValue {
-    fn render(&self) -> String {
-        let ids: Vec<String> = self.option_ids.iter().map(Uuid::to_string).collect();
-        format!("{}|{}", self.vote_id, ids.join(","))
-    }
-
-    fn parse(value: &str) -> Option<Self> {
-        let (vote_id, options) = value.split_once('|')?;
-        Some(LockValue {
-            vote_id: vote_id.parse().ok()?,
-            option_ids: options
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::parse)
-                .collect::<Result<_, _>>()
-                .ok()?,
-        })
-    }
 }
 
 async fn cast(
@@ -253,17 +203,7 @@ async fn cast(
             ));
         }
         check_choices(poll, &option_ids)?;
-        let limits = &state.config.rate_limits;
-        let limits = vec![
-            Limit {
-                key: format!("{}:vote:voter:{voter_id}", limits.namespace),
-                max: limits.votes_per_voter,
-            },
-            Limit {
-                key: format!("{}:vote:ip:{}", limits.namespace, ip.0),
-                max: limits.votes_per_ip,
-            },
-        ];
+        let limits = vote_lock::limits(&state.config.rate_limits, &voter_id, ip.0);
         let vote = RawVote {
             v: SCHEMA_VERSION,
             vote_id: Uuid::now_v7(),
@@ -293,37 +233,36 @@ async fn lock_and_produce(
     vote: RawVote,
     limits: Vec<Limit>,
 ) -> Result<(StatusCode, Json<VoteAccepted>), ApiError> {
-    let lock_key = lock_key(vote.poll_id, &vote.voter_id);
+    let lock_key = vote_lock::key(vote.poll_id, &vote.voter_id);
     let lock_value = LockValue {
         vote_id: vote.vote_id,
         option_ids: vote.option_ids.clone(),
     }
     .render();
     let mut redis = state.redis.clone();
-    let mut invocation = TAKE_LOCK.prepare_invoke();
-    invocation
-        .key(&lock_key)
-        .key(pollstream_store::closed_flag::key(vote.poll_id))
-        .arg(&lock_value)
-        .arg(state.config.vote_lock_ttl.as_secs())
-        .arg(state.config.rate_limits.window.as_millis() as u64);
-    for limit in rate_limit::active(&limits) {
-        invocation.key(&limit.key).arg(limit.max);
-    }
-    let (outcome, retry_ms): (i64, i64) = invocation
-        .invoke_async(&mut redis)
-        .await
-        .map_err(|err| ApiError::unavailable("redis", err))?;
+    let outcome = vote_lock::take(
+        &mut redis,
+        vote.poll_id,
+        &lock_key,
+        &lock_value,
+        state.config.vote_lock_ttl,
+        state.config.rate_limits.window,
+        &limits,
+    )
+    .await
+    .map_err(|err| ApiError::unavailable("redis", err))?;
     match outcome {
-        LOCK_TAKEN => {}
-        ALREADY_VOTED => {
+        vote_lock::Outcome::Taken => {}
+        vote_lock::Outcome::AlreadyVoted => {
             return Err(ApiError::conflict(
                 "already_voted",
                 "this voter has already voted in this poll",
             ));
         }
-        RATE_LIMITED => return Err(rate_limit::exceeded(retry_ms)),
-        _ => {
+        vote_lock::Outcome::RateLimited { retry_ms } => {
+            return Err(rate_limit::exceeded(retry_ms));
+        }
+        vote_lock::Outcome::PollClosed => {
             return Err(ApiError::conflict(
                 "poll_closed",
                 "this poll is closed and takes no more votes",
@@ -376,104 +315,39 @@ async fn lock_and_produce(
     }
 }
 
-const LOCK_TAKEN: i64 = 1;
-const ALREADY_VOTED: i64 = 0;
-const RATE_LIMITED: i64 = 2;
-
-// One round trip per vote: count the rate limits (KEYS[3..], maxima ARGV[4..]), then refuse
-// a closed poll (checked in the same step as the lock, so no vote can slip in after a
-// close), then take the lock. Returns {outcome, retry_ms}: 1 lock taken, 0 this voter already
-// holds one, -1 the poll is closed, 2 a limit is exceeded with retry_ms left in its window.
-static TAKE_LOCK: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(&format!(
-        "{}{}",
-        rate_limit::COUNT_LIMITS,
-        r"
-local retry = count_limits(3, 4, tonumber(ARGV[3]))
-if retry >= 0 then return {2, retry} end
-if redis.call('EXISTS', KEYS[2]) == 1 then return {-1, 0} end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return {1, 0} end
-return {0, 0}
-"
-    ))
-});
-
-static RELEASE_LOCK: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-",
-    )
-});
-
-/// Deletes the lock only if it still holds this vote, so a lock taken by a later attempt is
-/// never removed by an earlier one.
-async fn release_lock(redis: &mut redis::aio::ConnectionManager, key: &str, value: &str) {
-    let released = RELEASE_LOCK
-        .key(key)
-        .arg(value)
-        .invoke_async::<i64>(redis)
-        .await;
-    if let Err(err) = released {
-        tracing::error!(lock = key, error = %err, "Cannot release vote lock; it expires with its TTL");
-    }
-}
-
-/// Checks the chosen options against the poll: known, distinct, and as many as it allows.
+/// Checks the chosen options against the poll ([`PollDefinition::check_ballot`]) and names
+/// the first fault: no choice at all, then a repeated or unknown option, then the count.
 fn check_choices(poll: &PollDefinition, option_ids: &[Uuid]) -> Result<(), ApiError> {
-    if option_ids.is_empty() {
-        return Err(ApiError::unprocessable(
+    let check = poll.check_ballot(option_ids);
+    let (code, message) = match (check.count, check.choice) {
+        (None, None) => return Ok(()),
+        (Some(CountFault::Empty), _) => (
             "no_choice",
-            "`optionIds` must name at least one option",
-        ));
-    }
-    let mut seen = HashSet::with_capacity(option_ids.len());
-    for id in option_ids {
-        if !seen.insert(id) {
-            return Err(ApiError::unprocessable(
-                "duplicate_option",
-                format!("option {id} is chosen twice"),
-            ));
+            "`optionIds` must name at least one option".to_owned(),
+        ),
+        (_, Some(ChoiceFault::Repeated(id))) => {
+            ("duplicate_option", format!("option {id} is chosen twice"))
         }
-        if !poll.options.iter().any(|option| option.id == *id) {
-            return Err(ApiError::unprocessable(
-                "invalid_option",
-                format!("option {id} is not an option of this poll"),
-            ));
-        }
-    }
-    let (min, max) = match poll.kind {
-        PollKind::Single => (1, 1),
-        PollKind::Multiple => (poll.min_choices.max(1) as usize, poll.max_choices as usize),
-    };
-    if option_ids.len() > max {
-        return Err(ApiError::unprocessable(
+        (_, Some(ChoiceFault::Unknown(id))) => (
+            "invalid_option",
+            format!("option {id} is not an option of this poll"),
+        ),
+        (Some(CountFault::TooMany { max, got }), None) => (
             "too_many_choices",
-            format!(
-                "this poll allows at most {max} choice(s), got {}",
-                option_ids.len()
-            ),
-        ));
-    }
-    if option_ids.len() < min {
-        return Err(ApiError::unprocessable(
+            format!("this poll allows at most {max} choice(s), got {got}"),
+        ),
+        (Some(CountFault::TooFew { min, got }), None) => (
             "too_few_choices",
-            format!(
-                "this poll needs at least {min} choices, got {}",
-                option_ids.len()
-            ),
-        ));
-    }
-    Ok(())
+            format!("this poll needs at least {min} choices, got {got}"),
+        ),
+    };
+    Err(ApiError::unprocessable(code, message))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pollstream_store::PollOption;
+    use pollstream_store::{PollKind, PollOption};
 
     fn poll(kind: PollKind, max_choices: i32, options: usize) -> PollDefinition {
         PollDefinition {
@@ -527,16 +401,6 @@ mod tests {
         p.min_choices = 2;
         assert_eq!(code(&p, &[100]), Some("too_few_choices"));
         assert_eq!(code(&p, &[100, 101]), None);
-    }
-
-    #[test]
-    fn lock_value_round_trips() {
-        let value = LockValue {
-            vote_id: Uuid::from_u128(1),
-            option_ids: vec![Uuid::from_u128(2), Uuid::from_u128(3)],
-        };
-        assert_eq!(LockValue::parse(&value.render()), Some(value));
-        assert_eq!(LockValue::parse("garbage"), None);
     }
 
     #[test]

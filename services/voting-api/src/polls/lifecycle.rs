@@ -1,0 +1,119 @@
+//! A poll's owner closing or deleting it, and listing their polls.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use pollstream_store::polls as stored_polls;
+use pollstream_store::{PollDefinition, closed_flag};
+use pollstream_wire::{ErrorBody, PollStatus};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::{PollView, owned_poll};
+use crate::error::ApiError;
+use crate::extract::{ApiPath, ApiQuery, Caller};
+use crate::state::AppState;
+
+/// Closes a poll now. Idempotent. Every screen receives `poll-closed` with the final
+/// snapshot (announced by the aggregator within about half a second).
+#[utoipa::path(post, path = "/api/v1/polls/{code}/close", tag = "polls", security(("bearer" = [])),
+    params(("code" = String, Path, description = "join code")),
+    responses((status = 200, body = PollView), (status = 400, body = ErrorBody, description = "the path is not valid UTF-8"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "not the owner, or a guest"),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(super) async fn close_poll(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(code): ApiPath<String>,
+) -> Result<Json<PollView>, ApiError> {
+    let poll = owned_poll(&state, &caller, &code).await?;
+    // The flag first: from here on no replica's lock script lets a vote through, so every
+    // vote answered 202 was cast before `closed_at` below and will be counted.
+    let mut redis = state.redis.clone();
+    closed_flag::set(&mut redis, poll.id)
+        .await
+        .map_err(|err| ApiError::unavailable("redis", err))?;
+    stored_polls::close(&state.db, poll.id).await?;
+    let closed = PollDefinition::load_by_id(&state.db, poll.id)
+        .await?
+        .ok_or_else(|| ApiError::PollNotFound(code.clone()))?;
+    tracing::info!(poll_id = %poll.id, "Poll closed by its owner");
+    let view = PollView::from(&closed);
+    state.polls.insert(closed).await;
+    Ok(Json(view))
+}
+
+/// Deletes a poll with its ballots.
+#[utoipa::path(delete, path = "/api/v1/polls/{code}", tag = "polls", security(("bearer" = [])),
+    params(("code" = String, Path, description = "join code")),
+    responses((status = 204, description = "deleted"), (status = 400, body = ErrorBody, description = "the path is not valid UTF-8"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "not the owner, or a guest"),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(super) async fn delete_poll(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(code): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let poll = owned_poll(&state, &caller, &code).await?;
+    let mut redis = state.redis.clone();
+    closed_flag::set_dropping_results(&mut redis, poll.id)
+        .await
+        .map_err(|err| ApiError::unavailable("redis", err))?;
+    stored_polls::delete(&state.db, poll.id).await?;
+    state.polls.forget(&poll).await;
+    tracing::info!(poll_id = %poll.id, "Poll deleted by its owner");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Paging of the caller's polls.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Page {
+    /// At most this many polls (default 50); values outside 1 to 200 are clamped to it.
+    limit: Option<i64>,
+    /// Skip this many (default 0); a negative value counts as 0.
+    offset: Option<i64>,
+}
+
+/// One of the caller's polls with its current total.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MyPoll {
+    id: Uuid,
+    code: String,
+    question: String,
+    status: PollStatus,
+    total: i64,
+    created_at: DateTime<Utc>,
+    closes_at: Option<DateTime<Utc>>,
+}
+
+/// The caller's polls, newest first.
+#[utoipa::path(get, path = "/api/v1/polls/mine", tag = "polls", security(("bearer" = [])), params(Page),
+    responses((status = 200, body = Vec<MyPoll>), (status = 400, body = ErrorBody, description = "`limit` or `offset` is not a 64-bit integer"),
+        (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(super) async fn my_polls(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(page): ApiQuery<Page>,
+) -> Result<Json<Vec<MyPoll>>, ApiError> {
+    let limit = page.limit.unwrap_or(50).clamp(1, 200);
+    let offset = page.offset.unwrap_or(0).max(0);
+    let polls = stored_polls::owned_by(&state.db, &caller.subject, limit, offset).await?;
+    Ok(Json(
+        polls
+            .into_iter()
+            .map(|row| MyPoll {
+                status: row.status,
+                id: row.id,
+                code: row.code,
+                question: row.question,
+                total: row.total,
+                created_at: row.created_at,
+                closes_at: row.closes_at,
+            })
+            .collect(),
+    ))
+}
