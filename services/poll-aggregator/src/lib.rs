@@ -54,23 +54,8 @@ pub async fn run(
         redis: clients.redis.clone(),
         topic: config.poll_updates_topic.clone(),
     };
-    let closer = tokio::spawn(
-        Closer {
-            db: clients.db.clone(),
-            redis: clients.redis.clone(),
-            publisher: publisher.clone(),
-        }
-        .run(token.clone()),
-    );
-    Aggregator {
-        config: Arc::new(config),
-        db: clients.db.clone(),
-        producer: clients.producer.clone(),
-        publisher,
-        consumer: clients.consumer.clone(),
-    }
-    .run(token.clone())
-    .await;
+    let closer = spawn_closer(&clients, publisher.clone(), token.clone());
+    count_votes(config, &clients, publisher, token.clone()).await;
 
     token.cancel();
     let _ = closer.await;
@@ -159,6 +144,42 @@ fn spawn_health_server(
         )
         .await
     })
+}
+
+/// Closes polls that are due and announces every close (see [`closer`]) until `stop` is
+/// cancelled.
+fn spawn_closer(
+    clients: &Clients,
+    publisher: SnapshotPublisher,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(
+        Closer {
+            db: clients.db.clone(),
+            redis: clients.redis.clone(),
+            publisher,
+        }
+        .run(stop),
+    )
+}
+
+/// Counts the votes of `raw-votes` (see [`aggregator`]) until `stop` is cancelled, then
+/// drains the last batch.
+async fn count_votes(
+    config: Config,
+    clients: &Clients,
+    publisher: SnapshotPublisher,
+    stop: CancellationToken,
+) {
+    Aggregator {
+        config: Arc::new(config),
+        db: clients.db.clone(),
+        producer: clients.producer.clone(),
+        publisher,
+        consumer: clients.consumer.clone(),
+    }
+    .run(stop)
+    .await;
 }
 
 /// Refreshes `kafka_consumer_lag` every [`LAG_REPORT_INTERVAL`] until `stop` is cancelled.

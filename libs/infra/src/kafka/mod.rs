@@ -9,12 +9,12 @@
 //! - [`GroupConsumer`]: a group member, replaced when it fails fatally; reports its lag.
 //! - [`consume`]: the receive → decode → handle loop, with a [`ConsumeHandler`].
 
-mod consume;
+mod consume_loop;
 mod consumer;
 mod producer;
 mod settings;
 
-pub use consume::{ConsumeHandler, consume};
+pub use consume_loop::{ConsumeHandler, consume};
 pub use consumer::GroupConsumer;
 pub use producer::ResilientProducer;
 pub use settings::KafkaSettings;
