@@ -49,8 +49,8 @@ pub trait ConsumeHandler {
 
 /// Runs `handler` on every message `consumer` receives until `shutdown` is cancelled, which
 /// is checked first, then a due tick, then the next message. A consumer error is logged; a
-/// consumer that failed fatally is replaced (see [`GroupConsumer::recover`]), otherwise the
-/// loop pauses briefly.
+/// consumer that failed fatally is replaced (see [`GroupConsumer`]), otherwise the loop pauses
+/// briefly.
 pub async fn consume<H: ConsumeHandler>(
     consumer: &GroupConsumer,
     handler: &mut H,

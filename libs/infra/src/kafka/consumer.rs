@@ -91,7 +91,7 @@ impl GroupConsumer {
     /// Called after `failed` returned an error: when that error left it fatally failed,
     /// replaces it (unless another caller already did, or the last replacement is too recent)
     /// and returns true; the caller must then drop what it read and not yet committed.
-    pub fn recover(&self, failed: &Arc<StreamConsumer>) -> bool {
+    pub(super) fn recover(&self, failed: &Arc<StreamConsumer>) -> bool {
         let Some(fatal) = failed.client().fatal_error() else {
             return false;
         };
