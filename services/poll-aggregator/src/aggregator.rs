@@ -9,106 +9,133 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pollstream_infra::kafka::{GroupConsumer, ResilientProducer};
+use pollstream_infra::kafka::{ConsumeHandler, GroupConsumer, ResilientProducer, consume};
 use pollstream_infra::telemetry::trace_context;
-use pollstream_store::results_cache;
 use pollstream_wire::{DecodeError, RawVote};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
-use redis::aio::ConnectionManager;
 use sqlx::PgPool;
+use tokio::time::{Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::batch::VoteBatch;
 use crate::config::Config;
 use crate::flush::{FlushOutcome, Rejected, flush_batch};
+use crate::publish::{PublishError, SnapshotPublisher};
 
 /// Longest pause between two attempts at a failing flush.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// The consumer loop and the clients it drives.
+/// The clients the counting loop drives.
 pub struct Aggregator {
     /// Settings in force.
     pub config: Arc<Config>,
     /// Where ballots are counted.
     pub db: PgPool,
-    /// Results cache.
-    pub redis: ConnectionManager,
-    /// Produces snapshots and dead letters.
+    /// Produces dead letters.
     pub producer: Arc<ResilientProducer>,
+    /// Publishes the snapshots of every flushed batch.
+    pub publisher: SnapshotPublisher,
     /// Consumes `raw-votes` in the shared group.
     pub consumer: Arc<GroupConsumer>,
+}
+
+/// The votes read since the last flush, and when to flush them: as soon as the batch holds
+/// `flush_max_votes` messages, else every `flush_interval`.
+struct Batching {
+    aggregator: Aggregator,
+    batch: VoteBatch,
+    flush_ticker: Interval,
+    shutdown: CancellationToken,
+}
+
+impl ConsumeHandler for Batching {
+    type Value = RawVote;
+    type DecodeError = DecodeError;
+
+    fn decode(payload: &[u8]) -> Result<RawVote, DecodeError> {
+        RawVote::decode(payload)
+    }
+
+    async fn handle(&mut self, message: &BorrowedMessage<'_>, vote: Result<RawVote, DecodeError>) {
+        self.aggregator
+            .take(message, vote, &mut self.batch, &self.shutdown)
+            .await;
+        if self.batch.len() >= self.aggregator.config.flush_max_votes {
+            self.aggregator
+                .flush_until_done(&mut self.batch, &self.shutdown)
+                .await;
+            self.flush_ticker.reset();
+        }
+    }
+
+    async fn next_tick(&mut self) {
+        self.flush_ticker.tick().await;
+    }
+
+    async fn tick(&mut self) {
+        if !self.batch.is_empty() {
+            self.aggregator
+                .flush_until_done(&mut self.batch, &self.shutdown)
+                .await;
+        }
+    }
+
+    fn consumer_replaced(&mut self) {
+        self.batch = VoteBatch::default();
+    }
 }
 
 impl Aggregator {
     /// Consumes until `shutdown` is cancelled, then flushes what is buffered (bounded by the
     /// drain timeout) and commits it.
-    pub async fn run(mut self, shutdown: CancellationToken) {
-        let mut batch = VoteBatch::default();
-        let mut ticker = tokio::time::interval(self.config.flush_interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut consumer = self.consumer.get();
-        loop {
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => break,
-                _ = ticker.tick() => {
-                    if !batch.is_empty() {
-                        self.flush_until_done(&mut batch, &shutdown).await;
-                    }
-                }
-                received = consumer.recv() => {
-                    match received {
-                        Ok(message) => self.take(&message, &mut batch, &shutdown).await,
-                        Err(err) => {
-                            tracing::warn!(error = %err, "Kafka consumer error");
-                            if self.consumer.recover(&consumer) {
-                                // Its offsets can no longer be committed: the new consumer
-                                // reads these votes again from the last commit.
-                                batch = VoteBatch::default();
-                                consumer = self.consumer.get();
-                                continue;
-                            }
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                        }
-                    }
-                    if batch.len() >= self.config.flush_max_votes {
-                        self.flush_until_done(&mut batch, &shutdown).await;
-                        ticker.reset();
-                    }
-                }
-            }
-        }
-        if !batch.is_empty() {
-            tracing::info!(messages = batch.len(), "Draining the last batch");
-            let drain = CancellationToken::new();
-            let guard = drain.clone();
-            let timeout = self.config.drain_timeout;
-            let drained =
-                tokio::time::timeout(timeout, self.flush_until_done(&mut batch, &drain)).await;
-            guard.cancel();
-            if drained.is_err() || !batch.is_empty() {
-                tracing::warn!(
-                    messages = batch.len(),
-                    "Could not flush the last batch in time; its offsets stay uncommitted and it will be replayed"
-                );
-            }
-        }
+    pub async fn run(self, shutdown: CancellationToken) {
+        let consumer = self.consumer.clone();
+        let mut flush_ticker = tokio::time::interval(self.config.flush_interval);
+        flush_ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut batching = Batching {
+            aggregator: self,
+            batch: VoteBatch::default(),
+            flush_ticker,
+            shutdown: shutdown.clone(),
+        };
+        consume(&consumer, &mut batching, &shutdown).await;
+        batching.aggregator.drain(&mut batching.batch).await;
         tracing::info!("Aggregator stopped");
     }
 
-    /// Decodes one message into the batch, or parks it in the dead-letter topic.
+    /// Flushes what is left at shutdown, for at most the drain timeout.
+    async fn drain(&mut self, batch: &mut VoteBatch) {
+        if batch.is_empty() {
+            return;
+        }
+        tracing::info!(messages = batch.len(), "Draining the last batch");
+        let drain = CancellationToken::new();
+        let guard = drain.clone();
+        let timeout = self.config.drain_timeout;
+        let drained = tokio::time::timeout(timeout, self.flush_until_done(batch, &drain)).await;
+        guard.cancel();
+        if drained.is_err() || !batch.is_empty() {
+            tracing::warn!(
+                messages = batch.len(),
+                "Could not flush the last batch in time; its offsets stay uncommitted and it will be replayed"
+            );
+        }
+    }
+
+    /// Adds one decoded vote to the batch, or parks an undecodable message in the dead-letter
+    /// topic.
     async fn take(
         &self,
         message: &BorrowedMessage<'_>,
+        vote: Result<RawVote, DecodeError>,
         batch: &mut VoteBatch,
         shutdown: &CancellationToken,
     ) {
         let (partition, offset) = (message.partition(), message.offset());
-        match RawVote::decode(message.payload().unwrap_or_default()) {
+        match vote {
             Ok(vote) => {
                 batch.trace(vote.poll_id, trace_context::traceparent(message.headers()));
                 batch.push(vote, partition, offset);
@@ -155,15 +182,13 @@ impl Aggregator {
             if let Some(key) = key {
                 record = record.key(key);
             }
-            let producer = self.producer.get();
-            match producer.send(record, Duration::from_secs(1)).await {
+            match self.producer.send(record, Duration::from_secs(1)).await {
                 Ok(_) => {
                     metrics::counter!("dead_letters_total").increment(1);
                     metrics::counter!("votes_parked_total", "reason" => reason).increment(1);
                     return true;
                 }
-                Err((err, _)) => {
-                    self.producer.recover(&producer, &err);
+                Err(err) => {
                     tracing::warn!(error = %err, "Cannot produce dead letter, retrying");
                     if sleep_or_cancel(backoff, shutdown).await {
                         return false;
@@ -228,7 +253,9 @@ impl Aggregator {
                 return Err(FlushError::Interrupted);
             }
         }
-        self.publish(&outcome, batch).await?;
+        self.publisher
+            .publish_counted(&outcome.snapshots, batch)
+            .await?;
         self.commit(batch).await?;
         Ok(outcome)
     }
@@ -272,51 +299,6 @@ impl Aggregator {
         .await
     }
 
-    /// Produces every snapshot to `poll-updates` and refreshes the results cache.
-    async fn publish(
-        &mut self,
-        outcome: &FlushOutcome,
-        batch: &VoteBatch,
-    ) -> Result<(), FlushError> {
-        let deliveries = outcome.snapshots.iter().map(|snapshot| {
-            let key = snapshot.poll_id.to_string();
-            let payload = snapshot.encode();
-            // The snapshot continues the trace of the poll's first vote in the batch.
-            let span = tracing::info_span!("publish_snapshot", poll_id = %snapshot.poll_id, seq = snapshot.seq, total = snapshot.total);
-            if let Some(traceparent) = batch.traceparent(snapshot.poll_id) {
-                trace_context::adopt_traceparent(&span, traceparent);
-            }
-            let headers = trace_context::inject(&span, OwnedHeaders::new());
-            let resilient = &self.producer;
-            let topic = &self.config.poll_updates_topic;
-            async move {
-                let producer = resilient.get();
-                producer
-                    .send(
-                        FutureRecord::to(topic).key(&key).payload(&payload).headers(headers),
-                        Duration::from_secs(1),
-                    )
-                    .instrument(span)
-                    .await
-                    .map(|_| ())
-                    .map_err(|(err, _)| {
-                        resilient.recover(&producer, &err);
-                        FlushError::Kafka(err)
-                    })
-            }
-        });
-        let started = Instant::now();
-        futures::future::try_join_all(deliveries).await?;
-        metrics::histogram!("kafka_produce_duration_seconds", "topic" => "poll-updates")
-            .record(started.elapsed().as_secs_f64());
-        for snapshot in &outcome.snapshots {
-            results_cache::write_if_newer(&mut self.redis, snapshot)
-                .await
-                .map_err(FlushError::Redis)?;
-        }
-        Ok(())
-    }
-
     /// Commits the batch's offsets synchronously.
     async fn commit(&self, batch: &VoteBatch) -> Result<(), FlushError> {
         let mut offsets = TopicPartitionList::new();
@@ -356,6 +338,15 @@ enum FlushError {
     Task(String),
     #[error("shutdown before every uncountable vote was parked")]
     Interrupted,
+}
+
+impl From<PublishError> for FlushError {
+    fn from(err: PublishError) -> Self {
+        match err {
+            PublishError::Kafka(err) => FlushError::Kafka(err),
+            PublishError::Redis(err) => FlushError::Redis(err),
+        }
+    }
 }
 
 impl FlushError {

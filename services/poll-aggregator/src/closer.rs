@@ -9,15 +9,13 @@
 
 use std::time::Duration;
 
-use pollstream_store::{closed_flag, results_cache, snapshots};
-use std::sync::Arc;
-
-use pollstream_infra::kafka::ResilientProducer;
-use rdkafka::producer::FutureRecord;
+use pollstream_store::{closed_flag, snapshots};
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+use crate::publish::{PublishError, SnapshotPublisher};
 
 /// How often due polls are looked for.
 pub const TICK: Duration = Duration::from_millis(250);
@@ -26,12 +24,10 @@ pub const TICK: Duration = Duration::from_millis(250);
 pub struct Closer {
     /// Where polls live.
     pub db: PgPool,
-    /// Results cache and closed flags.
+    /// Closed flags.
     pub redis: ConnectionManager,
-    /// Produces closing snapshots.
-    pub producer: Arc<ResilientProducer>,
-    /// Topic of snapshots.
-    pub topic: String,
+    /// Publishes closing snapshots.
+    pub publisher: SnapshotPublisher,
 }
 
 impl Closer {
@@ -74,20 +70,7 @@ impl Closer {
         }
         let closing = snapshots::load_many(&self.db, &unannounced).await?;
         for snapshot in &closing {
-            let key = snapshot.poll_id.to_string();
-            let payload = snapshot.encode();
-            let producer = self.producer.get();
-            producer
-                .send(
-                    FutureRecord::to(&self.topic).key(&key).payload(&payload),
-                    Duration::from_secs(1),
-                )
-                .await
-                .map_err(|(err, _)| {
-                    self.producer.recover(&producer, &err);
-                    CloseError::Kafka(err)
-                })?;
-            results_cache::write_if_newer(&mut self.redis, snapshot).await?;
+            self.publisher.publish_closing(snapshot).await?;
         }
         sqlx::query("UPDATE polls SET close_announced = true WHERE id = ANY($1)")
             .bind(&unannounced)
@@ -106,4 +89,13 @@ enum CloseError {
     Redis(#[from] redis::RedisError),
     #[error("kafka: {0}")]
     Kafka(rdkafka::error::KafkaError),
+}
+
+impl From<PublishError> for CloseError {
+    fn from(err: PublishError) -> Self {
+        match err {
+            PublishError::Kafka(err) => CloseError::Kafka(err),
+            PublishError::Redis(err) => CloseError::Redis(err),
+        }
+    }
 }

@@ -8,6 +8,7 @@ pub mod rules;
 
 mod aggregator;
 mod closer;
+mod publish;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,22 +17,25 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use pollstream_infra::kafka::GroupConsumer;
+use pollstream_infra::http::HttpSettings;
+use pollstream_infra::kafka::{GroupConsumer, ResilientProducer};
 use rdkafka::consumer::Consumer;
 use serde_json::Value;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use aggregator::Aggregator;
+use closer::Closer;
 pub use config::Config;
 pub use pollstream_infra::RunError;
+use publish::SnapshotPublisher;
 
-#[derive(Clone)]
-struct HealthState {
-    db: sqlx::PgPool,
-    redis: redis::aio::ConnectionManager,
-    consumer: Arc<GroupConsumer>,
-}
+/// How often `kafka_consumer_lag` is refreshed.
+const LAG_REPORT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Longest the producer may take at shutdown to deliver what it still holds.
+const PRODUCER_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs the aggregator until `shutdown` completes, serving health and metrics on `listener`;
 /// then flushes and commits the buffered batch.
@@ -40,100 +44,161 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let db = pollstream_infra::postgres::connect_lazy(&config.database_url, 4)
-        .map_err(RunError::setup("PostgreSQL pool"))?;
-    let redis = config
-        .redis
-        .connect_lazy()
-        .map_err(RunError::setup("Redis client"))?;
-    let producer = Arc::new(
-        pollstream_infra::kafka::ResilientProducer::new(config.kafka.clone())
-            .map_err(RunError::setup("Kafka producer"))?,
-    );
-    let consumer = Arc::new(
-        GroupConsumer::subscribe(
-            &config.kafka,
-            &config.group_id,
-            "earliest",
-            config.fetch_wait,
-            config.instance_id.as_deref(),
-            &[&config.raw_votes_topic],
-        )
-        .map_err(RunError::setup("Kafka consumer"))?,
-    );
-
-    let token = CancellationToken::new();
-    let signal = token.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        signal.cancel();
-    });
-
-    pollstream_infra::metrics::handle();
-    let health = Router::new()
-        .route("/healthz", get(pollstream_infra::health::healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(pollstream_infra::metrics::render))
-        .with_state(HealthState {
-            db: db.clone(),
-            redis: redis.clone(),
-            consumer: consumer.clone(),
-        });
+    let clients = Clients::connect(&config)?;
+    let token = cancel_on(shutdown);
     tracing::info!(address = %listener.local_addr()?, topic = %config.raw_votes_topic, "poll-aggregator listening");
-    let server_token = token.clone();
-    let http = config.http.clone();
-    let server = tokio::spawn(async move {
-        pollstream_infra::http::serve(listener, health, &http, async move {
-            server_token.cancelled().await
-        })
-        .await
-    });
-
-    let lag_consumer = consumer.clone();
-    let lag_token = token.clone();
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            tokio::select! {
-                () = lag_token.cancelled() => return,
-                _ = ticker.tick() => {
-                    let consumer = lag_consumer.get();
-                    let _ = tokio::task::spawn_blocking(move || pollstream_infra::kafka::report_lag(&consumer)).await;
-                }
-            }
-        }
-    });
-    let closer = tokio::spawn(
-        closer::Closer {
-            db: db.clone(),
-            redis: redis.clone(),
-            producer: producer.clone(),
-            topic: config.poll_updates_topic.clone(),
-        }
-        .run(token.clone()),
-    );
-    let aggregator = Aggregator {
-        config: Arc::new(config),
-        db,
-        redis,
-        producer: producer.clone(),
-        consumer,
+    let health_server = spawn_health_server(listener, &config.http, &clients, token.clone());
+    spawn_lag_reporter(clients.consumer.clone(), token.clone());
+    let publisher = SnapshotPublisher {
+        producer: clients.producer.clone(),
+        redis: clients.redis.clone(),
+        topic: config.poll_updates_topic.clone(),
     };
-    aggregator.run(token.clone()).await;
+    let closer = spawn_closer(&clients, publisher.clone(), token.clone());
+    count_votes(config, &clients, publisher, token.clone()).await;
+
     token.cancel();
     let _ = closer.await;
-    let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
-    match server.await {
+    flush_producer(clients.producer).await;
+    match health_server.await {
         Ok(result) => result?,
         Err(err) => tracing::error!(error = %err, "Health server task failed"),
     }
     Ok(())
 }
 
+/// The connections the aggregator, the closer and the health checks share.
+#[derive(Clone)]
+struct Clients {
+    db: sqlx::PgPool,
+    redis: redis::aio::ConnectionManager,
+    producer: Arc<ResilientProducer>,
+    consumer: Arc<GroupConsumer>,
+}
+
+impl Clients {
+    /// Creates every client; PostgreSQL and Redis connect lazily, the consumer subscribes to
+    /// `raw-votes` in the shared group.
+    fn connect(config: &Config) -> Result<Self, RunError> {
+        let db = pollstream_infra::postgres::connect_lazy(&config.database_url, 4)
+            .map_err(RunError::setup("PostgreSQL pool"))?;
+        let redis = config
+            .redis
+            .connect_lazy()
+            .map_err(RunError::setup("Redis client"))?;
+        let producer = Arc::new(
+            ResilientProducer::new(config.kafka.clone())
+                .map_err(RunError::setup("Kafka producer"))?,
+        );
+        let consumer = Arc::new(
+            GroupConsumer::subscribe(
+                &config.kafka,
+                &config.group_id,
+                "earliest",
+                config.fetch_wait,
+                config.instance_id.as_deref(),
+                &[&config.raw_votes_topic],
+            )
+            .map_err(RunError::setup("Kafka consumer"))?,
+        );
+        Ok(Self {
+            db,
+            redis,
+            producer,
+            consumer,
+        })
+    }
+}
+
+/// A token cancelled once `shutdown` completes.
+fn cancel_on(shutdown: impl Future<Output = ()> + Send + 'static) -> CancellationToken {
+    let token = CancellationToken::new();
+    let signal = token.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        signal.cancel();
+    });
+    token
+}
+
+/// Serves `/healthz`, `/readyz` and `/metrics` on `listener` until `stop` is cancelled.
+fn spawn_health_server(
+    listener: TcpListener,
+    http: &HttpSettings,
+    clients: &Clients,
+    stop: CancellationToken,
+) -> JoinHandle<std::io::Result<()>> {
+    pollstream_infra::metrics::handle();
+    let health = Router::new()
+        .route("/healthz", get(pollstream_infra::health::healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(pollstream_infra::metrics::render))
+        .with_state(clients.clone());
+    let http = http.clone();
+    tokio::spawn(async move {
+        pollstream_infra::http::serve(
+            listener,
+            health,
+            &http,
+            async move { stop.cancelled().await },
+        )
+        .await
+    })
+}
+
+/// Closes polls that are due and announces every close (see [`closer`]) until `stop` is
+/// cancelled.
+fn spawn_closer(
+    clients: &Clients,
+    publisher: SnapshotPublisher,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(
+        Closer {
+            db: clients.db.clone(),
+            redis: clients.redis.clone(),
+            publisher,
+        }
+        .run(stop),
+    )
+}
+
+/// Counts the votes of `raw-votes` (see [`aggregator`]) until `stop` is cancelled, then
+/// drains the last batch.
+async fn count_votes(
+    config: Config,
+    clients: &Clients,
+    publisher: SnapshotPublisher,
+    stop: CancellationToken,
+) {
+    Aggregator {
+        config: Arc::new(config),
+        db: clients.db.clone(),
+        producer: clients.producer.clone(),
+        publisher,
+        consumer: clients.consumer.clone(),
+    }
+    .run(stop)
+    .await;
+}
+
+/// Refreshes `kafka_consumer_lag` every [`LAG_REPORT_INTERVAL`] until `stop` is cancelled.
+fn spawn_lag_reporter(consumer: Arc<GroupConsumer>, stop: CancellationToken) {
+    tokio::spawn(async move {
+        consumer.report_lag_every(LAG_REPORT_INTERVAL, stop).await;
+    });
+}
+
+/// Waits for the producer to deliver what it still holds (dead letters, snapshots), off the
+/// async threads since it blocks.
+async fn flush_producer(producer: Arc<ResilientProducer>) {
+    let _ = tokio::task::spawn_blocking(move || producer.flush(PRODUCER_FLUSH_TIMEOUT)).await;
+}
+
 /// Ready when PostgreSQL, Redis and the Kafka cluster answer.
-async fn readyz(State(state): State<HealthState>) -> (StatusCode, Json<Value>) {
-    let consumer = state.consumer.get();
-    pollstream_infra::health::readiness(&state.db, &state.redis, move || {
+async fn readyz(State(clients): State<Clients>) -> (StatusCode, Json<Value>) {
+    let consumer = clients.consumer.get();
+    pollstream_infra::health::readiness(&clients.db, &clients.redis, move || {
         consumer
             .fetch_metadata(None, pollstream_infra::health::CHECK_TIMEOUT)
             .map(|_| ())

@@ -17,13 +17,17 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use pollstream_wire::PollSnapshot;
+use pollstream_infra::http::HttpSettings;
+use pollstream_infra::kafka::{ConsumeHandler, GroupConsumer, KafkaSettings, consume};
+use pollstream_wire::{DecodeError, PollSnapshot};
 use rdkafka::Message;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer;
+use rdkafka::message::BorrowedMessage;
 use serde_json::Value;
 use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
 use socketioxide::handler::ConnectHandler;
+use socketioxide::layer::SocketIoLayer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -35,7 +39,7 @@ pub use pollstream_infra::RunError;
 #[derive(Clone)]
 struct HealthState {
     hub: Arc<Hub>,
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<GroupConsumer>,
 }
 
 /// Serves Socket.IO, health and metrics on `listener` until `shutdown` completes, then closes
@@ -52,103 +56,29 @@ pub async fn run(
         .connect_lazy()
         .map_err(RunError::setup("Redis client"))?;
     let group_id = format!("{}-{}", config.group_prefix, uuid::Uuid::new_v4());
-    let consumer = config
-        .kafka
-        .consumer(&group_id, "latest")
-        .map_err(RunError::setup("Kafka consumer"))?;
-    consumer
-        .subscribe(&[&config.poll_updates_topic])
-        .map_err(RunError::setup("Kafka subscription"))?;
-    let consumer = Arc::new(consumer);
-
-    let (layer, io) = SocketIo::builder()
-        .ping_interval(Duration::from_secs(25))
-        .ping_timeout(Duration::from_secs(20))
-        // One limit on both transports: a long-polling request body (`max_payload`) and a
-        // WebSocket message or frame. Past it the connection is closed, as a polling request
-        // over the limit is refused (issue 11, finding 5: before, WebSocket took 8 MiB).
-        .max_payload(MAX_PACKET_BYTES as u64)
-        .ws_max_message_size(MAX_PACKET_BYTES)
-        .ws_max_frame_size(MAX_PACKET_BYTES)
-        // Packets queued per socket before it counts as too slow and misses one; the default
-        // (128) drops updates for clients that stall briefly under a burst.
-        .max_buffer_size(1024)
-        .build_layer();
+    let consumer = Arc::new(
+        subscribe_to_updates(&config.kafka, &group_id, &config.poll_updates_topic)
+            .map_err(RunError::setup("Kafka consumer"))?,
+    );
+    let (layer, io) = socket_io_layer();
     let hub = Arc::new(Hub::new(io.clone(), db, redis, config.jwt.keys()));
-    // The handlers are registered in a connect *middleware*: socketioxide awaits it before it
-    // sends the client its CONNECT packet, whereas a connect handler runs in a task spawned
-    // after that packet went out. A client that emits `join` as soon as it is connected (as
-    // every screen does) could otherwise reach the server before `join` had a handler, and
-    // the event would be dropped without an acknowledgement (seen: 9 of 10,000 screens).
-    let connect_hub = hub.clone();
-    let register = move |socket: SocketRef| {
-        let hub = connect_hub.clone();
-        async move {
-            sockets::on_connect(socket, hub);
-            Ok::<(), std::convert::Infallible>(())
-        }
-    };
-    io.ns("/", (|| async {}).with(register));
-
-    pollstream_infra::metrics::handle();
-    let app = Router::new()
-        .route("/healthz", get(pollstream_infra::health::healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(pollstream_infra::metrics::render))
-        .layer(axum::middleware::from_fn(
-            pollstream_infra::metrics::track_http,
-        ))
-        .with_state(HealthState {
+    register_socket_handlers(&io, hub.clone());
+    let app = router(
+        layer,
+        HealthState {
             hub: hub.clone(),
             consumer: consumer.clone(),
-        })
-        .layer(layer);
+        },
+    );
 
     let token = CancellationToken::new();
-    let gauges_io = io.clone();
-    let gauges_token = token.clone();
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            tokio::select! {
-                () = gauges_token.cancelled() => return,
-                _ = ticker.tick() => {
-                    let Ok(rooms) = gauges_io.rooms().await;
-                    metrics::gauge!("rooms_active").set(rooms.len() as f64);
-                }
-            }
-        }
-    });
-    let consumer_task = tokio::spawn(consume(consumer, hub.clone(), token.clone()));
+    spawn_room_gauge(io.clone(), token.clone());
+    let updates = tokio::spawn(forward_updates(consumer, hub, token.clone()));
     tracing::info!(address = %listener.local_addr()?, group_id, "realtime-service listening");
-    let server_token = token.clone();
-    let close_io = io.clone();
-    let serve = pollstream_infra::http::serve(listener, app, &config.http, async move {
-        shutdown.await;
-        server_token.cancel();
-        // Close sockets first: open WebSockets would otherwise hold the drain forever.
-        // socketioxide waits for each socket's transport to close, which a client caught
-        // between long-polling and the WebSocket upgrade may not do promptly: bounded.
-        if tokio::time::timeout(SOCKETS_CLOSE_TIMEOUT, close_io.close())
-            .await
-            .is_err()
-        {
-            tracing::warn!("Some sockets were not closed in time; stopping anyway");
-        }
-    });
-    let drain_deadline = token.clone();
-    let result = tokio::select! {
-        result = serve => result,
-        () = async move {
-            drain_deadline.cancelled().await;
-            tokio::time::sleep(DRAIN_TIMEOUT).await;
-        } => {
-            tracing::warn!("Connections still open after the drain deadline; stopping anyway");
-            Ok(())
-        }
-    };
+    let result =
+        serve_until_drained(listener, app, &config.http, io, shutdown, token.clone()).await;
     token.cancel();
-    let _ = consumer_task.await;
+    let _ = updates.await;
     tracing::info!("realtime-service stopped");
     result.map_err(RunError::from)
 }
@@ -163,28 +93,159 @@ const SOCKETS_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// stops anyway (clients reconnect to another replica).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often `rooms_active` is refreshed.
+const ROOM_GAUGE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A consumer of `topic` in `group_id`, a group of its own, from the newest update: a replica
+/// receives every update, and only those sent after it started.
+fn subscribe_to_updates(
+    kafka: &KafkaSettings,
+    group_id: &str,
+    topic: &str,
+) -> Result<GroupConsumer, rdkafka::error::KafkaError> {
+    GroupConsumer::subscribe(
+        kafka,
+        group_id,
+        "latest",
+        KafkaSettings::DEFAULT_FETCH_WAIT,
+        None,
+        &[topic],
+    )
+}
+
+/// The Socket.IO layer and its handle, with the transport limits.
+fn socket_io_layer() -> (SocketIoLayer, SocketIo) {
+    SocketIo::builder()
+        .ping_interval(Duration::from_secs(25))
+        .ping_timeout(Duration::from_secs(20))
+        // One limit on both transports: a long-polling request body (`max_payload`) and a
+        // WebSocket message or frame. Past it the connection is closed, as a polling request
+        // over the limit is refused (issue 11, finding 5: before, WebSocket took 8 MiB).
+        .max_payload(MAX_PACKET_BYTES as u64)
+        .ws_max_message_size(MAX_PACKET_BYTES)
+        .ws_max_frame_size(MAX_PACKET_BYTES)
+        // Packets queued per socket before it counts as too slow and misses one; the default
+        // (128) drops updates for clients that stall briefly under a burst.
+        .max_buffer_size(1024)
+        .build_layer()
+}
+
+/// Gives every socket of the default namespace its event handlers.
+fn register_socket_handlers(io: &SocketIo, hub: Arc<Hub>) {
+    // The handlers are registered in a connect *middleware*: socketioxide awaits it before it
+    // sends the client its CONNECT packet, whereas a connect handler runs in a task spawned
+    // after that packet went out. A client that emits `join` as soon as it is connected (as
+    // every screen does) could otherwise reach the server before `join` had a handler, and
+    // the event would be dropped without an acknowledgement (seen: 9 of 10,000 screens).
+    let register = move |socket: SocketRef| {
+        let hub = hub.clone();
+        async move {
+            sockets::on_connect(socket, hub);
+            Ok::<(), std::convert::Infallible>(())
+        }
+    };
+    io.ns("/", (|| async {}).with(register));
+}
+
+/// Health and metrics routes, with Socket.IO on the same listener.
+fn router(socket_io: SocketIoLayer, state: HealthState) -> Router {
+    pollstream_infra::metrics::handle();
+    Router::new()
+        .route("/healthz", get(pollstream_infra::health::healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(pollstream_infra::metrics::render))
+        .layer(axum::middleware::from_fn(
+            pollstream_infra::metrics::track_http,
+        ))
+        .with_state(state)
+        .layer(socket_io)
+}
+
+/// Refreshes `rooms_active` every [`ROOM_GAUGE_INTERVAL`] until `stop` is cancelled.
+fn spawn_room_gauge(io: SocketIo, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(ROOM_GAUGE_INTERVAL);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = ticker.tick() => {
+                    let Ok(rooms) = io.rooms().await;
+                    metrics::gauge!("rooms_active").set(rooms.len() as f64);
+                }
+            }
+        }
+    });
+}
+
+/// Serves `app` until `shutdown` completes, then cancels `stopping`, closes every socket and
+/// waits for the connections to drain, for at most [`DRAIN_TIMEOUT`].
+async fn serve_until_drained(
+    listener: TcpListener,
+    app: Router,
+    http: &HttpSettings,
+    io: SocketIo,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    stopping: CancellationToken,
+) -> std::io::Result<()> {
+    let server_token = stopping.clone();
+    let serve = pollstream_infra::http::serve(listener, app, http, async move {
+        shutdown.await;
+        server_token.cancel();
+        // Close sockets first: open WebSockets would otherwise hold the drain forever.
+        // socketioxide waits for each socket's transport to close, which a client caught
+        // between long-polling and the WebSocket upgrade may not do promptly: bounded.
+        if tokio::time::timeout(SOCKETS_CLOSE_TIMEOUT, io.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("Some sockets were not closed in time; stopping anyway");
+        }
+    });
+    tokio::select! {
+        result = serve => result,
+        () = async move {
+            stopping.cancelled().await;
+            tokio::time::sleep(DRAIN_TIMEOUT).await;
+        } => {
+            tracing::warn!("Connections still open after the drain deadline; stopping anyway");
+            Ok(())
+        }
+    }
+}
+
 /// Forwards every update from `poll-updates` to its room until `shutdown`.
-async fn consume(consumer: Arc<StreamConsumer>, hub: Arc<Hub>, shutdown: CancellationToken) {
-    loop {
-        let message = tokio::select! {
-            () = shutdown.cancelled() => return,
-            message = consumer.recv() => message,
-        };
-        match message {
-            Ok(message) => match PollSnapshot::decode(message.payload().unwrap_or_default()) {
-                Ok(snapshot) => {
-                    let span = tracing::info_span!("broadcast", poll_id = %snapshot.poll_id, seq = snapshot.seq);
-                    pollstream_infra::telemetry::trace_context::adopt(&span, message.headers());
-                    hub.publish(snapshot).instrument(span).await;
-                }
-                Err(err) => {
-                    metrics::counter!("undecodable_updates_total").increment(1);
-                    tracing::warn!(partition = message.partition(), offset = message.offset(), error = %err, "Undecodable poll update skipped");
-                }
-            },
+async fn forward_updates(consumer: Arc<GroupConsumer>, hub: Arc<Hub>, shutdown: CancellationToken) {
+    consume(&consumer, &mut UpdateForwarder { hub }, &shutdown).await;
+}
+
+/// Hands each decoded update to the hub, which broadcasts it unless it is stale; skips the
+/// undecodable ones.
+struct UpdateForwarder {
+    hub: Arc<Hub>,
+}
+
+impl ConsumeHandler for UpdateForwarder {
+    type Value = PollSnapshot;
+    type DecodeError = DecodeError;
+
+    fn decode(payload: &[u8]) -> Result<PollSnapshot, DecodeError> {
+        PollSnapshot::decode(payload)
+    }
+
+    async fn handle(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        snapshot: Result<PollSnapshot, DecodeError>,
+    ) {
+        match snapshot {
+            Ok(snapshot) => {
+                let span = tracing::info_span!("broadcast", poll_id = %snapshot.poll_id, seq = snapshot.seq);
+                pollstream_infra::telemetry::trace_context::adopt(&span, message.headers());
+                self.hub.publish(snapshot).instrument(span).await;
+            }
             Err(err) => {
-                tracing::warn!(error = %err, "Kafka consumer error");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                metrics::counter!("undecodable_updates_total").increment(1);
+                tracing::warn!(partition = message.partition(), offset = message.offset(), error = %err, "Undecodable poll update skipped");
             }
         }
     }
@@ -193,7 +254,7 @@ async fn consume(consumer: Arc<StreamConsumer>, hub: Arc<Hub>, shutdown: Cancell
 /// Ready when PostgreSQL, Redis and the Kafka cluster answer and this replica's consumer has
 /// its partitions: before that, updates would be missed.
 async fn readyz(State(state): State<HealthState>) -> (StatusCode, Json<Value>) {
-    let consumer = state.consumer.clone();
+    let consumer = state.consumer.get();
     pollstream_infra::health::readiness(&state.hub.db, &state.hub.redis, move || {
         consumer
             .fetch_metadata(None, pollstream_infra::health::CHECK_TIMEOUT)

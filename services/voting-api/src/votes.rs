@@ -15,7 +15,6 @@ use pollstream_infra::telemetry::trace_context;
 use pollstream_store::PollDefinition;
 use pollstream_store::ballots::{self, ChoiceFault, CountFault};
 use pollstream_wire::{ErrorBody, PollStatus, RawVote, SCHEMA_VERSION};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::FutureRecord;
 use serde::{Deserialize, Serialize};
 use tower::ServiceBuilder;
@@ -280,20 +279,18 @@ async fn lock_and_produce(
             rdkafka::message::OwnedHeaders::new(),
         ));
     let started = Instant::now();
-    let producer = state.producer.get();
-    // librdkafka's own `message.timeout.ms` is not a hard bound for an idempotent producer: a
-    // request already in flight when the broker went away waits for its own timeout first
-    // (seen: 13.8 s for a 5 s setting). The answer is bounded here; a message still queued
-    // past the bound may yet reach Kafka, which is safe: the lock is released, so the voter's
-    // retry is taken, and the ballot key counts the two copies once.
-    let timeout = state.config.kafka.produce_timeout;
-    let queued = producer.send(record, Duration::from_millis(500));
-    let delivery = match tokio::time::timeout(timeout, queued).await {
-        Ok(delivery) => delivery.map_err(|(err, _)| err),
-        Err(_) => Err(KafkaError::MessageProduction(
-            RDKafkaErrorCode::MessageTimedOut,
-        )),
-    };
+    // librdkafka's own `message.timeout.ms` is not a hard bound for an idempotent producer, so
+    // the answer is bounded here; a message still queued past the bound may yet reach Kafka,
+    // which is safe: the lock is released, so the voter's retry is taken, and the ballot key
+    // counts the two copies once.
+    let delivery = state
+        .producer
+        .send_within(
+            record,
+            Duration::from_millis(500),
+            state.config.kafka.produce_timeout,
+        )
+        .await;
     metrics::histogram!("kafka_produce_duration_seconds", "topic" => "raw-votes")
         .record(started.elapsed().as_secs_f64());
     match delivery {
@@ -308,7 +305,6 @@ async fn lock_and_produce(
             ))
         }
         Err(err) => {
-            state.producer.recover(&producer, &err);
             release_lock(&mut redis, &lock_key, &lock_value).await;
             Err(ApiError::unavailable("kafka", err))
         }

@@ -1,0 +1,163 @@
+//! Consumers in a consumer group: replaced when they fail fatally, and their lag reported.
+//!
+//! Offsets are committed by hand, only after the side effect of the messages they cover
+//! succeeded (see [`KafkaSettings::consumer_in_group`]).
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use rdkafka::Offset;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use tokio_util::sync::CancellationToken;
+
+use super::KafkaSettings;
+
+/// A consumer subscribed to its topics in a consumer group, replaced by a fresh one when
+/// librdkafka reports it failed fatally.
+///
+/// A fatal consumer error (a static member fenced by the broker, KIP-345) leaves the
+/// client unusable for good: every later poll fails. Offsets are committed only after their
+/// side effects, so the fresh consumer resumes from the last commit and what the old one had
+/// read is replayed, harmlessly.
+pub struct GroupConsumer {
+    spec: GroupSpec,
+    current: RwLock<(Arc<StreamConsumer>, Instant)>,
+}
+
+/// What a [`GroupConsumer`] needs to build its consumer again.
+struct GroupSpec {
+    settings: KafkaSettings,
+    group_id: String,
+    offset_reset: String,
+    fetch_wait: Duration,
+    instance_id: Option<String>,
+    topics: Vec<String>,
+}
+
+impl GroupSpec {
+    fn consumer(&self) -> Result<Arc<StreamConsumer>, KafkaError> {
+        let consumer = self.settings.consumer_in_group(
+            &self.group_id,
+            &self.offset_reset,
+            self.fetch_wait,
+            self.instance_id.as_deref(),
+        )?;
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+        Ok(Arc::new(consumer))
+    }
+}
+
+impl GroupConsumer {
+    /// Shortest time between two replacements, so that two replicas misconfigured with one
+    /// instance id fence each other at a readable pace instead of in a tight loop.
+    pub const REPLACE_INTERVAL: Duration = Duration::from_secs(5);
+
+    /// Creates the consumer (see [`KafkaSettings::consumer_in_group`]) and subscribes it to
+    /// `topics`.
+    pub fn subscribe(
+        settings: &KafkaSettings,
+        group_id: &str,
+        offset_reset: &str,
+        fetch_wait: Duration,
+        instance_id: Option<&str>,
+        topics: &[&str],
+    ) -> Result<Self, KafkaError> {
+        let spec = GroupSpec {
+            settings: settings.clone(),
+            group_id: group_id.to_owned(),
+            offset_reset: offset_reset.to_owned(),
+            fetch_wait,
+            instance_id: instance_id.map(str::to_owned),
+            topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+        };
+        let first = spec.consumer()?;
+        Ok(Self {
+            spec,
+            current: RwLock::new((first, Instant::now())),
+        })
+    }
+
+    /// The consumer to poll and commit with now (cheap: a reference-counted handle).
+    pub fn get(&self) -> Arc<StreamConsumer> {
+        self.current
+            .read()
+            .expect("consumer lock poisoned")
+            .0
+            .clone()
+    }
+
+    /// Called after `failed` returned an error: when that error left it fatally failed,
+    /// replaces it (unless another caller already did, or the last replacement is too recent)
+    /// and returns true; the caller must then drop what it read and not yet committed.
+    pub(super) fn recover(&self, failed: &Arc<StreamConsumer>) -> bool {
+        let Some(fatal) = failed.client().fatal_error() else {
+            return false;
+        };
+        let mut current = self.current.write().expect("consumer lock poisoned");
+        if !Arc::ptr_eq(&current.0, failed) {
+            return true;
+        }
+        if current.1.elapsed() < Self::REPLACE_INTERVAL {
+            return false;
+        }
+        match self.spec.consumer() {
+            Ok(fresh) => {
+                tracing::error!(
+                    error = ?fatal,
+                    instance_id = ?self.spec.instance_id,
+                    "Kafka consumer failed fatally; replaced it, and what it read will be replayed from the last commit"
+                );
+                metrics::counter!("kafka_consumer_rebuilds_total").increment(1);
+                let old = std::mem::replace(&mut *current, (fresh, Instant::now()));
+                // Closing a consumer blocks: not on an async worker.
+                std::thread::spawn(move || drop(old));
+                true
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "Cannot replace the failed Kafka consumer");
+                false
+            }
+        }
+    }
+
+    /// Every `period` until `shutdown` is cancelled, sets `kafka_consumer_lag{topic, partition}`
+    /// for each partition the consumer holds: the messages between its position and the
+    /// partition's end.
+    pub async fn report_lag_every(&self, period: Duration, shutdown: CancellationToken) {
+        let mut ticker = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = ticker.tick() => {
+                    let consumer = self.get();
+                    let _ = tokio::task::spawn_blocking(move || report_lag(&consumer)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Sets `kafka_consumer_lag{topic, partition}` for every partition `consumer` holds. Blocking
+/// (one watermark request per partition): call it from a blocking thread, every few seconds.
+fn report_lag(consumer: &StreamConsumer) {
+    let Ok(positions) = consumer.position() else {
+        return;
+    };
+    for element in positions.elements() {
+        let Offset::Offset(position) = element.offset() else {
+            continue;
+        };
+        if let Ok((_, high)) =
+            consumer.fetch_watermarks(element.topic(), element.partition(), Duration::from_secs(1))
+        {
+            metrics::gauge!(
+                "kafka_consumer_lag",
+                "topic" => element.topic().to_owned(),
+                "partition" => element.partition().to_string()
+            )
+            .set((high - position).max(0) as f64);
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! Kafka clients configured the way every pollstream service needs them.
+//!
+//! Producers are idempotent with `acks=all`, so a delivery report means the message is durable
+//! and a retry inside librdkafka cannot duplicate it. Consumers commit offsets by hand, only
+//! after the side effect of the messages they cover succeeded.
+//!
+//! - [`KafkaSettings`]: where the brokers are; builds producers, consumers and topics.
+//! - [`ResilientProducer`]: sends, and rebuilds itself after a failed send.
+//! - [`GroupConsumer`]: a group member, replaced when it fails fatally; reports its lag.
+//! - [`consume`]: the receive → decode → handle loop, with a [`ConsumeHandler`].
+
+mod consume_loop;
+mod consumer;
+mod producer;
+mod settings;
+
+pub use consume_loop::{ConsumeHandler, consume};
+pub use consumer::GroupConsumer;
+pub use producer::ResilientProducer;
+pub use settings::KafkaSettings;

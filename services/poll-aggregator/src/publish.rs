@@ -1,0 +1,106 @@
+//! Publishing poll snapshots: produced to `poll-updates` for the screens, then written into the
+//! results cache (unless it already holds a newer one) for voting-api's results endpoint.
+//!
+//! The aggregator publishes the snapshots of every flushed batch, the closer those of every
+//! closed poll; both redo the whole publication when any part of it failed, so a snapshot may
+//! be produced twice, which screens ignore (they drop a `seq` they have already seen).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pollstream_infra::kafka::ResilientProducer;
+use pollstream_infra::telemetry::trace_context;
+use pollstream_store::results_cache;
+use pollstream_wire::PollSnapshot;
+use rdkafka::error::KafkaError;
+use rdkafka::message::OwnedHeaders;
+use rdkafka::producer::FutureRecord;
+use redis::aio::ConnectionManager;
+use tracing::Instrument;
+
+use crate::batch::VoteBatch;
+
+/// Longest a snapshot waits for room in the producer's local queue.
+const QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Produces snapshots to `poll-updates` and caches them.
+#[derive(Clone)]
+pub struct SnapshotPublisher {
+    /// Sends the snapshots.
+    pub producer: Arc<ResilientProducer>,
+    /// Results cache.
+    pub redis: ConnectionManager,
+    /// Topic of snapshots (`poll-updates`).
+    pub topic: String,
+}
+
+impl SnapshotPublisher {
+    /// Publishes the snapshots of a flushed `batch`: all produced at once, each continuing the
+    /// trace of its poll's first vote in the batch, then cached. Records
+    /// `kafka_produce_duration_seconds{topic="poll-updates"}` for the whole production.
+    pub async fn publish_counted(
+        &mut self,
+        snapshots: &[PollSnapshot],
+        batch: &VoteBatch,
+    ) -> Result<(), PublishError> {
+        let deliveries = snapshots.iter().map(|snapshot| {
+            let span = tracing::info_span!("publish_snapshot", poll_id = %snapshot.poll_id, seq = snapshot.seq, total = snapshot.total);
+            if let Some(traceparent) = batch.traceparent(snapshot.poll_id) {
+                trace_context::adopt_traceparent(&span, traceparent);
+            }
+            let headers = trace_context::inject(&span, OwnedHeaders::new());
+            self.produce(snapshot, Some(headers)).instrument(span)
+        });
+        let started = Instant::now();
+        futures::future::try_join_all(deliveries).await?;
+        metrics::histogram!("kafka_produce_duration_seconds", "topic" => "poll-updates")
+            .record(started.elapsed().as_secs_f64());
+        for snapshot in snapshots {
+            self.cache(snapshot).await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes the snapshot of a closed poll: produced, then cached.
+    pub async fn publish_closing(&mut self, snapshot: &PollSnapshot) -> Result<(), PublishError> {
+        self.produce(snapshot, None).await?;
+        self.cache(snapshot).await
+    }
+
+    /// Produces `snapshot` keyed by its poll, so that one poll's snapshots stay in order.
+    async fn produce(
+        &self,
+        snapshot: &PollSnapshot,
+        headers: Option<OwnedHeaders>,
+    ) -> Result<(), PublishError> {
+        let key = snapshot.poll_id.to_string();
+        let payload = snapshot.encode();
+        let mut record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
+        if let Some(headers) = headers {
+            record = record.headers(headers);
+        }
+        self.producer
+            .send(record, QUEUE_TIMEOUT)
+            .await
+            .map(drop)
+            .map_err(PublishError::Kafka)
+    }
+
+    async fn cache(&mut self, snapshot: &PollSnapshot) -> Result<(), PublishError> {
+        results_cache::write_if_newer(&mut self.redis, snapshot)
+            .await
+            .map(drop)
+            .map_err(PublishError::Redis)
+    }
+}
+
+/// Why a publication must be redone.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// A snapshot was not produced.
+    #[error("kafka: {0}")]
+    Kafka(#[source] KafkaError),
+    /// A snapshot was produced but not cached.
+    #[error("redis: {0}")]
+    Redis(#[source] redis::RedisError),
+}
