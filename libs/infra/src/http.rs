@@ -128,7 +128,7 @@ pub async fn serve(
                 Err(err) if is_connection_error(&err) => continue,
                 Err(err) => {
                     backoff = (backoff * 2).clamp(Duration::from_millis(10), MAX_ACCEPT_BACKOFF);
-                    metrics::counter!("http_accept_errors_total").increment(1);
+                    metrics::counter!(crate::metrics::names::HTTP_ACCEPT_ERRORS_TOTAL).increment(1);
                     tracing::error!(%address, error = %err, retry_in_ms = backoff.as_millis() as u64, "Accept failed; retrying");
                     tokio::select! {
                         () = &mut shutdown => break,
@@ -139,7 +139,7 @@ pub async fn serve(
         };
         backoff = Duration::ZERO;
         let Some(slot) = per_address.admit(peer.ip()) else {
-            metrics::counter!("http_connections_refused_total", "reason" => "per_ip").increment(1);
+            metrics::counter!(crate::metrics::names::HTTP_CONNECTIONS_REFUSED_TOTAL, "reason" => "per_ip").increment(1);
             tracing::debug!(%peer, "Too many connections from this address; closed");
             drop(stream);
             continue;
@@ -229,7 +229,7 @@ struct CountedStream {
 
 impl CountedStream {
     fn new(stream: TcpStream, permit: OwnedSemaphorePermit) -> Self {
-        metrics::gauge!("http_connections_open").increment(1);
+        metrics::gauge!(crate::metrics::names::HTTP_CONNECTIONS_OPEN).increment(1);
         Self {
             stream,
             _permit: permit,
@@ -239,7 +239,7 @@ impl CountedStream {
 
 impl Drop for CountedStream {
     fn drop(&mut self) {
-        metrics::gauge!("http_connections_open").decrement(1);
+        metrics::gauge!(crate::metrics::names::HTTP_CONNECTIONS_OPEN).decrement(1);
     }
 }
 

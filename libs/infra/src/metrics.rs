@@ -8,6 +8,34 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// Names of the metrics every service records through this crate; each service keeps the
+/// names of its own metrics in its `metrics` module. Units follow Prometheus' conventions
+/// (base units in the name's suffix: `_seconds`, `_total` for counters).
+pub mod names {
+    /// Counter: HTTP requests answered, by `method`, `route` (the route template, or
+    /// `unmatched`) and `status`.
+    pub const HTTP_REQUESTS_TOTAL: &str = "http_requests_total";
+    /// Histogram, seconds: time to answer an HTTP request, same labels as
+    /// [`HTTP_REQUESTS_TOTAL`].
+    pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
+    /// Counter: failed `accept` calls on an HTTP listener (each retried after a pause).
+    pub const HTTP_ACCEPT_ERRORS_TOTAL: &str = "http_accept_errors_total";
+    /// Counter: connections closed at once, by `reason` (`per_ip`: over the per-address cap).
+    pub const HTTP_CONNECTIONS_REFUSED_TOTAL: &str = "http_connections_refused_total";
+    /// Gauge: client connections open, WebSockets included.
+    pub const HTTP_CONNECTIONS_OPEN: &str = "http_connections_open";
+    /// Gauge: messages a consumer group has not read yet, by `topic` and `partition`.
+    pub const KAFKA_CONSUMER_LAG: &str = "kafka_consumer_lag";
+    /// Counter: consumers replaced after librdkafka reported them fatally failed.
+    pub const KAFKA_CONSUMER_REBUILDS_TOTAL: &str = "kafka_consumer_rebuilds_total";
+    /// Counter: producers rebuilt after a failed send.
+    pub const KAFKA_PRODUCER_REBUILDS_TOTAL: &str = "kafka_producer_rebuilds_total";
+    /// Histogram, seconds: time from a produce to its acknowledgement, by `topic`.
+    pub const KAFKA_PRODUCE_DURATION_SECONDS: &str = "kafka_produce_duration_seconds";
+    /// Counter: PostgreSQL statements that failed for a reason other than the data.
+    pub const DATABASE_ERRORS_TOTAL: &str = "database_errors_total";
+}
+
 /// Installs the global recorder on first call and returns the handle that renders it.
 ///
 /// Several services may run in one test process; they then share one recorder.
@@ -68,8 +96,8 @@ pub async fn track_http(
         ("route", route),
         ("status", response.status().as_u16().to_string()),
     ];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels)
+    metrics::counter!(names::HTTP_REQUESTS_TOTAL, &labels).increment(1);
+    metrics::histogram!(names::HTTP_REQUEST_DURATION_SECONDS, &labels)
         .record(started.elapsed().as_secs_f64());
     response
 }

@@ -188,6 +188,68 @@ pub fn all_of(pool: &PgPool, poll_id: Uuid) -> BoxStream<'_, Result<Ballot, sqlx
     .fetch(pool)
 }
 
+/// A ballot to record: one voter's counted choice in one poll.
+#[derive(Debug, Clone, Copy)]
+pub struct NewBallot<'a> {
+    /// The poll.
+    pub poll_id: Uuid,
+    /// The voter (a token subject); one ballot per voter and poll.
+    pub voter_id: &'a str,
+    /// The vote's id, as voting-api answered it in its `202`.
+    pub vote_id: Uuid,
+    /// The chosen options.
+    pub option_ids: &'a [Uuid],
+    /// When voting-api accepted the vote.
+    pub cast_at: DateTime<Utc>,
+}
+
+/// Inserts `ballots` in one statement, skipping any voter who already has a ballot in the
+/// poll (`ON CONFLICT (poll_id, voter_id) DO NOTHING`), and returns `(poll, options)` of each
+/// ballot actually inserted: exactly the ones to add to the tallies.
+pub async fn insert_new(
+    executor: impl PgExecutor<'_>,
+    ballots: &[NewBallot<'_>],
+) -> Result<Vec<(Uuid, Vec<Uuid>)>, sqlx::Error> {
+    if ballots.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as(
+        "INSERT INTO ballots (poll_id, voter_id, vote_id, option_ids, cast_at)
+         SELECT b.poll_id, b.voter_id, b.vote_id, b.option_ids::uuid[], b.cast_at
+         FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::timestamptz[])
+              AS b(poll_id, voter_id, vote_id, option_ids, cast_at)
+         ON CONFLICT (poll_id, voter_id) DO NOTHING
+         RETURNING poll_id, option_ids",
+    )
+    .bind(ballots.iter().map(|b| b.poll_id).collect::<Vec<_>>())
+    .bind(ballots.iter().map(|b| b.voter_id).collect::<Vec<_>>())
+    .bind(ballots.iter().map(|b| b.vote_id).collect::<Vec<_>>())
+    .bind(
+        ballots
+            .iter()
+            .map(|b| uuid_array_literal(b.option_ids))
+            .collect::<Vec<_>>(),
+    )
+    .bind(ballots.iter().map(|b| b.cast_at).collect::<Vec<_>>())
+    .fetch_all(executor)
+    .await
+}
+
+/// PostgreSQL array literal `{a,b}`: nested arrays cannot be bound through `UNNEST`, so each
+/// ballot's options travel as text and are cast back to `uuid[]` in the statement.
+fn uuid_array_literal(ids: &[Uuid]) -> String {
+    let mut literal = String::with_capacity(2 + ids.len() * 37);
+    literal.push('{');
+    for (index, id) in ids.iter().enumerate() {
+        if index > 0 {
+            literal.push(',');
+        }
+        literal.push_str(&id.to_string());
+    }
+    literal.push('}');
+    literal
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,5 +308,14 @@ mod tests {
             Some(ChoiceFault::Unknown(Uuid::from_u128(5)))
         );
         assert_eq!(check(limits, &[100, 5]).count, None);
+    }
+
+    #[test]
+    fn array_literal_is_postgres_syntax() {
+        assert_eq!(uuid_array_literal(&[]), "{}");
+        assert_eq!(
+            uuid_array_literal(&[Uuid::from_u128(1), Uuid::from_u128(2)]),
+            "{00000000-0000-0000-0000-000000000001,00000000-0000-0000-0000-000000000002}"
+        );
     }
 }

@@ -1,10 +1,12 @@
 //! Polls as stored in PostgreSQL: their definitions (what a vote is checked against), when
 //! they are closed, and every statement that creates, closes, deletes or looks one up.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use pollstream_wire::PollStatus;
 use serde::{Deserialize, Serialize};
-use sqlx::{PgExecutor, PgPool};
+use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
 use crate::ballots::{self, BallotCheck, ChoiceLimits};
@@ -303,6 +305,147 @@ pub async fn close(executor: impl PgExecutor<'_>, poll_id: Uuid) -> Result<(), s
     )
     .bind(poll_id)
     .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// Closes every open poll whose `closesAt` has passed, as of its `closesAt`, with a new
+/// `seq`, and returns their ids. This is [`status_at`] in SQL: a poll is closed from its
+/// `closesAt` on, whether or not its row says so yet. Several callers may run it at once; each
+/// poll is closed by exactly one of them (one atomic `UPDATE`).
+pub async fn close_due(executor: impl PgExecutor<'_>) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE polls SET status = 'closed', closed_at = closes_at, seq = seq + 1
+         WHERE status = 'open' AND closes_at <= now()
+         RETURNING id",
+    )
+    .fetch_all(executor)
+    .await
+}
+
+/// Up to `limit` closed polls whose close has not been announced on `poll-updates` yet, in id
+/// order.
+pub async fn unannounced_closes(
+    executor: impl PgExecutor<'_>,
+    limit: i64,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM polls WHERE status = 'closed' AND NOT close_announced ORDER BY id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(executor)
+    .await
+}
+
+/// Records that the closes of `poll_ids` have been announced.
+pub async fn mark_close_announced(
+    executor: impl PgExecutor<'_>,
+    poll_ids: &[Uuid],
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE polls SET close_announced = true WHERE id = ANY($1)")
+        .bind(poll_ids)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// What a vote is counted against: a poll's ballot limits, when it closed or closes, and its
+/// option ids.
+#[derive(Debug, Clone)]
+pub struct CountingRules {
+    /// How many options one ballot may hold.
+    pub choices: ChoiceLimits,
+    /// Votes cast from this moment on are not counted.
+    pub closes_at: Option<DateTime<Utc>>,
+    /// Votes cast from the moment the poll was closed (by its owner, or on time) are not
+    /// counted either.
+    pub closed_at: Option<DateTime<Utc>>,
+    /// The poll's option ids.
+    pub options: Vec<Uuid>,
+}
+
+/// The [`CountingRules`] of each existing poll in `poll_ids`, with the polls' rows locked
+/// (`FOR UPDATE`, in id order) until the transaction ends: flushes of the same poll by two
+/// aggregator replicas (briefly possible during a rebalance) then take turns, so `seq` and
+/// the tallies stay consistent.
+pub async fn lock_for_counting(
+    connection: &mut PgConnection,
+    poll_ids: &[Uuid],
+) -> Result<HashMap<Uuid, CountingRules>, sqlx::Error> {
+    let polls: Vec<CountingRow> = sqlx::query_as(
+        "SELECT id, kind, min_choices, max_choices, closes_at, closed_at FROM polls
+         WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+    )
+    .bind(poll_ids)
+    .fetch_all(&mut *connection)
+    .await?;
+    let options: Vec<(Uuid, Uuid)> =
+        sqlx::query_as("SELECT poll_id, id FROM options WHERE poll_id = ANY($1)")
+            .bind(poll_ids)
+            .fetch_all(&mut *connection)
+            .await?;
+    let mut rules: HashMap<Uuid, CountingRules> = polls
+        .into_iter()
+        .map(|row| {
+            let rules = CountingRules {
+                choices: ChoiceLimits::of(
+                    PollKind::parse(&row.kind),
+                    row.min_choices,
+                    row.max_choices,
+                ),
+                closes_at: row.closes_at,
+                closed_at: row.closed_at,
+                options: Vec::new(),
+            };
+            (row.id, rules)
+        })
+        .collect();
+    for (poll_id, option_id) in options {
+        if let Some(rule) = rules.get_mut(&poll_id) {
+            rule.options.push(option_id);
+        }
+    }
+    Ok(rules)
+}
+
+#[derive(sqlx::FromRow)]
+struct CountingRow {
+    id: Uuid,
+    kind: String,
+    min_choices: i32,
+    max_choices: i32,
+    closes_at: Option<DateTime<Utc>>,
+    closed_at: Option<DateTime<Utc>>,
+}
+
+/// Adds newly counted ballots to the tallies in place (`votes = votes + n`, atomic in
+/// PostgreSQL): `per_option` to each option's count, `per_poll` to each poll's total, and a
+/// new `seq` for each poll in `per_poll`. Each slice holds `(id, n)` pairs, sorted by id so
+/// that concurrent flushes lock rows in the same order.
+pub async fn add_to_tallies(
+    connection: &mut PgConnection,
+    per_option: &[(Uuid, i64)],
+    per_poll: &[(Uuid, i64)],
+) -> Result<(), sqlx::Error> {
+    let (ids, counts): (Vec<Uuid>, Vec<i64>) = per_option.iter().copied().unzip();
+    sqlx::query(
+        "UPDATE options SET votes = votes + d.n
+         FROM UNNEST($1::uuid[], $2::bigint[]) AS d(id, n)
+         WHERE options.id = d.id",
+    )
+    .bind(&ids)
+    .bind(&counts)
+    .execute(&mut *connection)
+    .await?;
+    let (ids, counts): (Vec<Uuid>, Vec<i64>) = per_poll.iter().copied().unzip();
+    sqlx::query(
+        "UPDATE polls SET seq = seq + 1, total = total + d.n
+         FROM UNNEST($1::uuid[], $2::bigint[]) AS d(id, n)
+         WHERE polls.id = d.id",
+    )
+    .bind(&ids)
+    .bind(&counts)
+    .execute(&mut *connection)
     .await?;
     Ok(())
 }

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::batch::VoteBatch;
 use crate::config::Config;
 use crate::flush::{FlushOutcome, Rejected, flush_batch};
+use crate::metrics as names;
 use crate::publish::{PublishError, SnapshotPublisher};
 
 /// Longest pause between two attempts at a failing flush.
@@ -184,8 +185,8 @@ impl Aggregator {
             }
             match self.producer.send(record, Duration::from_secs(1)).await {
                 Ok(_) => {
-                    metrics::counter!("dead_letters_total").increment(1);
-                    metrics::counter!("votes_parked_total", "reason" => reason).increment(1);
+                    metrics::counter!(names::DEAD_LETTERS_TOTAL).increment(1);
+                    metrics::counter!(names::VOTES_PARKED_TOTAL, "reason" => reason).increment(1);
                     return true;
                 }
                 Err(err) => {
@@ -208,10 +209,13 @@ impl Aggregator {
             match self.flush_once(batch, shutdown).await {
                 Ok(outcome) => {
                     let elapsed = started.elapsed();
-                    metrics::histogram!("flush_duration_seconds").record(elapsed.as_secs_f64());
-                    metrics::histogram!("flush_batch_votes").record(batch.votes().len() as f64);
-                    metrics::counter!("votes_counted_total").increment(outcome.counted as u64);
-                    metrics::counter!("votes_duplicate_total").increment(outcome.duplicates as u64);
+                    metrics::histogram!(names::FLUSH_DURATION_SECONDS)
+                        .record(elapsed.as_secs_f64());
+                    metrics::histogram!(names::FLUSH_BATCH_VOTES)
+                        .record(batch.votes().len() as f64);
+                    metrics::counter!(names::VOTES_COUNTED_TOTAL).increment(outcome.counted as u64);
+                    metrics::counter!(names::VOTES_DUPLICATE_TOTAL)
+                        .increment(outcome.duplicates as u64);
                     tracing::info!(
                         messages = batch.len(),
                         counted = outcome.counted,
@@ -226,9 +230,10 @@ impl Aggregator {
                     return;
                 }
                 Err(err) => {
-                    metrics::counter!("flush_failures_total", "cause" => err.cause()).increment(1);
+                    metrics::counter!(names::FLUSH_FAILURES_TOTAL, "cause" => err.cause())
+                        .increment(1);
                     if matches!(err, FlushError::Database(_)) {
-                        metrics::counter!("database_errors_total").increment(1);
+                        metrics::counter!(names::DATABASE_ERRORS_TOTAL).increment(1);
                     }
                     tracing::warn!(error = %err, messages = batch.len(), retry_in_ms = backoff.as_millis() as u64, "Flush failed, keeping the batch");
                     if sleep_or_cancel(backoff, shutdown).await {

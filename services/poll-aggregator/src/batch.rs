@@ -134,11 +134,11 @@ impl Increments {
         increments
     }
 
-    /// Pairs ready to bind as two `UNNEST` arrays.
-    pub fn unzip(map: &HashMap<Uuid, i64>) -> (Vec<Uuid>, Vec<i64>) {
+    /// The `(id, n)` pairs of `map` in id order, as `polls::add_to_tallies` takes them.
+    pub fn sorted(map: &HashMap<Uuid, i64>) -> Vec<(Uuid, i64)> {
         let mut pairs: Vec<(Uuid, i64)> = map.iter().map(|(k, v)| (*k, *v)).collect();
         pairs.sort_unstable();
-        pairs.into_iter().unzip()
+        pairs
     }
 }
 
@@ -212,8 +212,9 @@ mod tests {
         assert_eq!(increments.per_poll[&p], 3);
         assert_eq!(increments.per_option[&a], 2);
         assert_eq!(increments.per_option[&b], 2);
-        let (ids, counts) = Increments::unzip(&increments.per_option);
-        assert_eq!(ids, vec![a, b]);
-        assert_eq!(counts, vec![2, 2]);
+        assert_eq!(
+            Increments::sorted(&increments.per_option),
+            vec![(a, 2), (b, 2)]
+        );
     }
 }

@@ -9,16 +9,19 @@
 
 use std::time::Duration;
 
-use pollstream_store::{closed_flag, snapshots};
+use pollstream_store::{closed_flag, polls, snapshots};
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
+use crate::metrics as names;
 use crate::publish::{PublishError, SnapshotPublisher};
 
 /// How often due polls are looked for.
 pub const TICK: Duration = Duration::from_millis(250);
+
+/// Most closes announced per tick; more wait for the next.
+const ANNOUNCE_BATCH: i64 = 500;
 
 /// Clients the closer needs.
 pub struct Closer {
@@ -48,23 +51,13 @@ impl Closer {
     }
 
     async fn tick(&mut self) -> Result<(), CloseError> {
-        let due: Vec<(Uuid,)> = sqlx::query_as(
-            "UPDATE polls SET status = 'closed', closed_at = closes_at, seq = seq + 1
-             WHERE status = 'open' AND closes_at <= now()
-             RETURNING id",
-        )
-        .fetch_all(&self.db)
-        .await?;
-        for (poll_id,) in &due {
+        let due = polls::close_due(&self.db).await?;
+        for poll_id in &due {
             tracing::info!(poll_id = %poll_id, "Poll closed on time");
             // Tells every voting-api replica at once, without waiting for its poll cache.
             closed_flag::set(&mut self.redis, *poll_id).await?;
         }
-        let unannounced: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT id FROM polls WHERE status = 'closed' AND NOT close_announced ORDER BY id LIMIT 500",
-        )
-        .fetch_all(&self.db)
-        .await?;
+        let unannounced = polls::unannounced_closes(&self.db, ANNOUNCE_BATCH).await?;
         if unannounced.is_empty() {
             return Ok(());
         }
@@ -72,11 +65,8 @@ impl Closer {
         for snapshot in &closing {
             self.publisher.publish_closing(snapshot).await?;
         }
-        sqlx::query("UPDATE polls SET close_announced = true WHERE id = ANY($1)")
-            .bind(&unannounced)
-            .execute(&self.db)
-            .await?;
-        metrics::counter!("polls_closed_announced_total").increment(closing.len() as u64);
+        polls::mark_close_announced(&self.db, &unannounced).await?;
+        metrics::counter!(names::POLLS_CLOSED_ANNOUNCED_TOTAL).increment(closing.len() as u64);
         Ok(())
     }
 }

@@ -14,17 +14,17 @@
 //! can never stop counting for everyone. Any other failure (connection lost, server shutting
 //! down, pool timeout) fails the flush, and the caller keeps the batch and retries it whole.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use pollstream_store::PollKind;
-use pollstream_store::ballots::ChoiceLimits;
+use pollstream_store::ballots::{self, NewBallot};
+use pollstream_store::polls;
 use pollstream_wire::{PollSnapshot, RawVote};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::batch::{Increments, ReceivedVote, VoteBatch, poll_ids};
-use crate::rules::{PollRules, rejection};
+use crate::rules::rejection;
 
 /// `dlq-reason` of a vote PostgreSQL refused although it passed validation.
 pub const DATABASE_REFUSED: &str = "database_refused";
@@ -166,43 +166,7 @@ async fn count_part(
     let mut outcome = FlushOutcome::default();
     let mut tx = db.begin().await?;
 
-    // Row locks, in id order, serialise flushes of the same poll across replicas (during a
-    // rebalance two may briefly hold the same votes) so `seq` and counters stay consistent.
-    let polls: Vec<RulesRow> = sqlx::query_as(
-        "SELECT id, kind, min_choices, max_choices, closes_at, closed_at FROM polls
-         WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-    )
-    .bind(&poll_ids)
-    .fetch_all(&mut *tx)
-    .await?;
-    let options: Vec<(Uuid, Uuid)> =
-        sqlx::query_as("SELECT poll_id, id FROM options WHERE poll_id = ANY($1)")
-            .bind(&poll_ids)
-            .fetch_all(&mut *tx)
-            .await?;
-    let mut rules: HashMap<Uuid, PollRules> = polls
-        .into_iter()
-        .map(|row| {
-            (
-                row.id,
-                PollRules {
-                    choices: ChoiceLimits::of(
-                        PollKind::parse(&row.kind),
-                        row.min_choices,
-                        row.max_choices,
-                    ),
-                    closes_at: row.closes_at,
-                    closed_at: row.closed_at,
-                    options: Vec::new(),
-                },
-            )
-        })
-        .collect();
-    for (poll_id, option_id) in options {
-        if let Some(rule) = rules.get_mut(&poll_id) {
-            rule.options.push(option_id);
-        }
-    }
+    let rules = polls::lock_for_counting(&mut tx, &poll_ids).await?;
 
     // Repeats of a voter are dropped only among countable votes, so an invalid first vote
     // does not hide a valid later one.
@@ -221,35 +185,17 @@ async fn count_part(
         }
     }
 
-    let inserted: Vec<(Uuid, Vec<Uuid>)> = if countable.is_empty() {
-        Vec::new()
-    } else {
-        sqlx::query_as(
-            "INSERT INTO ballots (poll_id, voter_id, vote_id, option_ids, cast_at)
-             SELECT b.poll_id, b.voter_id, b.vote_id, b.option_ids::uuid[], b.cast_at
-             FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::timestamptz[])
-                  AS b(poll_id, voter_id, vote_id, option_ids, cast_at)
-             ON CONFLICT (poll_id, voter_id) DO NOTHING
-             RETURNING poll_id, option_ids",
-        )
-        .bind(countable.iter().map(|v| v.poll_id).collect::<Vec<_>>())
-        .bind(
-            countable
-                .iter()
-                .map(|v| v.voter_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(countable.iter().map(|v| v.vote_id).collect::<Vec<_>>())
-        .bind(
-            countable
-                .iter()
-                .map(|v| uuid_array_literal(&v.option_ids))
-                .collect::<Vec<_>>(),
-        )
-        .bind(countable.iter().map(|v| v.cast_at).collect::<Vec<_>>())
-        .fetch_all(&mut *tx)
-        .await?
-    };
+    let ballots: Vec<NewBallot<'_>> = countable
+        .iter()
+        .map(|vote| NewBallot {
+            poll_id: vote.poll_id,
+            voter_id: &vote.voter_id,
+            vote_id: vote.vote_id,
+            option_ids: &vote.option_ids,
+            cast_at: vote.cast_at,
+        })
+        .collect();
+    let inserted = ballots::insert_new(&mut *tx, &ballots).await?;
     outcome.counted = inserted.len();
     outcome.duplicates += countable.len() - inserted.len();
 
@@ -259,56 +205,17 @@ async fn count_part(
             .map(|(poll, options)| (*poll, options.as_slice())),
     );
     if !increments.per_option.is_empty() {
-        let (ids, counts) = Increments::unzip(&increments.per_option);
-        sqlx::query(
-            "UPDATE options SET votes = votes + d.n
-             FROM UNNEST($1::uuid[], $2::bigint[]) AS d(id, n)
-             WHERE options.id = d.id",
+        polls::add_to_tallies(
+            &mut tx,
+            &Increments::sorted(&increments.per_option),
+            &Increments::sorted(&increments.per_poll),
         )
-        .bind(&ids)
-        .bind(&counts)
-        .execute(&mut *tx)
-        .await?;
-        let (ids, counts) = Increments::unzip(&increments.per_poll);
-        sqlx::query(
-            "UPDATE polls SET seq = seq + 1, total = total + d.n
-             FROM UNNEST($1::uuid[], $2::bigint[]) AS d(id, n)
-             WHERE polls.id = d.id",
-        )
-        .bind(&ids)
-        .bind(&counts)
-        .execute(&mut *tx)
         .await?;
     }
 
     outcome.snapshots = pollstream_store::snapshots::load_many(&mut *tx, &poll_ids).await?;
     tx.commit().await?;
     Ok(outcome)
-}
-
-#[derive(sqlx::FromRow)]
-struct RulesRow {
-    id: Uuid,
-    kind: String,
-    min_choices: i32,
-    max_choices: i32,
-    closes_at: Option<DateTime<Utc>>,
-    closed_at: Option<DateTime<Utc>>,
-}
-
-/// PostgreSQL array literal `{a,b}`: nested arrays cannot be bound through `UNNEST`, so each
-/// ballot's options travel as text and are cast back to `uuid[]` in the statement.
-fn uuid_array_literal(ids: &[Uuid]) -> String {
-    let mut literal = String::with_capacity(2 + ids.len() * 37);
-    literal.push('{');
-    for (index, id) in ids.iter().enumerate() {
-        if index > 0 {
-            literal.push(',');
-        }
-        literal.push_str(&id.to_string());
-    }
-    literal.push('}');
-    literal
 }
 
 #[cfg(test)]
@@ -326,14 +233,5 @@ mod tests {
         ] {
             assert!(!is_data_refusal(outage), "{outage}");
         }
-    }
-
-    #[test]
-    fn array_literal_is_postgres_syntax() {
-        assert_eq!(uuid_array_literal(&[]), "{}");
-        assert_eq!(
-            uuid_array_literal(&[Uuid::from_u128(1), Uuid::from_u128(2)]),
-            "{00000000-0000-0000-0000-000000000001,00000000-0000-0000-0000-000000000002}"
-        );
     }
 }

@@ -8,6 +8,7 @@ pub mod rules;
 
 mod aggregator;
 mod closer;
+mod metrics;
 mod publish;
 
 use std::sync::Arc;

@@ -19,6 +19,7 @@ use redis::aio::ConnectionManager;
 use tracing::Instrument;
 
 use crate::batch::VoteBatch;
+use crate::metrics as names;
 
 /// Longest a snapshot waits for room in the producer's local queue.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -53,7 +54,7 @@ impl SnapshotPublisher {
         });
         let started = Instant::now();
         futures::future::try_join_all(deliveries).await?;
-        metrics::histogram!("kafka_produce_duration_seconds", "topic" => "poll-updates")
+        metrics::histogram!(names::KAFKA_PRODUCE_DURATION_SECONDS, "topic" => "poll-updates")
             .record(started.elapsed().as_secs_f64());
         for snapshot in snapshots {
             self.cache(snapshot).await?;

@@ -7,11 +7,10 @@
 //! before taking the vote, from `pollstream_store`: [`check_choices`] and [`polls::status_at`].
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use pollstream_store::ballots::{ChoiceFault, ChoiceLimits, check_choices};
-use pollstream_store::polls;
+use pollstream_store::ballots::{ChoiceFault, check_choices};
+use pollstream_store::polls::{self, CountingRules};
 use pollstream_wire::input::check_subject;
 use pollstream_wire::{PollStatus, RawVote};
-use uuid::Uuid;
 
 /// How far ahead of the aggregator's clock a `castAt` may be: voting-api stamps votes with its
 /// own clock, so this is room for clock skew between hosts, not for votes from the future.
@@ -26,20 +25,6 @@ pub fn earliest_cast_at() -> DateTime<Utc> {
         .expect("a valid fixed date")
 }
 
-/// What the aggregator knows about a poll when it validates a vote.
-#[derive(Debug, Clone)]
-pub struct PollRules {
-    /// How many options one ballot may hold.
-    pub choices: ChoiceLimits,
-    /// Votes cast from this moment on are not counted.
-    pub closes_at: Option<DateTime<Utc>>,
-    /// Votes cast from the moment the poll was closed (by its owner, or on time) are not
-    /// counted either.
-    pub closed_at: Option<DateTime<Utc>>,
-    /// The poll's option ids.
-    pub options: Vec<Uuid>,
-}
-
 /// Why a vote that decoded fine is still not counted, as the stable name of the failed check;
 /// `None` if it is countable. `now` is the aggregator's clock, the reference for `castAt`.
 ///
@@ -51,7 +36,7 @@ pub struct PollRules {
 /// closed at `castAt`).
 pub fn rejection(
     vote: &RawVote,
-    rules: Option<&PollRules>,
+    rules: Option<&CountingRules>,
     now: DateTime<Utc>,
 ) -> Option<&'static str> {
     if let Err(err) = check_subject(&vote.voter_id) {
@@ -91,10 +76,12 @@ pub fn rejection(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pollstream_store::ballots::ChoiceLimits;
     use pollstream_wire::SCHEMA_VERSION;
+    use uuid::Uuid;
 
-    fn rules() -> PollRules {
-        PollRules {
+    fn rules() -> CountingRules {
+        CountingRules {
             choices: ChoiceLimits { min: 1, max: 2 },
             closes_at: None,
             closed_at: None,

@@ -109,7 +109,8 @@ impl GroupConsumer {
                     instance_id = ?self.spec.instance_id,
                     "Kafka consumer failed fatally; replaced it, and what it read will be replayed from the last commit"
                 );
-                metrics::counter!("kafka_consumer_rebuilds_total").increment(1);
+                metrics::counter!(crate::metrics::names::KAFKA_CONSUMER_REBUILDS_TOTAL)
+                    .increment(1);
                 let old = std::mem::replace(&mut *current, (fresh, Instant::now()));
                 // Closing a consumer blocks: not on an async worker.
                 std::thread::spawn(move || drop(old));
@@ -153,7 +154,7 @@ fn report_lag(consumer: &StreamConsumer) {
             consumer.fetch_watermarks(element.topic(), element.partition(), Duration::from_secs(1))
         {
             metrics::gauge!(
-                "kafka_consumer_lag",
+                crate::metrics::names::KAFKA_CONSUMER_LAG,
                 "topic" => element.topic().to_owned(),
                 "partition" => element.partition().to_string()
             )

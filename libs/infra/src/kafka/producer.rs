@@ -130,7 +130,8 @@ impl ResilientProducer {
         match self.settings.producer() {
             Ok(fresh) => {
                 tracing::warn!(error = %error, fatal = ?fatal, "Kafka send failed; replaced the producer with a fresh one");
-                metrics::counter!("kafka_producer_rebuilds_total").increment(1);
+                metrics::counter!(crate::metrics::names::KAFKA_PRODUCER_REBUILDS_TOTAL)
+                    .increment(1);
                 *current = (fresh, Instant::now());
             }
             Err(err) => tracing::error!(error = %err, "Cannot rebuild the Kafka producer"),
