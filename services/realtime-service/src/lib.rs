@@ -5,10 +5,15 @@
 //! snapshot as acknowledgement.
 
 pub mod config;
+pub mod metric_names;
 pub mod rooms;
+pub mod snapshot_ledger;
 
+mod broadcast;
 mod hub;
-mod sockets;
+mod poll_access;
+mod socket_handlers;
+mod waiting_voters;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -140,7 +145,7 @@ fn register_socket_handlers(io: &SocketIo, hub: Arc<Hub>) {
     let register = move |socket: SocketRef| {
         let hub = hub.clone();
         async move {
-            sockets::on_connect(socket, hub);
+            socket_handlers::on_connect(socket, hub);
             Ok::<(), std::convert::Infallible>(())
         }
     };
@@ -170,7 +175,7 @@ fn spawn_room_gauge(io: SocketIo, stop: CancellationToken) {
                 () = stop.cancelled() => return,
                 _ = ticker.tick() => {
                     let Ok(rooms) = io.rooms().await;
-                    metrics::gauge!("rooms_active").set(rooms.len() as f64);
+                    metrics::gauge!(metric_names::ROOMS_ACTIVE).set(rooms.len() as f64);
                 }
             }
         }
@@ -241,10 +246,12 @@ impl ConsumeHandler for UpdateForwarder {
             Ok(snapshot) => {
                 let span = tracing::info_span!("broadcast", poll_id = %snapshot.poll_id, seq = snapshot.seq);
                 pollstream_infra::telemetry::trace_context::adopt(&span, message.headers());
-                self.hub.publish(snapshot).instrument(span).await;
+                broadcast::publish(&self.hub, snapshot)
+                    .instrument(span)
+                    .await;
             }
             Err(err) => {
-                metrics::counter!("undecodable_updates_total").increment(1);
+                metrics::counter!(metric_names::UNDECODABLE_UPDATES_TOTAL).increment(1);
                 tracing::warn!(partition = message.partition(), offset = message.offset(), error = %err, "Undecodable poll update skipped");
             }
         }
