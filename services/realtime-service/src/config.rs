@@ -1,5 +1,7 @@
 //! realtime-service configuration, read from the environment once at start.
 
+use std::time::Duration;
+
 use pollstream_infra::env::{ConfigError, Vars};
 use pollstream_infra::http::HttpSettings;
 use pollstream_infra::jwt::JwtSettings;
@@ -31,6 +33,41 @@ pub struct Config {
     pub group_prefix: String,
     /// Verifies the tokens clients send with `join`, for results visibility.
     pub jwt: JwtSettings,
+    /// How viewers are counted across replicas and how often `poll-presence` goes out.
+    pub presence: PresenceSettings,
+}
+
+/// Timing of the per-replica viewer counts kept in Redis (see `presence.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresenceSettings {
+    /// How often a replica writes its counts, reads the totals and emits the changed ones
+    /// (`PRESENCE_INTERVAL_MS`, default 1,000 ms, 1,000 to 60,000): `poll-presence` goes out
+    /// at most this often per poll.
+    pub interval: Duration,
+    /// How long a replica's heartbeat outlives its last write (`PRESENCE_TTL_MS`, default
+    /// 5,000 ms, more than twice the interval): a replica gone without a goodbye stops being
+    /// counted within this time plus one interval.
+    pub ttl: Duration,
+}
+
+impl PresenceSettings {
+    /// Reads `PRESENCE_INTERVAL_MS` and `PRESENCE_TTL_MS`.
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let interval = vars.ranged_or("PRESENCE_INTERVAL_MS", 1_000u64, 1_000..=60_000)?;
+        let ttl = vars.ranged_or("PRESENCE_TTL_MS", 5_000u64, 1_000..=600_000)?;
+        // A heartbeat that lapses between two writes would drop a live replica's viewers.
+        if ttl <= 2 * interval {
+            return Err(ConfigError::Invalid {
+                name: "PRESENCE_TTL_MS",
+                value: ttl.to_string(),
+                reason: format!("must be more than twice PRESENCE_INTERVAL_MS ({interval})"),
+            });
+        }
+        Ok(Self {
+            interval: Duration::from_millis(interval),
+            ttl: Duration::from_millis(ttl),
+        })
+    }
 }
 
 impl Config {
@@ -45,6 +82,7 @@ impl Config {
             poll_updates_topic: vars.or_default("POLL_UPDATES_TOPIC", POLL_UPDATES_TOPIC),
             group_prefix: vars.or_default("REALTIME_GROUP_PREFIX", "realtime-service"),
             jwt: JwtSettings::from_vars(vars)?,
+            presence: PresenceSettings::from_vars(vars)?,
         })
     }
 }
@@ -70,5 +108,18 @@ mod tests {
         .unwrap();
         assert_eq!(config.port, 3003);
         assert_eq!(config.poll_updates_topic, "poll-updates");
+        assert_eq!(config.presence.interval, Duration::from_secs(1));
+        assert_eq!(config.presence.ttl, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_presence_ttl_shorter_than_two_intervals_is_refused() {
+        let err = PresenceSettings::from_vars(&Vars::from_pairs([
+            ("PRESENCE_INTERVAL_MS", "2000"),
+            ("PRESENCE_TTL_MS", "3000"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("PRESENCE_TTL_MS"), "{err}");
     }
 }

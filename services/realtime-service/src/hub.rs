@@ -1,11 +1,14 @@
 //! The state shared by the Kafka loop and every socket handler.
 
+use std::sync::Arc;
+
 use pollstream_infra::jwt::JwtKeys;
 use redis::aio::ConnectionManager;
 use socketioxide::SocketIo;
 use sqlx::PgPool;
 
 use crate::poll_access::PollAccessCache;
+use crate::presence::Presence;
 use crate::snapshot_ledger::SnapshotLedger;
 use crate::waiting_voters::WaitingVoters;
 
@@ -25,11 +28,19 @@ pub struct Hub {
     pub polls: PollAccessCache,
     /// `after_vote` polls: waiting sockets and the voter each one is.
     pub waiting: WaitingVoters,
+    /// This replica's part in the viewer counts; told of every join.
+    pub presence: Arc<Presence>,
 }
 
 impl Hub {
     /// A hub over these clients.
-    pub fn new(io: SocketIo, db: PgPool, redis: ConnectionManager, jwt: JwtKeys) -> Self {
+    pub fn new(
+        io: SocketIo,
+        db: PgPool,
+        redis: ConnectionManager,
+        jwt: JwtKeys,
+        presence: Presence,
+    ) -> Self {
         Self {
             io,
             ledger: SnapshotLedger::default(),
@@ -38,6 +49,7 @@ impl Hub {
             redis,
             jwt,
             waiting: WaitingVoters::default(),
+            presence: Arc::new(presence),
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod snapshot_ledger;
 mod broadcast;
 mod hub;
 mod poll_access;
+mod presence;
 mod socket_handlers;
 mod waiting_voters;
 
@@ -40,6 +41,7 @@ use tracing::Instrument;
 pub use config::Config;
 use hub::Hub;
 pub use pollstream_infra::RunError;
+use presence::Presence;
 
 #[derive(Clone)]
 struct HealthState {
@@ -66,7 +68,15 @@ pub async fn run(
             .map_err(RunError::setup("Kafka consumer"))?,
     );
     let (layer, io) = socket_io_layer();
-    let hub = Arc::new(Hub::new(io.clone(), db, redis, config.jwt.keys()));
+    let presence = Presence::new(config.presence);
+    let replica_id = presence.replica_id().to_owned();
+    let hub = Arc::new(Hub::new(
+        io.clone(),
+        db,
+        redis.clone(),
+        config.jwt.keys(),
+        presence,
+    ));
     register_socket_handlers(&io, hub.clone());
     let app = router(
         layer,
@@ -78,12 +88,14 @@ pub async fn run(
 
     let token = CancellationToken::new();
     spawn_room_gauge(io.clone(), token.clone());
+    let presence = tokio::spawn(hub.presence.clone().run(io.clone(), redis, token.clone()));
     let updates = tokio::spawn(forward_updates(consumer, hub, token.clone()));
-    tracing::info!(address = %listener.local_addr()?, group_id, "realtime-service listening");
+    tracing::info!(address = %listener.local_addr()?, group_id, replica_id, "realtime-service listening");
     let result =
         serve_until_drained(listener, app, &config.http, io, shutdown, token.clone()).await;
     token.cancel();
     let _ = updates.await;
+    let _ = presence.await;
     tracing::info!("realtime-service stopped");
     result.map_err(RunError::from)
 }

@@ -17,3 +17,11 @@ pub const STALE_SNAPSHOTS_DROPPED_TOTAL: &str = "stale_snapshots_dropped_total";
 /// Counter, messages: `poll-updates` messages that could not be decoded and were skipped.
 /// No labels.
 pub const UNDECODABLE_UPDATES_TOTAL: &str = "undecodable_updates_total";
+
+/// Counter, events: `poll-presence` events emitted (one per poll and change, to both of its
+/// rooms). No labels.
+pub const PRESENCE_UPDATES_TOTAL: &str = "presence_updates_total";
+
+/// Counter, ticks: presence ticks skipped because Redis did not answer; viewer counts then
+/// stay as they were, broadcasts are unaffected. No labels.
+pub const PRESENCE_FAILURES_TOTAL: &str = "presence_failures_total";

@@ -16,3 +16,24 @@ pub fn room_name(poll_id: Uuid) -> String {
 pub fn waiting_room_name(poll_id: Uuid) -> String {
     format!("poll:{poll_id}:waiting")
 }
+
+/// The poll whose results or waiting room `room` is; `None` for any other room.
+pub fn poll_of_room(room: &str) -> Option<Uuid> {
+    let rest = room.strip_prefix("poll:")?;
+    let id = rest.strip_suffix(":waiting").unwrap_or(rest);
+    Uuid::parse_str(id).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_rooms_name_their_poll() {
+        let poll_id = Uuid::from_u128(7);
+        assert_eq!(poll_of_room(&room_name(poll_id)), Some(poll_id));
+        assert_eq!(poll_of_room(&waiting_room_name(poll_id)), Some(poll_id));
+        assert_eq!(poll_of_room("lobby"), None);
+        assert_eq!(poll_of_room("poll:not-a-uuid"), None);
+    }
+}

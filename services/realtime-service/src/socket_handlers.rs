@@ -86,6 +86,7 @@ async fn join(
     .await?;
     // Join before reading, so no broadcast falls between the snapshot and the first event.
     socket.join(room_name(poll_id));
+    hub.presence.joined(poll_id);
     let snapshot = current_snapshot(hub, poll_id).await?;
     if access.visibility.allows(rights, snapshot.status) {
         return Ok(serde_json::to_value(snapshot).expect("a snapshot serialises"));
