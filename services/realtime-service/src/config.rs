@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use axum::http::Uri;
 use pollstream_infra::env::{ConfigError, Vars};
 use pollstream_infra::http::HttpSettings;
 use pollstream_infra::jwt::JwtSettings;
@@ -35,6 +36,10 @@ pub struct Config {
     pub jwt: JwtSettings,
     /// How viewers are counted across replicas and how often `poll-presence` goes out.
     pub presence: PresenceSettings,
+    /// Origins (`scheme://host[:port]`) of pages served elsewhere that may use the
+    /// long-polling transport across origins (`REALTIME_ALLOWED_ORIGINS`, comma-separated;
+    /// empty, the default: same origin only).
+    pub allowed_origins: Vec<String>,
 }
 
 /// Timing of the per-replica viewer counts kept in Redis (see `presence.rs`).
@@ -83,8 +88,41 @@ impl Config {
             group_prefix: vars.or_default("REALTIME_GROUP_PREFIX", "realtime-service"),
             jwt: JwtSettings::from_vars(vars)?,
             presence: PresenceSettings::from_vars(vars)?,
+            allowed_origins: allowed_origins(vars)?,
         })
     }
+}
+
+/// `REALTIME_ALLOWED_ORIGINS`, each entry checked to be an origin as a browser sends it in
+/// `Origin`: `http` or `https`, a host, an optional port, nothing after.
+fn allowed_origins(vars: &Vars) -> Result<Vec<String>, ConfigError> {
+    const NAME: &str = "REALTIME_ALLOWED_ORIGINS";
+    let listed = vars.or_default(NAME, "");
+    let mut origins = Vec::new();
+    for origin in listed.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let invalid = |reason: &str| ConfigError::Invalid {
+            name: NAME,
+            value: listed.clone(),
+            reason: format!("{origin:?} {reason}"),
+        };
+        let uri: Uri = origin
+            .parse()
+            .map_err(|_| invalid("is not a URL such as https://polls.example.org"))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
+            return Err(invalid("needs http:// or https:// and a host"));
+        }
+        let extra = origin.ends_with('/')
+            || uri.path() != "/"
+            || uri.query().is_some()
+            || uri.authority().is_some_and(|a| a.as_str().contains('@'));
+        if extra {
+            return Err(invalid(
+                "is not an origin: no user, path, query or trailing slash",
+            ));
+        }
+        origins.push(origin.to_owned());
+    }
+    Ok(origins)
 }
 
 #[cfg(test)]
@@ -110,6 +148,28 @@ mod tests {
         assert_eq!(config.poll_updates_topic, "poll-updates");
         assert_eq!(config.presence.interval, Duration::from_secs(1));
         assert_eq!(config.presence.ttl, Duration::from_secs(5));
+        assert!(config.allowed_origins.is_empty());
+    }
+
+    #[test]
+    fn allowed_origins_are_origins() {
+        let read =
+            |value| allowed_origins(&Vars::from_pairs([("REALTIME_ALLOWED_ORIGINS", value)]));
+        assert_eq!(
+            read(" http://localhost:3001, https://polls.example.org ").unwrap(),
+            ["http://localhost:3001", "https://polls.example.org"]
+        );
+        for wrong in [
+            "http://user@a.example",
+            "localhost:3001",
+            "http://localhost:3001/",
+            "https://a.example/x",
+            "ftp://a.example",
+            "*",
+        ] {
+            let err = read(wrong).unwrap_err().to_string();
+            assert!(err.contains("REALTIME_ALLOWED_ORIGINS"), "{wrong}: {err}");
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::routing::get;
 use axum::{Json, Router};
 use pollstream_infra::http::HttpSettings;
@@ -36,6 +36,7 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::Instrument;
 
 pub use config::Config;
@@ -84,6 +85,7 @@ pub async fn run(
             hub: hub.clone(),
             consumer: consumer.clone(),
         },
+        &config.allowed_origins,
     );
 
     let token = CancellationToken::new();
@@ -109,6 +111,9 @@ const SOCKETS_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a shutdown waits for the server's connections once it began; past it the process
 /// stops anyway (clients reconnect to another replica).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a browser may reuse a CORS preflight answer.
+const CORS_MAX_AGE: Duration = Duration::from_secs(3600);
 
 /// How often `rooms_active` is refreshed.
 const ROOM_GAUGE_INTERVAL: Duration = Duration::from_secs(5);
@@ -164,10 +169,11 @@ fn register_socket_handlers(io: &SocketIo, hub: Arc<Hub>) {
     io.ns("/", (|| async {}).with(register));
 }
 
-/// Health and metrics routes, with Socket.IO on the same listener.
-fn router(socket_io: SocketIoLayer, state: HealthState) -> Router {
+/// Health and metrics routes, with Socket.IO on the same listener, answering cross-origin
+/// requests from `allowed_origins` only.
+fn router(socket_io: SocketIoLayer, state: HealthState, allowed_origins: &[String]) -> Router {
     pollstream_infra::metrics::handle();
-    Router::new()
+    let app = Router::new()
         .route("/healthz", get(pollstream_infra::health::healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(pollstream_infra::metrics::render))
@@ -175,7 +181,33 @@ fn router(socket_io: SocketIoLayer, state: HealthState) -> Router {
             pollstream_infra::metrics::track_http,
         ))
         .with_state(state)
-        .layer(socket_io)
+        .layer(socket_io);
+    match cross_origin(allowed_origins) {
+        Some(cors) => app.layer(cors),
+        None => app,
+    }
+}
+
+/// CORS for the long-polling transport, whose requests are `fetch`/XHR and so need the
+/// browser's permission when the page comes from another origin (voting-api's, in
+/// development); `None` (no CORS headers at all, same origin only) when nothing is allowed.
+/// Credentials are allowed so that the sticky-session cookie of a load balancer reaches the
+/// same replica. WebSocket is not subject to CORS.
+fn cross_origin(allowed_origins: &[String]) -> Option<CorsLayer> {
+    if allowed_origins.is_empty() {
+        return None;
+    }
+    let origins = allowed_origins
+        .iter()
+        .map(|origin| HeaderValue::from_str(origin).expect("origins are checked in Config"));
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::CONTENT_TYPE])
+            .allow_credentials(true)
+            .max_age(CORS_MAX_AGE),
+    )
 }
 
 /// Refreshes `rooms_active` every [`ROOM_GAUGE_INTERVAL`] until `stop` is cancelled.
