@@ -6,7 +6,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use pollstream_testkit::polls::{NewPoll, StoredPoll};
 use pollstream_testkit::server::{RunningServer, start_server};
 use pollstream_testkit::service_env::ServiceEnv;
+use pollstream_testkit::socket_client::publish_until_seen;
+use pollstream_testkit::topic_writer::TopicWriter;
 use pollstream_testkit::{SocketClient, TestDatabase, unique_topic};
+use pollstream_wire::PollStatus;
 use realtime_service::{Config, RunError};
 use serde_json::{Value, json};
 
@@ -17,12 +20,18 @@ const TTL: Duration = Duration::from_millis(2_500);
 
 struct Harness {
     db: TestDatabase,
+    updates: TopicWriter,
     servers: Vec<Option<RunningServer<RunError>>>,
     urls: Vec<String>,
 }
 
 impl Harness {
     async fn new(replicas: usize) -> Self {
+        Self::with(replicas, &[]).await
+    }
+
+    /// `replicas` replicas with these settings on top of the test's own.
+    async fn with(replicas: usize, settings: &[(&str, &str)]) -> Self {
         pollstream_testkit::init_logging();
         let topic = unique_topic("poll-updates");
         pollstream_testkit::create_topics(&[(&topic, 1)]).await;
@@ -32,7 +41,8 @@ impl Harness {
             let env = ServiceEnv::new(&db.url)
                 .set("POLL_UPDATES_TOPIC", &topic)
                 .set("PRESENCE_INTERVAL_MS", INTERVAL.as_millis().to_string())
-                .set("PRESENCE_TTL_MS", TTL.as_millis().to_string());
+                .set("PRESENCE_TTL_MS", TTL.as_millis().to_string())
+                .set_all(settings);
             let config = Config::from_vars(&env.vars()).unwrap();
             servers.push(Some(
                 start_server(|listener, shutdown| {
@@ -43,6 +53,7 @@ impl Harness {
         }
         Self {
             db,
+            updates: TopicWriter::new(&topic),
             urls: servers
                 .iter()
                 .map(|server| server.as_ref().unwrap().url.clone())
@@ -194,4 +205,33 @@ async fn presence_goes_out_at_most_once_a_second_per_poll() {
         screen.close().await;
     }
     observer.close().await;
+}
+
+#[tokio::test]
+async fn without_redis_presence_pauses_and_broadcasts_go_on() {
+    let nowhere = format!("redis://127.0.0.1:{}", pollstream_testkit::free_port());
+    let h = Harness::with(1, &[("REDIS_URL", &nowhere), ("REDIS_TIMEOUT_MS", "200")]).await;
+    let poll = h.poll().await;
+    let mut screen = h.screen(0, &poll).await;
+    let snapshot = poll.snapshot(1, &[1, 0], PollStatus::Open);
+    publish_until_seen(&h.updates, &snapshot, &mut [&mut screen]).await;
+
+    let metrics = pollstream_testkit::eventually(INTERVAL * 5, || async {
+        let text = reqwest::get(format!("{}/metrics", h.urls[0]))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .any(|line| line.starts_with("presence_failures_total") && !line.ends_with(" 0"))
+            .then_some(text)
+    })
+    .await;
+    assert!(metrics.is_some(), "presence_failures_total never counted");
+    assert!(
+        screen.events("poll-presence").is_empty(),
+        "a count went out without Redis"
+    );
+    screen.close().await;
 }
