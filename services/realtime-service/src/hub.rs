@@ -18,7 +18,7 @@ pub struct Hub {
     pub io: SocketIo,
     /// Newest snapshot broadcast per poll.
     pub ledger: SnapshotLedger,
-    /// Resolves codes and reads snapshots the cache lacks.
+    /// Reads snapshots the cache lacks and which waiting voters are counted.
     pub db: PgPool,
     /// Results cache.
     pub redis: ConnectionManager,

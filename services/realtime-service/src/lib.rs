@@ -2,7 +2,8 @@
 //!
 //! Each replica consumes every update (its consumer group is unique) and emits it to the room
 //! of its poll on its own sockets; a client joins a room per poll and gets the current
-//! snapshot as acknowledgement.
+//! snapshot as acknowledgement. The replicas count their screens together in Redis and send
+//! each poll its audience as `poll-presence`.
 
 pub mod config;
 pub mod metric_names;
