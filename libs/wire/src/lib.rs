@@ -139,6 +139,16 @@ pub struct ErrorBody {
     pub message: String,
 }
 
+impl ErrorBody {
+    /// An error with the stable `code` (e.g. `poll_not_found`) and a message for people.
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            error: code.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
 /// Why a Kafka value could not be decoded.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {

@@ -1,5 +1,8 @@
 //! realtime-service configuration, read from the environment once at start.
 
+use std::time::Duration;
+
+use axum::http::Uri;
 use pollstream_infra::env::{ConfigError, Vars};
 use pollstream_infra::http::HttpSettings;
 use pollstream_infra::jwt::JwtSettings;
@@ -31,6 +34,45 @@ pub struct Config {
     pub group_prefix: String,
     /// Verifies the tokens clients send with `join`, for results visibility.
     pub jwt: JwtSettings,
+    /// How viewers are counted across replicas and how often `poll-presence` goes out.
+    pub presence: PresenceSettings,
+    /// Origins (`scheme://host[:port]`) of pages served elsewhere that may use the
+    /// long-polling transport across origins (`REALTIME_ALLOWED_ORIGINS`, comma-separated;
+    /// empty, the default: same origin only).
+    pub allowed_origins: Vec<String>,
+}
+
+/// Timing of the per-replica viewer counts kept in Redis (see `presence.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresenceSettings {
+    /// How often a replica writes its counts, reads the totals and emits the changed ones
+    /// (`PRESENCE_INTERVAL_MS`, default 1,000 ms, 1,000 to 60,000): `poll-presence` goes out
+    /// at most this often per poll.
+    pub interval: Duration,
+    /// How long a replica's heartbeat outlives its last write (`PRESENCE_TTL_MS`, default
+    /// 5,000 ms, more than twice the interval): a replica gone without a goodbye stops being
+    /// counted within this time plus one interval.
+    pub ttl: Duration,
+}
+
+impl PresenceSettings {
+    /// Reads `PRESENCE_INTERVAL_MS` and `PRESENCE_TTL_MS`.
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let interval = vars.ranged_or("PRESENCE_INTERVAL_MS", 1_000u64, 1_000..=60_000)?;
+        let ttl = vars.ranged_or("PRESENCE_TTL_MS", 5_000u64, 1_000..=600_000)?;
+        // A heartbeat that lapses between two writes would drop a live replica's viewers.
+        if ttl <= 2 * interval {
+            return Err(ConfigError::Invalid {
+                name: "PRESENCE_TTL_MS",
+                value: ttl.to_string(),
+                reason: format!("must be more than twice PRESENCE_INTERVAL_MS ({interval})"),
+            });
+        }
+        Ok(Self {
+            interval: Duration::from_millis(interval),
+            ttl: Duration::from_millis(ttl),
+        })
+    }
 }
 
 impl Config {
@@ -45,8 +87,42 @@ impl Config {
             poll_updates_topic: vars.or_default("POLL_UPDATES_TOPIC", POLL_UPDATES_TOPIC),
             group_prefix: vars.or_default("REALTIME_GROUP_PREFIX", "realtime-service"),
             jwt: JwtSettings::from_vars(vars)?,
+            presence: PresenceSettings::from_vars(vars)?,
+            allowed_origins: allowed_origins(vars)?,
         })
     }
+}
+
+/// `REALTIME_ALLOWED_ORIGINS`, each entry checked to be an origin as a browser sends it in
+/// `Origin`: `http` or `https`, a host, an optional port, nothing after.
+fn allowed_origins(vars: &Vars) -> Result<Vec<String>, ConfigError> {
+    const NAME: &str = "REALTIME_ALLOWED_ORIGINS";
+    let listed = vars.or_default(NAME, "");
+    let mut origins = Vec::new();
+    for origin in listed.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let invalid = |reason: &str| ConfigError::Invalid {
+            name: NAME,
+            value: listed.clone(),
+            reason: format!("{origin:?} {reason}"),
+        };
+        let uri: Uri = origin
+            .parse()
+            .map_err(|_| invalid("is not a URL such as https://polls.example.org"))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
+            return Err(invalid("needs http:// or https:// and a host"));
+        }
+        let extra = origin.ends_with('/')
+            || uri.path() != "/"
+            || uri.query().is_some()
+            || uri.authority().is_some_and(|a| a.as_str().contains('@'));
+        if extra {
+            return Err(invalid(
+                "is not an origin: no user, path, query or trailing slash",
+            ));
+        }
+        origins.push(origin.to_owned());
+    }
+    Ok(origins)
 }
 
 #[cfg(test)]
@@ -70,5 +146,40 @@ mod tests {
         .unwrap();
         assert_eq!(config.port, 3003);
         assert_eq!(config.poll_updates_topic, "poll-updates");
+        assert_eq!(config.presence.interval, Duration::from_secs(1));
+        assert_eq!(config.presence.ttl, Duration::from_secs(5));
+        assert!(config.allowed_origins.is_empty());
+    }
+
+    #[test]
+    fn allowed_origins_are_origins() {
+        let read =
+            |value| allowed_origins(&Vars::from_pairs([("REALTIME_ALLOWED_ORIGINS", value)]));
+        assert_eq!(
+            read(" http://localhost:3001, https://polls.example.org ").unwrap(),
+            ["http://localhost:3001", "https://polls.example.org"]
+        );
+        for wrong in [
+            "http://user@a.example",
+            "localhost:3001",
+            "http://localhost:3001/",
+            "https://a.example/x",
+            "ftp://a.example",
+            "*",
+        ] {
+            let err = read(wrong).unwrap_err().to_string();
+            assert!(err.contains("REALTIME_ALLOWED_ORIGINS"), "{wrong}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_presence_ttl_shorter_than_two_intervals_is_refused() {
+        let err = PresenceSettings::from_vars(&Vars::from_pairs([
+            ("PRESENCE_INTERVAL_MS", "2000"),
+            ("PRESENCE_TTL_MS", "3000"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("PRESENCE_TTL_MS"), "{err}");
     }
 }

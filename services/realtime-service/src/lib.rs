@@ -2,19 +2,26 @@
 //!
 //! Each replica consumes every update (its consumer group is unique) and emits it to the room
 //! of its poll on its own sockets; a client joins a room per poll and gets the current
-//! snapshot as acknowledgement.
+//! snapshot as acknowledgement. The replicas count their screens together in Redis and send
+//! each poll its audience as `poll-presence`.
 
 pub mod config;
+pub mod metric_names;
 pub mod rooms;
+pub mod snapshot_ledger;
 
+mod broadcast;
 mod hub;
-mod sockets;
+mod poll_access;
+mod presence;
+mod socket_handlers;
+mod waiting_voters;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::routing::get;
 use axum::{Json, Router};
 use pollstream_infra::http::HttpSettings;
@@ -30,11 +37,13 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::Instrument;
 
 pub use config::Config;
 use hub::Hub;
 pub use pollstream_infra::RunError;
+use presence::Presence;
 
 #[derive(Clone)]
 struct HealthState {
@@ -61,7 +70,15 @@ pub async fn run(
             .map_err(RunError::setup("Kafka consumer"))?,
     );
     let (layer, io) = socket_io_layer();
-    let hub = Arc::new(Hub::new(io.clone(), db, redis, config.jwt.keys()));
+    let presence = Presence::new(config.presence);
+    let replica_id = presence.replica_id().to_owned();
+    let hub = Arc::new(Hub::new(
+        io.clone(),
+        db,
+        redis.clone(),
+        config.jwt.keys(),
+        presence,
+    ));
     register_socket_handlers(&io, hub.clone());
     let app = router(
         layer,
@@ -69,16 +86,19 @@ pub async fn run(
             hub: hub.clone(),
             consumer: consumer.clone(),
         },
+        &config.allowed_origins,
     );
 
     let token = CancellationToken::new();
     spawn_room_gauge(io.clone(), token.clone());
+    let presence = tokio::spawn(hub.presence.clone().run(io.clone(), redis, token.clone()));
     let updates = tokio::spawn(forward_updates(consumer, hub, token.clone()));
-    tracing::info!(address = %listener.local_addr()?, group_id, "realtime-service listening");
+    tracing::info!(address = %listener.local_addr()?, group_id, replica_id, "realtime-service listening");
     let result =
         serve_until_drained(listener, app, &config.http, io, shutdown, token.clone()).await;
     token.cancel();
     let _ = updates.await;
+    let _ = presence.await;
     tracing::info!("realtime-service stopped");
     result.map_err(RunError::from)
 }
@@ -92,6 +112,9 @@ const SOCKETS_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a shutdown waits for the server's connections once it began; past it the process
 /// stops anyway (clients reconnect to another replica).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a browser may reuse a CORS preflight answer.
+const CORS_MAX_AGE: Duration = Duration::from_secs(3600);
 
 /// How often `rooms_active` is refreshed.
 const ROOM_GAUGE_INTERVAL: Duration = Duration::from_secs(5);
@@ -140,17 +163,18 @@ fn register_socket_handlers(io: &SocketIo, hub: Arc<Hub>) {
     let register = move |socket: SocketRef| {
         let hub = hub.clone();
         async move {
-            sockets::on_connect(socket, hub);
+            socket_handlers::on_connect(socket, hub);
             Ok::<(), std::convert::Infallible>(())
         }
     };
     io.ns("/", (|| async {}).with(register));
 }
 
-/// Health and metrics routes, with Socket.IO on the same listener.
-fn router(socket_io: SocketIoLayer, state: HealthState) -> Router {
+/// Health and metrics routes, with Socket.IO on the same listener, answering cross-origin
+/// requests from `allowed_origins` only.
+fn router(socket_io: SocketIoLayer, state: HealthState, allowed_origins: &[String]) -> Router {
     pollstream_infra::metrics::handle();
-    Router::new()
+    let app = Router::new()
         .route("/healthz", get(pollstream_infra::health::healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(pollstream_infra::metrics::render))
@@ -158,7 +182,33 @@ fn router(socket_io: SocketIoLayer, state: HealthState) -> Router {
             pollstream_infra::metrics::track_http,
         ))
         .with_state(state)
-        .layer(socket_io)
+        .layer(socket_io);
+    match cross_origin(allowed_origins) {
+        Some(cors) => app.layer(cors),
+        None => app,
+    }
+}
+
+/// CORS for the long-polling transport, whose requests are `fetch`/XHR and so need the
+/// browser's permission when the page comes from another origin (voting-api's, in
+/// development); `None` (no CORS headers at all, same origin only) when nothing is allowed.
+/// Credentials are allowed so that the sticky-session cookie of a load balancer reaches the
+/// same replica. WebSocket is not subject to CORS.
+fn cross_origin(allowed_origins: &[String]) -> Option<CorsLayer> {
+    if allowed_origins.is_empty() {
+        return None;
+    }
+    let origins = allowed_origins
+        .iter()
+        .map(|origin| HeaderValue::from_str(origin).expect("origins are checked in Config"));
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::CONTENT_TYPE])
+            .allow_credentials(true)
+            .max_age(CORS_MAX_AGE),
+    )
 }
 
 /// Refreshes `rooms_active` every [`ROOM_GAUGE_INTERVAL`] until `stop` is cancelled.
@@ -170,7 +220,7 @@ fn spawn_room_gauge(io: SocketIo, stop: CancellationToken) {
                 () = stop.cancelled() => return,
                 _ = ticker.tick() => {
                     let Ok(rooms) = io.rooms().await;
-                    metrics::gauge!("rooms_active").set(rooms.len() as f64);
+                    metrics::gauge!(metric_names::ROOMS_ACTIVE).set(rooms.len() as f64);
                 }
             }
         }
@@ -241,10 +291,12 @@ impl ConsumeHandler for UpdateForwarder {
             Ok(snapshot) => {
                 let span = tracing::info_span!("broadcast", poll_id = %snapshot.poll_id, seq = snapshot.seq);
                 pollstream_infra::telemetry::trace_context::adopt(&span, message.headers());
-                self.hub.publish(snapshot).instrument(span).await;
+                broadcast::publish(&self.hub, snapshot)
+                    .instrument(span)
+                    .await;
             }
             Err(err) => {
-                metrics::counter!("undecodable_updates_total").increment(1);
+                metrics::counter!(metric_names::UNDECODABLE_UPDATES_TOTAL).increment(1);
                 tracing::warn!(partition = message.partition(), offset = message.offset(), error = %err, "Undecodable poll update skipped");
             }
         }

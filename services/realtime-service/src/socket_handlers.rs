@@ -1,4 +1,4 @@
-//! Socket.IO handlers: `join` and `leave` a poll's room.
+//! Client → server: the Socket.IO handlers `join` and `leave` a poll's room, and disconnect.
 //!
 //! A joining client is put in the room *before* its snapshot is read, so no update can fall
 //! between the snapshot it gets as acknowledgement and the first broadcast it receives.
@@ -11,18 +11,19 @@ use socketioxide::extract::{AckSender, SocketRef, TryData};
 use uuid::Uuid;
 
 use crate::hub::Hub;
+use crate::metric_names::SOCKETS_CONNECTED;
 use crate::rooms::{room_name, waiting_room_name};
 
 /// Registers the event handlers of a newly connected socket.
 pub fn on_connect(socket: SocketRef, hub: Arc<Hub>) {
-    metrics::gauge!("sockets_connected").increment(1.0);
+    metrics::gauge!(SOCKETS_CONNECTED).increment(1.0);
     let join_hub = hub.clone();
     socket.on(
         "join",
         async move |socket: SocketRef, TryData(request): TryData<RoomRequest>, ack: AckSender| {
             let reply = match request {
                 Ok(request) => join(&socket, &join_hub, request).await,
-                Err(err) => Err(error(
+                Err(err) => Err(ErrorBody::new(
                     "invalid_request",
                     format!("`join` expects {{pollId}} or {{code}}: {err}"),
                 )),
@@ -35,16 +36,16 @@ pub fn on_connect(socket: SocketRef, hub: Arc<Hub>) {
         "leave",
         async move |socket: SocketRef, TryData(request): TryData<RoomRequest>, ack: AckSender| {
             let reply = match request {
-                Ok(request) => match leave_hub.resolve(&request).await {
+                Ok(request) => match leave_hub.polls.resolve(&request).await {
                     Ok(poll_id) => {
                         socket.leave(room_name(poll_id));
                         socket.leave(waiting_room_name(poll_id));
-                        leave_hub.stop_waiting(Some(poll_id), socket.id);
+                        leave_hub.waiting.stop_waiting(Some(poll_id), socket.id);
                         Ok(serde_json::json!({ "pollId": poll_id, "left": true }))
                     }
                     Err(err) => Err(err),
                 },
-                Err(err) => Err(error(
+                Err(err) => Err(ErrorBody::new(
                     "invalid_request",
                     format!("`leave` expects {{pollId}} or {{code}}: {err}"),
                 )),
@@ -53,8 +54,8 @@ pub fn on_connect(socket: SocketRef, hub: Arc<Hub>) {
         },
     );
     socket.on_disconnect(async move |socket: SocketRef| {
-        metrics::gauge!("sockets_connected").decrement(1.0);
-        hub.stop_waiting(None, socket.id);
+        metrics::gauge!(SOCKETS_CONNECTED).decrement(1.0);
+        hub.waiting.stop_waiting(None, socket.id);
     });
 }
 
@@ -69,22 +70,23 @@ async fn join(
         Some(token) => Some(
             hub.jwt
                 .verify(token)
-                .map_err(|err| error("unauthorized", err.to_string()))?
+                .map_err(|err| ErrorBody::new("unauthorized", err.to_string()))?
                 .sub,
         ),
         None => None,
     };
-    let poll_id = hub.resolve(&request).await?;
-    let access = hub.access(poll_id).await?;
+    let poll_id = hub.polls.resolve(&request).await?;
+    let access = hub.polls.access(poll_id).await?;
     let rights = Viewer::decide(
         &access.owner_id,
         access.visibility,
         viewer.as_deref(),
-        async |voter| hub.has_counted_ballot(poll_id, voter).await,
+        async |voter| hub.polls.has_counted_ballot(poll_id, voter).await,
     )
     .await?;
     // Join before reading, so no broadcast falls between the snapshot and the first event.
     socket.join(room_name(poll_id));
+    hub.presence.joined(poll_id);
     let snapshot = current_snapshot(hub, poll_id).await?;
     if access.visibility.allows(rights, snapshot.status) {
         return Ok(serde_json::to_value(snapshot).expect("a snapshot serialises"));
@@ -94,14 +96,16 @@ async fn join(
     if access.visibility.needs_ballot()
         && let Some(voter) = viewer
     {
-        hub.wait_for_ballot(poll_id, socket.id, voter.clone());
+        hub.waiting
+            .wait_for_ballot(poll_id, socket.id, voter.clone());
         // The ballot may have been counted between the check above and now.
         if hub
+            .polls
             .has_counted_ballot(poll_id, &voter)
             .await
             .unwrap_or(false)
         {
-            hub.stop_waiting(Some(poll_id), socket.id);
+            hub.waiting.stop_waiting(Some(poll_id), socket.id);
             socket.leave(waiting_room_name(poll_id));
             socket.join(room_name(poll_id));
             let snapshot = current_snapshot(hub, poll_id).await?;
@@ -124,7 +128,7 @@ async fn current_snapshot(hub: &Hub, poll_id: Uuid) -> Result<PollSnapshot, Erro
         .await
         .map_err(|err| {
             tracing::warn!(poll_id = %poll_id, error = %err, "Cannot read snapshot");
-            error(
+            ErrorBody::new(
                 "unavailable",
                 "results are temporarily unavailable, retry shortly",
             )
@@ -133,7 +137,7 @@ async fn current_snapshot(hub: &Hub, poll_id: Uuid) -> Result<PollSnapshot, Erro
         .into_iter()
         .flatten()
         .max_by_key(|snapshot| snapshot.seq)
-        .ok_or_else(|| error("poll_not_found", format!("no poll with id {poll_id}")))
+        .ok_or_else(|| ErrorBody::new("poll_not_found", format!("no poll with id {poll_id}")))
 }
 
 fn send_ack(ack: AckSender, reply: Result<serde_json::Value, ErrorBody>) {
@@ -143,13 +147,5 @@ fn send_ack(ack: AckSender, reply: Result<serde_json::Value, ErrorBody>) {
     };
     if let Err(err) = sent {
         tracing::debug!(error = %err, "Acknowledgement not delivered");
-    }
-}
-
-/// An error acknowledgement in the same shape as HTTP errors.
-pub fn error(code: &str, message: impl Into<String>) -> ErrorBody {
-    ErrorBody {
-        error: code.to_owned(),
-        message: message.into(),
     }
 }

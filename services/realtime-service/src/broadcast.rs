@@ -1,0 +1,75 @@
+//! Kafka → screens: each accepted snapshot is emitted to its poll's room, and the clients it
+//! makes eligible leave the waiting room.
+
+use pollstream_store::ResultsVisibility;
+use pollstream_wire::{PollSnapshot, PollStatus};
+use serde_json::json;
+
+use crate::hub::Hub;
+use crate::metric_names::{ROOM_BROADCASTS_TOTAL, STALE_SNAPSHOTS_DROPPED_TOTAL};
+use crate::rooms::{room_name, waiting_room_name};
+
+/// Broadcasts an update from `poll-updates` to its room, unless it is stale, and lets in
+/// waiting clients the update makes eligible.
+pub async fn publish(hub: &Hub, snapshot: PollSnapshot) {
+    let poll_id = snapshot.poll_id;
+    let Some(broadcast) = hub.ledger.accept(snapshot) else {
+        metrics::counter!(STALE_SNAPSHOTS_DROPPED_TOTAL).increment(1);
+        tracing::debug!(poll_id = %poll_id, "Stale snapshot dropped");
+        return;
+    };
+    let mut sent = 0u64;
+    let room = room_name(poll_id);
+    sent += emit(hub, &room, "poll-results", &broadcast.snapshot).await;
+    for stats in &broadcast.stats {
+        sent += emit(hub, &room, "poll-stats", stats).await;
+    }
+    if broadcast.closed_now {
+        sent += emit(hub, &room, "poll-closed", &broadcast.snapshot).await;
+        sent += release_at_close(hub, &broadcast.snapshot).await;
+    }
+    sent += hub
+        .waiting
+        .release_counted(&hub.io, &hub.db, &broadcast.snapshot)
+        .await;
+    metrics::counter!(ROOM_BROADCASTS_TOTAL).increment(sent);
+}
+
+/// Emits `event` to `room`; 1 if it went out, 0 (logged) if not.
+pub async fn emit<T: serde::Serialize + ?Sized>(
+    hub: &Hub,
+    room: &str,
+    event: &'static str,
+    data: &T,
+) -> u64 {
+    match hub.io.to(room.to_owned()).emit(event, data).await {
+        Ok(()) => 1,
+        Err(err) => {
+            tracing::warn!(room, event, error = %err, "Cannot broadcast");
+            0
+        }
+    }
+}
+
+/// At close, tells waiting clients; for `after_close` polls they now see the counts and
+/// move to the results room.
+async fn release_at_close(hub: &Hub, snapshot: &PollSnapshot) -> u64 {
+    let poll_id = snapshot.poll_id;
+    let waiting = waiting_room_name(poll_id);
+    let Ok(access) = hub.polls.access(poll_id).await else {
+        return 0;
+    };
+    if access.visibility == ResultsVisibility::AfterClose {
+        let sent = emit(hub, &waiting, "poll-closed", snapshot).await;
+        if let Err(err) = hub.io.to(waiting.clone()).join(room_name(poll_id)).await {
+            tracing::warn!(poll_id = %poll_id, error = %err, "Cannot move waiting sockets");
+        }
+        if let Err(err) = hub.io.to(waiting.clone()).leave(waiting).await {
+            tracing::warn!(poll_id = %poll_id, error = %err, "Cannot empty the waiting room");
+        }
+        sent
+    } else {
+        let hidden = json!({ "pollId": poll_id, "status": PollStatus::Closed, "hidden": true });
+        emit(hub, &waiting, "poll-closed", &hidden).await
+    }
+}

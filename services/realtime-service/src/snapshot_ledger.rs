@@ -1,0 +1,111 @@
+//! What each poll's room has already been shown.
+//!
+//! [`SnapshotLedger`] remembers the newest snapshot broadcast for each poll. An update whose
+//! `seq` is not newer is dropped, so screens never see counts move backwards, whatever order
+//! Kafka or a rebalance delivers snapshots in.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use pollstream_wire::{PollSnapshot, PollStats, PollStatus};
+use uuid::Uuid;
+
+/// What to emit to a room for one accepted update.
+#[derive(Debug, PartialEq)]
+pub struct Broadcast {
+    /// The full snapshot, emitted as `poll-results`.
+    pub snapshot: PollSnapshot,
+    /// One `poll-stats` per option whose count changed.
+    pub stats: Vec<PollStats>,
+    /// Whether this update closed the poll (emit `poll-closed` once).
+    pub closed_now: bool,
+}
+
+/// Newest snapshot broadcast per poll. Only updates from Kafka enter it: a snapshot read for
+/// a joining client must not make the room skip that update when it arrives.
+#[derive(Debug, Default)]
+pub struct SnapshotLedger {
+    latest: Mutex<HashMap<Uuid, PollSnapshot>>,
+}
+
+impl SnapshotLedger {
+    /// Records `snapshot` if it is newer than what was seen, and says what to broadcast;
+    /// `None` means it is stale (or a repeat) and must be dropped.
+    pub fn accept(&self, snapshot: PollSnapshot) -> Option<Broadcast> {
+        let mut latest = self.latest.lock().expect("ledger lock poisoned");
+        let previous = latest.get(&snapshot.poll_id);
+        // Closing may come without new counts (same `seq`), and must still get through.
+        let closes = snapshot.status == PollStatus::Closed
+            && previous.is_some_and(|p| p.status == PollStatus::Open);
+        if previous.is_some_and(|p| p.seq >= snapshot.seq) && !closes {
+            return None;
+        }
+        let stats = snapshot.stats_since(previous);
+        let closed_now = snapshot.status == PollStatus::Closed
+            && previous.is_none_or(|p| p.status != PollStatus::Closed);
+        latest.insert(snapshot.poll_id, snapshot.clone());
+        Some(Broadcast {
+            snapshot,
+            stats,
+            closed_now,
+        })
+    }
+
+    /// The newest snapshot broadcast for `poll_id`.
+    pub fn latest(&self, poll_id: Uuid) -> Option<PollSnapshot> {
+        self.latest
+            .lock()
+            .expect("ledger lock poisoned")
+            .get(&poll_id)
+            .cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use pollstream_wire::{OptionCount, SCHEMA_VERSION};
+
+    fn snapshot(seq: i64, votes: i64, status: PollStatus) -> PollSnapshot {
+        PollSnapshot {
+            v: SCHEMA_VERSION,
+            poll_id: Uuid::from_u128(1),
+            seq,
+            total: votes,
+            status,
+            options: vec![OptionCount {
+                option_id: Uuid::from_u128(10),
+                votes,
+            }],
+            at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn older_and_repeated_snapshots_are_dropped() {
+        let ledger = SnapshotLedger::default();
+        assert!(ledger.accept(snapshot(2, 5, PollStatus::Open)).is_some());
+        assert!(ledger.accept(snapshot(1, 3, PollStatus::Open)).is_none());
+        assert!(ledger.accept(snapshot(2, 5, PollStatus::Open)).is_none());
+        let newer = ledger.accept(snapshot(3, 6, PollStatus::Open)).unwrap();
+        assert_eq!(newer.stats.len(), 1);
+        assert_eq!(newer.stats[0].new_count, 6);
+        assert_eq!(ledger.latest(Uuid::from_u128(1)).unwrap().seq, 3);
+    }
+
+    #[test]
+    fn closing_is_announced_once() {
+        let ledger = SnapshotLedger::default();
+        assert!(
+            !ledger
+                .accept(snapshot(1, 1, PollStatus::Open))
+                .unwrap()
+                .closed_now
+        );
+        let closing = ledger.accept(snapshot(1, 1, PollStatus::Closed)).unwrap();
+        assert!(closing.closed_now);
+        assert!(closing.stats.is_empty());
+        assert!(ledger.accept(snapshot(1, 1, PollStatus::Closed)).is_none());
+    }
+}
