@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::batch::VoteBatch;
 use crate::config::Config;
 use crate::flush::{FlushOutcome, Rejected, flush_batch};
-use crate::metrics as names;
+use crate::metric_names as names;
 use crate::publish::{PublishError, SnapshotPublisher};
 
 /// Longest pause between two attempts at a failing flush.

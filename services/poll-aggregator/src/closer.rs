@@ -14,7 +14,7 @@ use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics as names;
+use crate::metric_names as names;
 use crate::publish::{PublishError, SnapshotPublisher};
 
 /// How often due polls are looked for.

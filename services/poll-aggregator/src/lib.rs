@@ -8,7 +8,7 @@ pub mod rules;
 
 mod aggregator;
 mod closer;
-mod metrics;
+mod metric_names;
 mod publish;
 
 use std::sync::Arc;

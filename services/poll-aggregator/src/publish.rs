@@ -19,7 +19,7 @@ use redis::aio::ConnectionManager;
 use tracing::Instrument;
 
 use crate::batch::VoteBatch;
-use crate::metrics as names;
+use crate::metric_names as names;
 
 /// Longest a snapshot waits for room in the producer's local queue.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
