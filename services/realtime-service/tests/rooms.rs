@@ -64,6 +64,18 @@ impl Harness {
         let snapshot = poll.snapshot(1, &[1, 0], PollStatus::Open);
         publish_until_seen(&self.updates, &snapshot, clients).await;
     }
+
+    /// A poll with the given results visibility, owned by `owner`.
+    async fn poll_with(&self, visibility: &'static str) -> StoredPoll {
+        NewPoll::new(2)
+            .results_visibility(visibility)
+            .insert(&self.db.pool)
+            .await
+    }
+
+    async fn count_ballot(&self, poll: &StoredPoll, voter: &str) {
+        insert_ballot(&self.db.pool, poll.id, voter, &[poll.options[0]]).await;
+    }
 }
 
 fn seqs(events: &[Value]) -> Vec<i64> {
@@ -204,20 +216,6 @@ async fn every_replica_delivers_every_update() {
     }
     first.close().await;
     second.close().await;
-}
-
-impl Harness {
-    /// A poll with the given results visibility, owned by `owner`.
-    async fn poll_with(&self, visibility: &'static str) -> StoredPoll {
-        NewPoll::new(2)
-            .results_visibility(visibility)
-            .insert(&self.db.pool)
-            .await
-    }
-
-    async fn count_ballot(&self, poll: &StoredPoll, voter: &str) {
-        insert_ballot(&self.db.pool, poll.id, voter, &[poll.options[0]]).await;
-    }
 }
 
 #[tokio::test]
