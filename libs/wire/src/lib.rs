@@ -115,6 +115,17 @@ pub struct PollStats {
     pub new_count: i64,
 }
 
+/// `poll-presence`: how many screens are joined to a poll, over every live realtime-service
+/// replica; emitted to the poll's rooms at most once per `PRESENCE_INTERVAL_MS`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollPresence {
+    /// The poll counted.
+    pub poll_id: Uuid,
+    /// Sockets joined to the poll (results and waiting rooms) on every live replica.
+    pub viewers: u64,
+}
+
 /// Payload of the Socket.IO `join` and `leave` events: a poll by id or by join code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -266,6 +277,23 @@ mod tests {
             Uuid::from_u128(11).to_string()
         );
         assert_eq!(PollSnapshot::decode(&bytes).unwrap(), snap);
+    }
+
+    #[test]
+    fn presence_is_poll_id_and_viewers_in_camel_case() {
+        let presence = PollPresence {
+            poll_id: Uuid::from_u128(7),
+            viewers: 3,
+        };
+        let json = serde_json::to_value(&presence).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"pollId": Uuid::from_u128(7).to_string(), "viewers": 3})
+        );
+        assert_eq!(
+            serde_json::from_value::<PollPresence>(json).unwrap(),
+            presence
+        );
     }
 
     #[test]

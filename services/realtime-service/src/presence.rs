@@ -19,8 +19,8 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use pollstream_wire::PollPresence;
 use redis::aio::ConnectionManager;
-use serde::Serialize;
 use socketioxide::SocketIo;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -29,16 +29,6 @@ use uuid::Uuid;
 use crate::config::PresenceSettings;
 use crate::metric_names::{PRESENCE_FAILURES_TOTAL, PRESENCE_UPDATES_TOTAL};
 use crate::rooms::{poll_of_room, room_name, waiting_room_name};
-
-/// The `poll-presence` event's payload.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct PollPresence {
-    /// The poll counted.
-    poll_id: Uuid,
-    /// Sockets joined to the poll on every live replica.
-    viewers: u64,
-}
 
 /// This replica's part in the shared viewer counts.
 pub struct Presence {
