@@ -64,31 +64,33 @@ function Dashboard({ who }: { who: Account }) {
           </button>
         </p>
       </div>
-      <CreatePollForm
-        onCreated={(poll) => {
-          setFresh(poll.code);
-          void load();
-        }}
-      />
-      <section aria-labelledby="list-heading" class="list">
-        <div class="list-head">
-          <h2 id="list-heading">My polls</h2>
-          <button type="button" class="quiet" onClick={() => void load()}>
-            Refresh
-          </button>
-        </div>
-        {fresh && (
-          <p class="notice" role="status">
-            Poll <strong>{fresh}</strong> created.
-          </p>
-        )}
-        {problem && (
-          <p class="problem" role="alert">
-            {problem}
-          </p>
-        )}
-        <MyPollsList items={items} fresh={fresh} onChanged={() => void load()} onProblem={setProblem} />
-      </section>
+      <div class="dashboard">
+        <CreatePollForm
+          onCreated={(poll) => {
+            setFresh(poll.code);
+            void load();
+          }}
+        />
+        <section aria-labelledby="list-heading" class="list">
+          <div class="list-head">
+            <h2 id="list-heading">My polls</h2>
+            <button type="button" class="quiet" onClick={() => void load()}>
+              Refresh
+            </button>
+          </div>
+          {fresh && (
+            <p class="notice" role="status">
+              Poll <strong>{fresh}</strong> created.
+            </p>
+          )}
+          {problem && (
+            <p class="problem" role="alert">
+              {problem}
+            </p>
+          )}
+          <MyPollsList items={items} fresh={fresh} onChanged={() => void load()} onProblem={setProblem} />
+        </section>
+      </div>
     </>
   );
 }

@@ -68,6 +68,7 @@ export function CreatePollForm({ onCreated }: { onCreated(poll: Poll): void }) {
                 id={`poll-option-${index}`}
                 name="option"
                 maxLength={200}
+                placeholder={`Option ${index + 1}`}
                 value={text}
                 onInput={(e) => setOption(index, e.currentTarget.value)}
               />

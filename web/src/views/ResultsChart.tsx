@@ -40,8 +40,8 @@ function BarRow({ bar, chosen }: { bar: Bar; chosen: boolean }) {
       </span>
       <BarFill percent={bar.percent} />
       <span class="bar-value">
-        <span class="bar-votes">{bar.votes}</span>
         <span class="bar-percent">{bar.percent}%</span>
+        <span class="bar-votes">{bar.votes}</span>
       </span>
     </li>
   );
@@ -62,27 +62,29 @@ export function ResultsChart({ poll, snapshot, announce = true, chosen = [], siz
         <span class="chart-total-number">{total}</span> {total === 1 ? 'vote' : 'votes'}
         {closed ? ' · final result' : ''}
       </figcaption>
-      <table class="visually-hidden">
-        <caption>
-          {closed ? 'Final result' : 'Results so far'}: {poll.question}
-        </caption>
-        <thead>
-          <tr>
-            <th scope="col">Option</th>
-            <th scope="col">Votes</th>
-            <th scope="col">Share</th>
-          </tr>
-        </thead>
-        <tbody>
-          {bars.map((bar) => (
-            <tr key={bar.optionId}>
-              <th scope="row">{bar.text}</th>
-              <td>{bar.votes}</td>
-              <td>{bar.percent}%</td>
+      <div class="visually-hidden">
+        <table>
+          <caption>
+            {closed ? 'Final result' : 'Results so far'}: {poll.question}
+          </caption>
+          <thead>
+            <tr>
+              <th scope="col">Option</th>
+              <th scope="col">Votes</th>
+              <th scope="col">Share</th>
             </tr>
-          ))}
-        </tbody>
-      </table>
+          </thead>
+          <tbody>
+            {bars.map((bar) => (
+              <tr key={bar.optionId}>
+                <th scope="row">{bar.text}</th>
+                <td>{bar.votes}</td>
+                <td>{bar.percent}%</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
       {announce && (
         <p class="visually-hidden" aria-live="polite">
           {describeBars(bars, total, closed)}

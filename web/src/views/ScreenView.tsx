@@ -62,7 +62,6 @@ export function ScreenView({ code }: { code: string }) {
   }
 
   const joinUrl = `${location.origin}${pollPath(poll.code)}`;
-  const hostAndPath = joinUrl.replace(/^https?:\/\//, '');
   return (
     <main id="main" class={closed ? 'screen screen-closed' : 'screen'} data-poll-id={poll.id}>
       <section class="screen-main" aria-labelledby="screen-question">
@@ -87,7 +86,9 @@ export function ScreenView({ code }: { code: string }) {
       <aside class="screen-join" aria-label="How to join">
         <p class="join-label">Join at</p>
         <p class="join-url" data-testid="join-url">
-          {hostAndPath}
+          {location.host}
+          <wbr />
+          {pollPath(poll.code)}
         </p>
         <p class="join-label">or enter the code</p>
         <p class="join-code" data-testid="join-code">
