@@ -54,6 +54,8 @@ export function navigate(path: string, replace = false): void {
   else history.pushState(null, '', path);
   window.dispatchEvent(new Event(ROUTE_CHANGED));
   window.scrollTo(0, 0);
+  // As a page load would: the next Tab starts at the new content, and screen readers read it.
+  requestAnimationFrame(() => document.getElementById('main')?.focus({ preventScroll: true }));
 }
 
 /** The current route, updated on navigation and on the browser's back and forward. */

@@ -33,7 +33,7 @@ export function App() {
       {route.name === 'poll' && <AudienceView key={route.code} code={route.code} />}
       {route.name === 'console' && <ConsoleView next={route.next} />}
       {route.name === 'not-found' && (
-        <main id="main" class="page narrow">
+        <main id="main" tabIndex={-1} class="page narrow">
           <h1>Page not found</h1>
           <p>
             <a href="/">Join a poll</a> or <a href="/console">open the presenter console</a>.

@@ -131,7 +131,7 @@ export function AudienceView({ code }: { code: string }) {
 
   if (loadError) {
     return (
-      <main id="main" class="page narrow">
+      <main id="main" tabIndex={-1} class="page narrow">
         <h1>{loadError.code === 'poll_not_found' ? 'No such poll' : 'The poll cannot be shown'}</h1>
         <p class="problem" role="alert">
           {loadError.code === 'poll_not_found' ? `No poll has the code ${code}.` : loadError.message}
@@ -144,7 +144,7 @@ export function AudienceView({ code }: { code: string }) {
   }
   if (!poll) {
     return (
-      <main id="main" class="page narrow" aria-busy="true">
+      <main id="main" tabIndex={-1} class="page narrow" aria-busy="true">
         <p class="loading">Loading poll {code}…</p>
       </main>
     );
@@ -156,7 +156,7 @@ export function AudienceView({ code }: { code: string }) {
   const canVote = !closed && (ballot.state === 'none' || ballot.state === 'sending') && !needsAccount;
 
   return (
-    <main id="main" class="page narrow audience" data-poll-id={poll.id}>
+    <main id="main" tabIndex={-1} class="page narrow audience" data-poll-id={poll.id}>
       <p class="poll-meta">
         <span class="code-chip">{poll.code}</span>
         <span class={closed ? 'status status-closed' : 'status status-open'} data-status={closed ? 'closed' : 'open'}>

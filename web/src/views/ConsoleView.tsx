@@ -27,7 +27,7 @@ export function ConsoleView({ next }: { next: string | null }) {
   }, [current, next]);
 
   return (
-    <main id="main" class="page console">
+    <main id="main" tabIndex={-1} class="page console">
       {current ? <Dashboard who={current} /> : <LoginForm notice={account.endedBecause ?? (next ? 'Log in to vote in this poll.' : null)} />}
     </main>
   );

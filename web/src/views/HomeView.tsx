@@ -22,7 +22,7 @@ export function HomeView() {
   };
 
   return (
-    <main id="main" class="page narrow">
+    <main id="main" tabIndex={-1} class="page narrow">
       <h1>Join a poll</h1>
       <form class="join-form" onSubmit={submit} noValidate>
         <label for="join-code">Join code</label>

@@ -31,9 +31,10 @@ function BarFill({ percent }: { percent: number }) {
   );
 }
 
-function BarRow({ bar, chosen }: { bar: Bar; chosen: boolean }) {
+function BarRow({ bar, chosen, leading }: { bar: Bar; chosen: boolean; leading: boolean }) {
+  const classes = ['bar-row', chosen && 'chosen', leading && 'leading'].filter(Boolean).join(' ');
   return (
-    <li class={chosen ? 'bar-row chosen' : 'bar-row'} data-option-id={bar.optionId}>
+    <li class={classes} data-option-id={bar.optionId}>
       <span class="bar-label">
         {bar.text}
         {chosen && <span class="bar-mine"> (your choice)</span>}
@@ -51,11 +52,21 @@ export function ResultsChart({ poll, snapshot, announce = true, chosen = [], siz
   const bars = toBars(poll, snapshot);
   const total = snapshot?.total ?? 0;
   const closed = snapshot?.status === 'closed';
+  const most = Math.max(0, ...bars.map((bar) => bar.votes));
   return (
-    <figure class={`chart chart-${size}`} data-seq={snapshot?.seq ?? -1} data-total={total}>
+    <figure
+      class={`chart chart-${size}${closed ? ' chart-closed' : ''}`}
+      data-seq={snapshot?.seq ?? -1}
+      data-total={total}
+    >
       <ul class="bars" aria-hidden="true">
         {bars.map((bar) => (
-          <BarRow key={bar.optionId} bar={bar} chosen={chosen.includes(bar.optionId)} />
+          <BarRow
+            key={bar.optionId}
+            bar={bar}
+            chosen={chosen.includes(bar.optionId)}
+            leading={most > 0 && bar.votes === most}
+          />
         ))}
       </ul>
       <figcaption class="chart-total">

@@ -48,14 +48,14 @@ export function ScreenView({ code }: { code: string }) {
 
   if (loadError) {
     return (
-      <main id="main" class="screen">
+      <main id="main" tabIndex={-1} class="screen">
         <h1 class="screen-question">{loadError}</h1>
       </main>
     );
   }
   if (!poll) {
     return (
-      <main id="main" class="screen" aria-busy="true">
+      <main id="main" tabIndex={-1} class="screen" aria-busy="true">
         <p class="loading">Loading poll {code}…</p>
       </main>
     );
@@ -63,7 +63,7 @@ export function ScreenView({ code }: { code: string }) {
 
   const joinUrl = `${location.origin}${pollPath(poll.code)}`;
   return (
-    <main id="main" class={closed ? 'screen screen-closed' : 'screen'} data-poll-id={poll.id}>
+    <main id="main" tabIndex={-1} class={closed ? 'screen screen-closed' : 'screen'} data-poll-id={poll.id}>
       <section class="screen-main" aria-labelledby="screen-question">
         <p class="screen-state" data-status={closed ? 'closed' : 'open'}>
           {closed ? 'Voting closed · final result' : 'Voting open'}
