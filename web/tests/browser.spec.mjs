@@ -8,7 +8,7 @@
 //
 // Environment:
 //   POLLSTREAM_WEB_URL       base URL of the app (default http://127.0.0.1:5173); an argument wins
-//   POLLSTREAM_SCREENSHOTS   where screenshots go (default target/screenshots)
+//   POLLSTREAM_SCREENSHOTS   where screenshots go (default target/screenshots in the repository)
 //   POLLSTREAM_WEB_FULL=1    also check what needs newer back-end features (viewers count,
 //                            polls that refuse guests)
 //   FLUSH_INTERVAL_MS        the aggregator's flush interval (default 2000)
@@ -20,11 +20,13 @@
 import assert from 'node:assert/strict';
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 import { chromium } from 'playwright-core';
 
 const base = (process.argv[2] ?? process.env.POLLSTREAM_WEB_URL ?? 'http://127.0.0.1:5173').replace(/\/+$/, '');
-const screenshots = process.env.POLLSTREAM_SCREENSHOTS ?? 'target/screenshots';
+const repository = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const screenshots = path.resolve(process.env.POLLSTREAM_SCREENSHOTS ?? path.join(repository, 'target/screenshots'));
 const full = process.env.POLLSTREAM_WEB_FULL === '1';
 const flushMs = Number(process.env.FLUSH_INTERVAL_MS ?? 2000);
 const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
@@ -122,6 +124,19 @@ async function voteOverHttp(code, optionText) {
     body: JSON.stringify({ optionIds: [option.id] }),
   });
   assert.equal(response.status, 202, `vote over HTTP: ${await response.text()}`);
+}
+
+/** Creates a poll over HTTP as the presenter logged in on `page`. */
+async function createPoll(page, poll) {
+  const token = await page.evaluate(() => JSON.parse(localStorage.getItem('pollstream.account')).accessToken);
+  const response = await fetch(`${base}/api/v1/polls`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
+    body: JSON.stringify(poll),
+  });
+  const body = await response.text();
+  assert.equal(response.status, 201, `poll created: ${body}`);
+  return JSON.parse(body);
 }
 
 /** Joins with the code on `/` and votes for `optionText`, by mouse (or keyboard if asked). */
@@ -342,20 +357,13 @@ try {
   });
 
   await step('a multiple-choice ballot keeps to its minimum and maximum', async () => {
-    const token = await presenter.page.evaluate(() => JSON.parse(localStorage.getItem('pollstream.account')).accessToken);
-    const response = await fetch(`${base}/api/v1/polls`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
-      body: JSON.stringify({
-        question: `Pick two ${stamp}`,
-        options: ['Red', 'Green', 'Blue', 'Gold'],
-        kind: 'multiple',
-        minChoices: 2,
-        maxChoices: 2,
-      }),
+    const other = await createPoll(presenter.page, {
+      question: `Pick two ${stamp}`,
+      options: ['Red', 'Green', 'Blue', 'Gold'],
+      kind: 'multiple',
+      minChoices: 2,
+      maxChoices: 2,
     });
-    assert.equal(response.status, 201);
-    const other = await response.json();
     const { page } = phones[0];
     await page.goto(`${base}/p/${other.code}`);
     await page.getByText('Choose exactly 2 options.').waitFor();
@@ -370,6 +378,46 @@ try {
     await page.getByRole('button', { name: 'Vote' }).click();
     assert.equal((await accepted).status(), 202);
     await page.getByTestId('vote-status').waitFor();
+  });
+
+  await step('results shown "after the vote" appear once the ballot is counted', async () => {
+    const poll = await createPoll(presenter.page, {
+      question: `After you vote ${stamp}`,
+      options: ['Left', 'Right'],
+      kind: 'single',
+      resultsVisibility: 'after_vote',
+    });
+    const phone = await newPage(browser, 'phone 4', PHONE);
+    const { page } = phone;
+    await page.goto(`${base}/p/${poll.code}`);
+    await page.getByText('Results appear here once you have voted.').waitFor();
+    assert.equal(await page.locator('.chart').count(), 0);
+    await page.getByLabel('Left').check();
+    await page.getByRole('button', { name: 'Vote' }).click();
+    await page.getByText('Vote received. Counting…').waitFor();
+    // Released by realtime-service once counted, without a reload.
+    await waitForTotal(page, 1, flushMs + 5000);
+    await page.waitForSelector('[data-vote-status="counted"]', { timeout: 10_000 });
+    await phone.context.close();
+  });
+
+  await step("an owner-only poll shows on the owner's big screen and nowhere else", async () => {
+    const poll = await createPoll(presenter.page, {
+      question: `Owner only ${stamp}`,
+      options: ['Up', 'Down'],
+      kind: 'single',
+      resultsVisibility: 'owner_only',
+    });
+    await voteOverHttp(poll.code, 'Down');
+    const ownerScreen = watch(await presenter.context.newPage(), 'owner screen');
+    await ownerScreen.goto(`${base}/screen/${poll.code}`);
+    await waitForTotal(ownerScreen, 1, flushMs + 5000);
+    const phone = await newPage(browser, 'phone 5', PHONE);
+    await phone.page.goto(`${base}/p/${poll.code}`);
+    await phone.page.getByText('Only the presenter sees the results of this poll.').waitFor();
+    assert.equal(await phone.page.locator('.chart').count(), 0);
+    await phone.context.close();
+    await ownerScreen.close();
   });
 
   await step('an expired access token is refreshed without the presenter noticing', async () => {
