@@ -42,10 +42,11 @@ export function BallotForm({ poll, rule, sending, problem, votingAs, onSubmit }:
 
   return (
     <form class="ballot" onSubmit={submit} noValidate aria-busy={sending}>
-      <fieldset>
-        <legend>
-          Your answer <span class="rule" id="ballot-rule">{describeRule(rule)}</span>
-        </legend>
+      <fieldset aria-describedby="ballot-rule">
+        <legend>Your answer</legend>
+        <p class="rule" id="ballot-rule">
+          {describeRule(rule)}
+        </p>
         <ul class="choices">
           {poll.options.map((option) => {
             const id = `choice-${option.id}`;

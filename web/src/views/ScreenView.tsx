@@ -8,7 +8,7 @@ import { useCallback, useEffect, useState } from 'preact/hooks';
 
 import { polls } from '../api/client';
 import { ApiError, errorMessage } from '../api/http';
-import type { Poll } from '../api/types';
+import type { Poll, ResultsVisibility } from '../api/types';
 import { usePollLive } from '../live/usePollLive';
 import { pollPath } from '../router';
 import { account } from '../session';
@@ -16,6 +16,13 @@ import { LinkStatus } from './LinkStatus';
 import { QrCode } from './QrCode';
 import { ResultsChart } from './ResultsChart';
 import { useClosesAt } from './useClosesAt';
+
+const HIDDEN_BECAUSE: Record<ResultsVisibility, string> = {
+  always: 'The results are hidden.',
+  after_vote: 'Each voter sees the results once their vote is counted.',
+  after_close: 'The results are hidden until the poll closes.',
+  owner_only: 'Only the poll’s owner sees the results.',
+};
 
 export function ScreenView({ code }: { code: string }) {
   const [poll, setPoll] = useState<Poll | null>(null);
@@ -75,8 +82,8 @@ export function ScreenView({ code }: { code: string }) {
           <ResultsChart poll={poll} snapshot={liveState.snapshot} announce={closed} size="large" />
         ) : liveState.hidden ? (
           <p class="screen-hidden" data-testid="results-hidden">
-            Results are hidden from this screen ({poll.resultsVisibility.replace('_', ' ')}).{' '}
-            {poll.resultsVisibility === 'owner_only' || !closed ? 'Log in as the poll’s owner in the console to show them here.' : ''}
+            {HIDDEN_BECAUSE[poll.resultsVisibility]} Log in as the poll’s owner in the console of this browser to show
+            them here.
           </p>
         ) : (
           <p class="loading">Waiting for results…</p>
