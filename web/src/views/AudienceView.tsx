@@ -36,13 +36,14 @@ export function AudienceView({ code }: { code: string }) {
   const [loadError, setLoadError] = useState<ApiError | null>(null);
   const [ballot, setBallot] = useState<Ballot>({ state: 'none' });
   const [problem, setProblem] = useState<string | null>(null);
-  const [needsAccount, setNeedsAccount] = useState(false);
+  const [refusedAsGuest, setRefusedAsGuest] = useState(false);
   const [closedByApi, setClosedByApi] = useState(false);
 
   const joinToken = useCallback(() => voter.existingToken(), []);
   const liveState = usePollLive(poll?.id ?? null, joinToken);
   const timeUp = useClosesAt(poll?.closesAt ?? null);
   const closed = poll?.status === 'closed' || liveState.closed || closedByApi || timeUp;
+  const needsAccount = voter.kind() === 'guest' && (poll?.allowGuests === false || refusedAsGuest);
 
   useEffect(() => {
     document.title = poll ? `${poll.question} · pollstream` : `Poll ${code} · pollstream`;
@@ -92,10 +93,6 @@ export function AudienceView({ code }: { code: string }) {
   const submit = async (optionIds: string[]) => {
     if (!poll) return;
     setProblem(null);
-    if (poll.allowGuests === false && voter.kind() === 'guest') {
-      setNeedsAccount(true);
-      return;
-    }
     setBallot({ state: 'sending' });
     try {
       await voter.withToken((token) => votes.cast(code, optionIds, token));
@@ -119,7 +116,7 @@ export function AudienceView({ code }: { code: string }) {
         setClosedByApi(true);
         setProblem(err.message);
       } else if (err.code === 'guests_not_allowed') {
-        setNeedsAccount(true);
+        setRefusedAsGuest(true);
       } else if (err.status === 429 || err.status === 503) {
         const wait = err.retryAfter ? ` Try again in ${err.retryAfter} s.` : ' Try again in a moment.';
         setProblem(err.message.replace(/\.?$/, '.') + wait);
