@@ -439,6 +439,26 @@ try {
     await page.getByText(email).waitFor();
   });
 
+  await step('an access token about to expire is refreshed ahead of time', async () => {
+    const { page } = presenter;
+    const before = await page.evaluate(() => {
+      const stored = JSON.parse(localStorage.getItem('pollstream.account'));
+      // Issued 14.5 minutes ago, 30 s left: past the moment to refresh.
+      const now = Date.now();
+      localStorage.setItem('pollstream.account', JSON.stringify({ ...stored, issuedAt: now - 870_000, expiresAt: now + 30_000 }));
+      return stored.refreshToken;
+    });
+    await page.reload();
+    await page.waitForFunction(
+      (old) => JSON.parse(localStorage.getItem('pollstream.account') ?? 'null')?.refreshToken !== old,
+      before,
+      { timeout: 10_000 },
+    );
+    const after = await page.evaluate(() => JSON.parse(localStorage.getItem('pollstream.account')));
+    assert.ok(after.expiresAt - Date.now() > 60_000, 'a fresh access token is stored');
+    await page.getByText(email).waitFor();
+  });
+
   await step('the presenter exports the ballots as CSV', async () => {
     const { page } = presenter;
     const [download] = await Promise.all([
