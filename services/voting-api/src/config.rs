@@ -23,6 +23,9 @@ pub struct Config {
     pub access_token_ttl: Duration,
     /// Lifetime of refresh tokens.
     pub refresh_token_ttl: Duration,
+    /// Lifetime of guest tokens (`GUEST_TOKEN_TTL_SECS`, default 12 h): a guest has no refresh
+    /// token, so the token outlives an event and a reload stays the same voter.
+    pub guest_token_ttl: Duration,
     /// Rate limits on voting and authentication.
     pub rate_limits: RateLimits,
     /// Origins allowed by CORS (`*` for any); empty allows none.
@@ -69,6 +72,11 @@ impl Config {
                 7 * 86_400u64,
                 60..=90 * 86_400,
             )?),
+            guest_token_ttl: Duration::from_secs(vars.ranged_or(
+                "GUEST_TOKEN_TTL_SECS",
+                12 * 3_600u64,
+                60..=7 * 86_400,
+            )?),
             rate_limits: RateLimits::from_vars(vars)?,
             cors_origins: vars
                 .or_default("CORS_ALLOWED_ORIGINS", "")
@@ -111,8 +119,12 @@ pub struct RateLimits {
     pub votes_per_voter: u64,
     /// Vote attempts per client address (one venue's Wi-Fi may be many voters: be generous).
     pub votes_per_ip: u64,
-    /// Authentication requests (register, login, refresh, guest) per client address.
+    /// Account requests (register, login, refresh) per client address: each costs an Argon2
+    /// hash or a database write, and guessing passwords must stay slow.
     pub auth_per_ip: u64,
+    /// Guest tokens per client address (`RATE_LIMIT_GUEST_PER_IP`, default 20,000): a guest
+    /// token costs one signature, and a hall of thousands shares one venue address.
+    pub guest_per_ip: u64,
     /// Key prefix, so independent deployments sharing a Redis do not share counters.
     pub namespace: String,
 }
@@ -128,6 +140,7 @@ impl RateLimits {
             votes_per_voter: vars.parsed_or("RATE_LIMIT_VOTES_PER_VOTER", 30)?,
             votes_per_ip: vars.parsed_or("RATE_LIMIT_VOTES_PER_IP", 20_000)?,
             auth_per_ip: vars.parsed_or("RATE_LIMIT_AUTH_PER_IP", 300)?,
+            guest_per_ip: vars.parsed_or("RATE_LIMIT_GUEST_PER_IP", 20_000)?,
             namespace: vars.or_default("RATE_LIMIT_NAMESPACE", "ratelimit"),
         })
     }
@@ -146,6 +159,9 @@ mod tests {
         assert_eq!(config.port, 3001);
         assert_eq!(config.raw_votes_topic, "raw-votes");
         assert_eq!(config.kafka.brokers, "127.0.0.1:9092");
+        assert_eq!(config.guest_token_ttl, Duration::from_secs(12 * 3_600));
+        assert_eq!(config.rate_limits.auth_per_ip, 300);
+        assert_eq!(config.rate_limits.guest_per_ip, 20_000);
     }
 
     #[test]
