@@ -2,6 +2,7 @@
 
 mod accounts;
 mod errors;
+mod guests;
 mod helpers;
 mod input;
 mod lifecycle;
