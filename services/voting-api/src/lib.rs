@@ -11,6 +11,7 @@ mod body_limit;
 mod extract;
 mod health;
 mod json_errors;
+mod metrics;
 mod poll_cache;
 mod polls;
 mod rate_limit;

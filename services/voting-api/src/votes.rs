@@ -28,6 +28,7 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, Caller, ClientIp};
+use crate::metrics::{KAFKA_PRODUCE_DURATION, VOTES_ACCEPTED, VOTES_REJECTED};
 use crate::rate_limit::{self, Limit};
 use crate::state::AppState;
 use crate::vote_lock::{self, LockValue, release_lock};
@@ -45,8 +46,7 @@ pub fn router(max_in_flight: usize) -> OpenApiRouter<AppState> {
         .route_layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(|_: BoxError| async {
-                    metrics::counter!("votes_rejected_total", "reason" => "overloaded")
-                        .increment(1);
+                    metrics::counter!(VOTES_REJECTED, "reason" => "overloaded").increment(1);
                     ApiError::Overloaded
                 }))
                 .layer(LoadShedLayer::new())
@@ -227,8 +227,8 @@ async fn cast(
     }
     .await;
     match &result {
-        Ok(_) => metrics::counter!("votes_accepted_total").increment(1),
-        Err(err) => metrics::counter!("votes_rejected_total", "reason" => err.code()).increment(1),
+        Ok(_) => metrics::counter!(VOTES_ACCEPTED).increment(1),
+        Err(err) => metrics::counter!(VOTES_REJECTED, "reason" => err.code()).increment(1),
     }
     result
 }
@@ -297,7 +297,7 @@ async fn lock_and_produce(
             state.config.kafka.produce_timeout,
         )
         .await;
-    metrics::histogram!("kafka_produce_duration_seconds", "topic" => "raw-votes")
+    metrics::histogram!(KAFKA_PRODUCE_DURATION, "topic" => "raw-votes")
         .record(started.elapsed().as_secs_f64());
     match delivery {
         Ok(_) => {
