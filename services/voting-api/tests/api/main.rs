@@ -13,3 +13,4 @@ mod polls;
 mod slow_clients;
 mod visibility;
 mod votes;
+mod web;
