@@ -7,6 +7,9 @@
 #   docker build --target realtime-service -t pollstream/realtime-service:local .
 #   docker build --target admin            -t pollstream/admin:local .
 #
+# The voting-api image also holds the web app (web/, built by Node.js in the `web` stage), which
+# it serves at `/`.
+#
 # `admin` is pollstream-admin (`migrate`, `create-topics`, `token`): the compose stack and the
 # Kubernetes Jobs run it once before the services start. `docker compose build` builds all four.
 #
@@ -19,6 +22,7 @@
 
 ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm
+ARG NODE_VERSION=22
 
 # ---- toolchain: Rust, the C toolchain librdkafka needs, cargo-chef -----------------------------
 FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS chef
@@ -54,6 +58,16 @@ RUN cargo build --release --locked ${PACKAGES} \
     && mkdir -p /out \
     && cp target/release/voting-api target/release/poll-aggregator \
         target/release/realtime-service target/release/pollstream-admin /out/
+
+# ---- web: the web app (web/), built from the committed lockfile -------------------------------
+# Its dist/ goes into the voting-api image, which serves it (WEB_DIR). The package files are
+# copied first, so `npm ci` is redone only when the lockfile changes.
+FROM node:${NODE_VERSION}-${DEBIAN_RELEASE}-slim AS web
+WORKDIR /web
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY web/ ./
+RUN npm run build
 
 # ---- runtime: what every image shares ----------------------------------------------------------
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
@@ -104,7 +118,10 @@ ENTRYPOINT ["/usr/local/bin/realtime-service"]
 # ---- voting-api: HTTP -> Kafka raw-votes (the default target) ----------------------------------
 FROM runtime AS voting-api
 COPY --from=builder /out/voting-api /usr/local/bin/voting-api
-ENV VOTING_API_PORT=3001
+# The pages and their assets; voting-api serves them (index.html for the page routes).
+COPY --from=web /web/dist /usr/local/share/pollstream/web
+ENV VOTING_API_PORT=3001 \
+    WEB_DIR=/usr/local/share/pollstream/web
 EXPOSE 3001
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
     CMD ["sh", "-c", "curl -fsS -o /dev/null http://127.0.0.1:${VOTING_API_PORT}/healthz || exit 1"]

@@ -245,3 +245,13 @@ def test_build_targets_exist_in_the_dockerfile(compose):
         if "build" in service:
             assert service["build"]["target"] in stages, name
             assert service["build"].get("context", ".") == "."
+
+
+def test_web_app_is_served_and_reaches_realtime_service(compose):
+    api = environment(compose["services"]["voting-api"])
+    realtime = environment(compose["services"]["realtime-service"])
+    assert api["WEB_DIR"].startswith("/"), api["WEB_DIR"]
+    public = api["REALTIME_PUBLIC_URL"]
+    assert public.endswith(":3003}") or public.endswith(":3003"), public
+    assert "3003:3003" in compose["services"]["realtime-service"]["ports"]
+    assert "http://localhost:3001" in realtime["REALTIME_ALLOWED_ORIGINS"]

@@ -170,3 +170,22 @@ def test_dockerignore_keeps_the_build_context_small_but_complete():
         assert kept not in ignored and kept.rstrip("/") not in ignored, kept
     # migrations/ is embedded at compile time: it must not be excluded by a pattern either.
     assert not any(p.startswith(("migrations", "*.sql")) for p in ignored)
+
+
+def test_voting_api_image_serves_the_web_app_built_from_the_lockfile(stages):
+    web = stages["web"]
+    assert web.base.startswith("node:"), web.base
+    runs = " ".join(web.all("RUN"))
+    assert "npm ci" in runs and "npm run build" in runs, runs
+    copies = web.all("COPY")
+    lockfile = next(i for i, copy in enumerate(copies) if "package-lock.json" in copy)
+    sources = next(i for i, copy in enumerate(copies) if copy.startswith("web/ "))
+    assert lockfile < sources, "the npm ci layer is cached until the lockfile changes"
+    api = stages["voting-api"]
+    web_dir = re.search(r"WEB_DIR=(\S+)", " ".join(api.all("ENV"))).group(1)
+    assert f"--from=web /web/dist {web_dir}" in api.all("COPY"), api.all("COPY")
+    # Nothing of Node.js reaches the runtime images.
+    for target in TARGETS:
+        assert all(s.name != "web" for s in lineage(stages, target)), target
+    ignored = (ROOT / ".dockerignore").read_text()
+    assert "web/dist/" in ignored and "**/node_modules/" in ignored

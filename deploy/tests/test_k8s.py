@@ -248,6 +248,13 @@ def test_ingress_routes_api_and_socketio_with_websocket_and_affinity(rendered, o
     assert routes["/socket.io"][1] == "realtime-service"
     assert routes["/api/v1"][1] == "voting-api"
     assert not any(p.startswith(("/metrics", "/healthz", "/readyz")) for p in routes)
+    # The web app's pages and assets are voting-api's; `/` is exact, so the operational
+    # endpoints stay unexposed.
+    for page in ("/", "/p", "/screen", "/console", "/assets", "/favicon.svg"):
+        assert routes[page][1] == "voting-api", page
+    kinds = {path["path"]: path["pathType"] for ingress in ingresses.values()
+             for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]}
+    assert kinds["/"] == "Exact", "a `/` prefix would expose /metrics, /healthz and /readyz"
 
     realtime = ingresses[routes["/socket.io"][0]]["metadata"]["annotations"]
     prefix = "nginx.ingress.kubernetes.io/"

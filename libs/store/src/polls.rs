@@ -94,6 +94,8 @@ pub struct PollDefinition {
     pub max_choices: i32,
     /// Who sees counts, and when.
     pub visibility: ResultsVisibility,
+    /// Whether guest tokens may vote; `false` means the poll needs accounts.
+    pub allow_guests: bool,
     /// Open or closed, as stored.
     pub status: PollStatus,
     /// When the poll stops taking votes by itself, if ever.
@@ -126,7 +128,7 @@ impl PollDefinition {
     pub async fn load_by_code(pool: &PgPool, code: &JoinCode) -> Result<Option<Self>, sqlx::Error> {
         let row: Option<PollRow> = sqlx::query_as(
             "SELECT id, code, owner_id, question, kind, min_choices, max_choices, results_visibility,
-                    status, closes_at, closed_at, created_at
+                    allow_guests, status, closes_at, closed_at, created_at
              FROM polls WHERE code = $1",
         )
         .bind(code.as_str())
@@ -139,7 +141,7 @@ impl PollDefinition {
     pub async fn load_by_id(pool: &PgPool, id: Uuid) -> Result<Option<Self>, sqlx::Error> {
         let row: Option<PollRow> = sqlx::query_as(
             "SELECT id, code, owner_id, question, kind, min_choices, max_choices, results_visibility,
-                    status, closes_at, closed_at, created_at
+                    allow_guests, status, closes_at, closed_at, created_at
              FROM polls WHERE id = $1",
         )
         .bind(id)
@@ -167,6 +169,7 @@ impl PollDefinition {
             min_choices: row.min_choices,
             max_choices: row.max_choices,
             visibility: ResultsVisibility::parse(&row.results_visibility),
+            allow_guests: row.allow_guests,
             status: stored_status(&row.status),
             closes_at: row.closes_at,
             closed_at: row.closed_at,
@@ -189,6 +192,7 @@ struct PollRow {
     min_choices: i32,
     max_choices: i32,
     results_visibility: String,
+    allow_guests: bool,
     status: String,
     closes_at: Option<DateTime<Utc>>,
     closed_at: Option<DateTime<Utc>>,
@@ -212,6 +216,8 @@ pub struct PollDraft {
     pub closes_at: Option<DateTime<Utc>>,
     /// Who sees counts, and when.
     pub visibility: ResultsVisibility,
+    /// Whether guest tokens may vote.
+    pub allow_guests: bool,
 }
 
 /// Why a poll could not be created.
@@ -243,8 +249,8 @@ pub async fn insert(
         let mut tx = pool.begin().await?;
         let inserted: Option<(DateTime<Utc>,)> = sqlx::query_as(
             "INSERT INTO polls (id, code, owner_id, question, kind, min_choices, max_choices, closes_at,
-                                results_visibility)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                                results_visibility, allow_guests)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
              ON CONFLICT (code) DO NOTHING
              RETURNING created_at",
         )
@@ -257,6 +263,7 @@ pub async fn insert(
         .bind(draft.max_choices)
         .bind(draft.closes_at)
         .bind(draft.visibility.as_str())
+        .bind(draft.allow_guests)
         .fetch_optional(&mut *tx)
         .await?;
         let Some((created_at,)) = inserted else {
@@ -283,6 +290,7 @@ pub async fn insert(
             min_choices: draft.min_choices,
             max_choices: draft.max_choices,
             visibility: draft.visibility,
+            allow_guests: draft.allow_guests,
             status: PollStatus::Open,
             closes_at: draft.closes_at,
             closed_at: None,
@@ -476,6 +484,8 @@ pub struct PollSummary {
     pub created_at: DateTime<Utc>,
     /// When it closes by itself, if ever.
     pub closes_at: Option<DateTime<Utc>>,
+    /// Whether guest tokens may vote.
+    pub allow_guests: bool,
 }
 
 /// The polls of `owner`, newest first: at most `limit` of them after skipping `offset`.
@@ -486,7 +496,8 @@ pub async fn owned_by(
     offset: i64,
 ) -> Result<Vec<PollSummary>, sqlx::Error> {
     let rows: Vec<SummaryRow> = sqlx::query_as(
-        "SELECT id, code, question, status, total, created_at, closes_at, closed_at FROM polls
+        "SELECT id, code, question, status, total, created_at, closes_at, closed_at, allow_guests
+         FROM polls
          WHERE owner_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
     )
     .bind(owner)
@@ -510,6 +521,7 @@ pub async fn owned_by(
             total: row.total,
             created_at: row.created_at,
             closes_at: row.closes_at,
+            allow_guests: row.allow_guests,
         })
         .collect())
 }
@@ -524,6 +536,7 @@ struct SummaryRow {
     created_at: DateTime<Utc>,
     closes_at: Option<DateTime<Utc>>,
     closed_at: Option<DateTime<Utc>>,
+    allow_guests: bool,
 }
 
 /// The id of the poll whose join code is `code`, if there is one.

@@ -2,7 +2,7 @@
 //! the test's own database and topics, and logs under `target/<profile>/e2e-logs/<name>/`.
 //! The end-to-end tests and the load tool's smoke test run against one.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -56,6 +56,24 @@ impl Stack {
         flush_interval_ms: u64,
         extra: &[(&str, &str)],
     ) -> Self {
+        Self::launch(name, brokers, flush_interval_ms, extra, None).await
+    }
+
+    /// Like [`Stack::start`], with voting-api serving the built web app in `web_dir` (`WEB_DIR`)
+    /// and its pages pointed at this stack's realtime-service (`REALTIME_PUBLIC_URL`), which
+    /// accepts voting-api's origin (`REALTIME_ALLOWED_ORIGINS`): what `scripts/up` runs.
+    pub async fn start_serving_web(name: &str, flush_interval_ms: u64, web_dir: &Path) -> Self {
+        let brokers = crate::kafka_brokers();
+        Self::launch(name, &brokers, flush_interval_ms, &[], Some(web_dir)).await
+    }
+
+    async fn launch(
+        name: &str,
+        brokers: &str,
+        flush_interval_ms: u64,
+        extra: &[(&str, &str)],
+        web_dir: Option<&Path>,
+    ) -> Self {
         crate::init_logging();
         let db = TestDatabase::create().await;
         let PipelineTopics {
@@ -76,8 +94,20 @@ impl Stack {
             .set("POLL_AGGREGATOR_PORT", aggregator_port.to_string())
             .set("REALTIME_SERVICE_PORT", realtime_port.to_string())
             .set("FLUSH_INTERVAL_MS", flush_interval_ms.to_string())
-            .set("DATABASE_MAX_CONNECTIONS", "20")
-            .set_all(extra);
+            .set("DATABASE_MAX_CONNECTIONS", "20");
+        if let Some(dir) = web_dir {
+            env = env
+                .set("WEB_DIR", dir.display().to_string())
+                .set(
+                    "REALTIME_PUBLIC_URL",
+                    format!("http://127.0.0.1:{realtime_port}"),
+                )
+                .set(
+                    "REALTIME_ALLOWED_ORIGINS",
+                    format!("http://127.0.0.1:{api_port}"),
+                );
+        }
+        let mut env = env.set_all(extra);
         // Diagnosing broker trouble: KAFKA_DEBUG=cgrp,fetch RUST_LOG=info,rdkafka=debug.
         for name in ["KAFKA_DEBUG", "RUST_LOG"] {
             if let Ok(value) = std::env::var(name) {

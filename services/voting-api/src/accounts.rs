@@ -83,15 +83,33 @@ pub struct GuestSession {
     expires_in: u64,
 }
 
+/// Counts an account request (register, login, refresh) against `RATE_LIMIT_AUTH_PER_IP`.
 async fn limit_auth(state: &AppState, ip: ClientIp) -> Result<(), ApiError> {
+    let limits = &state.config.rate_limits;
+    limit_per_ip(state, "auth", ip, limits.auth_per_ip).await
+}
+
+/// Counts a guest token request against `RATE_LIMIT_GUEST_PER_IP`, a counter of its own: a
+/// hall of guests behind one address must not use up its account requests, nor the reverse.
+async fn limit_guest(state: &AppState, ip: ClientIp) -> Result<(), ApiError> {
+    let limits = &state.config.rate_limits;
+    limit_per_ip(state, "guest", ip, limits.guest_per_ip).await
+}
+
+async fn limit_per_ip(
+    state: &AppState,
+    kind: &str,
+    ip: ClientIp,
+    max: u64,
+) -> Result<(), ApiError> {
     let limits = &state.config.rate_limits;
     let mut redis = state.redis.clone();
     rate_limit::check(
         &mut redis,
         limits.window,
         &[Limit {
-            key: format!("{}:auth:ip:{}", limits.namespace, ip.0),
-            max: limits.auth_per_ip,
+            key: format!("{}:{kind}:ip:{}", limits.namespace, ip.0),
+            max,
         }],
     )
     .await
@@ -323,16 +341,18 @@ async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// An access token for an anonymous participant with a fresh random subject.
+/// An access token for an anonymous participant with a fresh random subject (`guest-<uuid>`,
+/// role `guest`), valid for `GUEST_TOKEN_TTL_SECS`; limited per address by
+/// `RATE_LIMIT_GUEST_PER_IP`, apart from register and login.
 #[utoipa::path(post, path = "/api/v1/auth/guest", tag = "auth",
     responses((status = 201, body = GuestSession), (status = 429, body = pollstream_wire::ErrorBody), (status = 503, body = pollstream_wire::ErrorBody)))]
 async fn guest(
     State(state): State<AppState>,
     ip: ClientIp,
 ) -> Result<(StatusCode, Json<GuestSession>), ApiError> {
-    limit_auth(&state, ip).await?;
+    limit_guest(&state, ip).await?;
     let subject = format!("guest-{}", Uuid::new_v4());
-    let ttl = state.config.access_token_ttl;
+    let ttl = state.config.guest_token_ttl;
     Ok((
         StatusCode::CREATED,
         Json(GuestSession {

@@ -1,5 +1,6 @@
 //! voting-api configuration, read from the environment once at start.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use pollstream_infra::env::{ConfigError, Vars};
@@ -7,6 +8,8 @@ use pollstream_infra::http::HttpSettings;
 use pollstream_infra::jwt::JwtSettings;
 use pollstream_infra::kafka::KafkaSettings;
 use pollstream_infra::redis::RedisSettings;
+
+use crate::web::{self, RealtimeUrl};
 
 /// Everything voting-api needs to run.
 #[derive(Debug, Clone)]
@@ -23,6 +26,9 @@ pub struct Config {
     pub access_token_ttl: Duration,
     /// Lifetime of refresh tokens.
     pub refresh_token_ttl: Duration,
+    /// Lifetime of guest tokens (`GUEST_TOKEN_TTL_SECS`, default 12 h): a guest has no refresh
+    /// token, so the token outlives an event and a reload stays the same voter.
+    pub guest_token_ttl: Duration,
     /// Rate limits on voting and authentication.
     pub rate_limits: RateLimits,
     /// Origins allowed by CORS (`*` for any); empty allows none.
@@ -49,6 +55,12 @@ pub struct Config {
     /// Vote requests served at once (`MAX_VOTES_IN_FLIGHT`); more are answered `503
     /// overloaded` at once. At ~10,000 votes/s an instance has a few hundred in flight.
     pub max_votes_in_flight: usize,
+    /// The built web app (`WEB_DIR`, default `web/dist` relative to the working directory);
+    /// without an `index.html` there the service serves the API only, and says so at start.
+    pub web_dir: PathBuf,
+    /// Where pages connect to realtime-service (`REALTIME_PUBLIC_URL`, an `http(s)` origin);
+    /// unset or empty: the page's own origin, `/socket.io` routed there by the proxy in front.
+    pub realtime_public_url: Option<RealtimeUrl>,
 }
 
 impl Config {
@@ -68,6 +80,11 @@ impl Config {
                 "REFRESH_TOKEN_TTL_SECS",
                 7 * 86_400u64,
                 60..=90 * 86_400,
+            )?),
+            guest_token_ttl: Duration::from_secs(vars.ranged_or(
+                "GUEST_TOKEN_TTL_SECS",
+                12 * 3_600u64,
+                60..=7 * 86_400,
             )?),
             rate_limits: RateLimits::from_vars(vars)?,
             cors_origins: vars
@@ -97,8 +114,24 @@ impl Config {
                 2_048usize,
                 1..=1_000_000,
             )?,
+            web_dir: PathBuf::from(vars.or_default("WEB_DIR", web::DEFAULT_DIR)),
+            realtime_public_url: realtime_public_url(vars)?,
         })
     }
+}
+
+fn realtime_public_url(vars: &Vars) -> Result<Option<RealtimeUrl>, ConfigError> {
+    let value = vars.or_default("REALTIME_PUBLIC_URL", "");
+    if value.trim().is_empty() {
+        return Ok(None);
+    }
+    RealtimeUrl::parse(&value)
+        .map(Some)
+        .map_err(|reason| ConfigError::Invalid {
+            name: "REALTIME_PUBLIC_URL",
+            value,
+            reason,
+        })
 }
 
 /// Requests allowed per client and window, shared by all replicas through Redis. `0`
@@ -111,8 +144,12 @@ pub struct RateLimits {
     pub votes_per_voter: u64,
     /// Vote attempts per client address (one venue's Wi-Fi may be many voters: be generous).
     pub votes_per_ip: u64,
-    /// Authentication requests (register, login, refresh, guest) per client address.
+    /// Account requests (register, login, refresh) per client address: each costs an Argon2
+    /// hash or a database write, and guessing passwords must stay slow.
     pub auth_per_ip: u64,
+    /// Guest tokens per client address (`RATE_LIMIT_GUEST_PER_IP`, default 20,000): a guest
+    /// token costs one signature, and a hall of thousands shares one venue address.
+    pub guest_per_ip: u64,
     /// Key prefix, so independent deployments sharing a Redis do not share counters.
     pub namespace: String,
 }
@@ -128,6 +165,7 @@ impl RateLimits {
             votes_per_voter: vars.parsed_or("RATE_LIMIT_VOTES_PER_VOTER", 30)?,
             votes_per_ip: vars.parsed_or("RATE_LIMIT_VOTES_PER_IP", 20_000)?,
             auth_per_ip: vars.parsed_or("RATE_LIMIT_AUTH_PER_IP", 300)?,
+            guest_per_ip: vars.parsed_or("RATE_LIMIT_GUEST_PER_IP", 20_000)?,
             namespace: vars.or_default("RATE_LIMIT_NAMESPACE", "ratelimit"),
         })
     }
@@ -146,6 +184,32 @@ mod tests {
         assert_eq!(config.port, 3001);
         assert_eq!(config.raw_votes_topic, "raw-votes");
         assert_eq!(config.kafka.brokers, "127.0.0.1:9092");
+        assert_eq!(config.guest_token_ttl, Duration::from_secs(12 * 3_600));
+        assert_eq!(config.rate_limits.auth_per_ip, 300);
+        assert_eq!(config.rate_limits.guest_per_ip, 20_000);
+        assert_eq!(config.web_dir, PathBuf::from("web/dist"));
+        assert_eq!(config.realtime_public_url, None);
+    }
+
+    #[test]
+    fn realtime_public_url_must_be_an_origin() {
+        let vars = |url| {
+            Vars::from_pairs([
+                ("DATABASE_URL", "postgres://x/y"),
+                ("JWT_SECRET", SECRET),
+                ("REALTIME_PUBLIC_URL", url),
+            ])
+        };
+        let config = Config::from_vars(&vars("http://127.0.0.1:3003")).unwrap();
+        assert_eq!(
+            config
+                .realtime_public_url
+                .map(|url| url.origin())
+                .as_deref(),
+            Some("http://127.0.0.1:3003")
+        );
+        let err = Config::from_vars(&vars("127.0.0.1:3003")).unwrap_err();
+        assert!(err.to_string().contains("REALTIME_PUBLIC_URL"), "{err}");
     }
 
     #[test]

@@ -10,6 +10,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pollstream_wire::ErrorBody;
 
+use crate::metrics::DATABASE_ERRORS;
+
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -224,14 +226,14 @@ impl IntoResponse for ApiError {
         let message = match &self {
             ApiError::Unavailable { dependency, detail } => {
                 if *dependency == "postgres" {
-                    metrics::counter!("database_errors_total").increment(1);
+                    metrics::counter!(DATABASE_ERRORS).increment(1);
                 }
                 tracing::warn!(dependency, error = %detail, "Dependency unavailable");
                 format!("{dependency} is unavailable, retry shortly")
             }
             ApiError::Internal(detail) => {
                 if detail.starts_with("database") {
-                    metrics::counter!("database_errors_total").increment(1);
+                    metrics::counter!(DATABASE_ERRORS).increment(1);
                 }
                 tracing::error!(error = %detail, "Request failed");
                 "internal error".to_owned()

@@ -13,6 +13,7 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Req
 use axum::http::header;
 use axum::http::request::Parts;
 use pollstream_infra::jwt::Role;
+use pollstream_store::PollDefinition;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -38,6 +39,22 @@ impl Caller {
                 "guests can vote but not create or manage polls; register or log in",
             )),
         }
+    }
+}
+
+impl Caller {
+    /// Fails with `403 guests_not_allowed` when the caller is a guest and `poll` needs accounts
+    /// (`allowGuests: false`). A guest is a token whose `role` claim is `guest`, which only
+    /// `POST /api/v1/auth/guest` issues (with a `guest-<uuid>` subject); accounts and tokens
+    /// an operator mints (`scripts/token`) have the role `user`.
+    pub fn require_account_for(&self, poll: &PollDefinition) -> Result<(), ApiError> {
+        if self.role == Role::Guest && !poll.allow_guests {
+            return Err(ApiError::forbidden(
+                "guests_not_allowed",
+                "this poll needs an account: register or log in to vote",
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -5,16 +5,19 @@
 
 pub mod config;
 pub mod error;
+pub mod web;
 
 mod accounts;
 mod body_limit;
 mod extract;
 mod health;
 mod json_errors;
+mod metrics;
 mod poll_cache;
 mod polls;
 mod rate_limit;
 mod schema;
+mod security_headers;
 mod state;
 mod vote_lock;
 mod votes;
@@ -36,7 +39,9 @@ use utoipa_axum::router::OpenApiRouter;
 pub use config::Config;
 use poll_cache::PollCache;
 pub use pollstream_infra::RunError;
+use security_headers::SecurityHeaders;
 use state::{AppState, Shared};
+use web::WebApp;
 
 /// Largest request body accepted; a vote or a poll is far smaller.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -87,19 +92,21 @@ pub fn api(max_votes_in_flight: usize) -> (Router<AppState>, utoipa::openapi::Op
 /// Where the OpenAPI document is served.
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 
-/// Builds the router with every route of the service. Every error it answers is JSON (see
-/// `json_errors`), and a body over [`MAX_BODY_BYTES`] gets a `413` its sender can read (see
-/// `body_limit`).
+/// Builds the router with every route of the service and the web app's pages and files
+/// (`web`). Every error it answers is JSON (see `json_errors`), a body over
+/// [`MAX_BODY_BYTES`] gets a `413` its sender can read (see `body_limit`), and every response
+/// carries the security headers (see `security_headers`).
 fn app(state: AppState) -> Router {
     let (router, openapi) = api(state.config.max_votes_in_flight);
     let openapi = Arc::new(openapi);
+    let headers = SecurityHeaders::new(state.config.realtime_public_url.as_ref());
     router
         .route(
             OPENAPI_PATH,
             get(move || async move { Json(openapi.as_ref().clone()) }),
         )
         // Both after every route: the method fallback is set on the routes present.
-        .fallback(json_errors::route_not_found)
+        .fallback(web::fallback)
         .method_not_allowed_fallback(json_errors::method_not_allowed)
         .layer(axum::middleware::from_fn(body_limit::refuse_oversized))
         .layer(axum::middleware::from_fn(json_errors::ensure_json_errors))
@@ -107,6 +114,10 @@ fn app(state: AppState) -> Router {
             pollstream_infra::metrics::track_http,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            headers,
+            security_headers::add,
+        ))
         .layer(cors(&state.config.cors_origins))
         .layer(
             TraceLayer::new_for_http().make_span_with(
@@ -149,6 +160,7 @@ pub async fn run(
     let state = AppState::new(Shared {
         jwt: config.jwt.keys(),
         polls: PollCache::new(db.clone(), config.poll_cache_ttl),
+        web: WebApp::load(&config.web_dir, config.realtime_public_url.as_ref()).map(Arc::new),
         config: Arc::new(config),
         db,
         redis,

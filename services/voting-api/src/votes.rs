@@ -28,6 +28,7 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, Caller, ClientIp};
+use crate::metrics::{KAFKA_PRODUCE_DURATION, VOTES_ACCEPTED, VOTES_REJECTED};
 use crate::rate_limit::{self, Limit};
 use crate::state::AppState;
 use crate::vote_lock::{self, LockValue, release_lock};
@@ -45,8 +46,7 @@ pub fn router(max_in_flight: usize) -> OpenApiRouter<AppState> {
         .route_layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(|_: BoxError| async {
-                    metrics::counter!("votes_rejected_total", "reason" => "overloaded")
-                        .increment(1);
+                    metrics::counter!(VOTES_REJECTED, "reason" => "overloaded").increment(1);
                     ApiError::Overloaded
                 }))
                 .layer(LoadShedLayer::new())
@@ -94,7 +94,9 @@ pub struct VoteAccepted {
     params(("code" = String, Path, description = "join code")),
     responses((status = 202, body = VoteAccepted),
         (status = 400, body = ErrorBody, description = "malformed JSON, or the path is not valid UTF-8"),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "a guest voting in a poll that needs accounts (`guests_not_allowed`)"),
+        (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "already voted, or poll closed"),
         (status = 413, body = ErrorBody, description = "body over 64 KiB"),
         (status = 415, body = ErrorBody, description = "not `application/json`"),
@@ -108,13 +110,15 @@ async fn vote_by_code(
     ApiJson(body): ApiJson<CastVote>,
 ) -> Result<(StatusCode, Json<VoteAccepted>), ApiError> {
     let poll = state.polls.by_code(&code).await?;
-    cast(state, &poll, caller.subject, ip, body.option_ids).await
+    cast(state, &poll, caller, ip, body.option_ids).await
 }
 
 /// The older single-choice shape; same rules as `POST /api/v1/votes/{code}`.
 #[utoipa::path(post, path = "/vote", tag = "votes", request_body = LegacyVote, security(("bearer" = [])),
     responses((status = 202, body = VoteAccepted), (status = 400, body = ErrorBody, description = "malformed JSON"),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "a guest voting in a poll that needs accounts (`guests_not_allowed`)"),
+        (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "already voted, or poll closed"),
         (status = 413, body = ErrorBody, description = "body over 64 KiB"),
         (status = 415, body = ErrorBody, description = "not `application/json`"),
@@ -127,7 +131,7 @@ async fn legacy_vote(
     ApiJson(body): ApiJson<LegacyVote>,
 ) -> Result<(StatusCode, Json<VoteAccepted>), ApiError> {
     let poll = state.polls.by_id(body.poll_id).await?;
-    cast(state, &poll, caller.subject, ip, vec![body.option_id]).await
+    cast(state, &poll, caller, ip, vec![body.option_id]).await
 }
 
 /// Where the caller's vote in a poll stands.
@@ -187,13 +191,15 @@ async fn my_vote(
 async fn cast(
     state: AppState,
     poll: &PollDefinition,
-    voter_id: String,
+    caller: Caller,
     ip: ClientIp,
     option_ids: Vec<Uuid>,
 ) -> Result<(StatusCode, Json<VoteAccepted>), ApiError> {
     let result = async {
         // What can be decided without Redis is decided first: such rejections cost nothing
         // downstream, so they are not counted against the rate limits either.
+        caller.require_account_for(poll)?;
+        let voter_id = caller.subject;
         let now = Utc::now();
         if poll.status_at(now) == PollStatus::Closed {
             return Err(ApiError::conflict(
@@ -221,8 +227,8 @@ async fn cast(
     }
     .await;
     match &result {
-        Ok(_) => metrics::counter!("votes_accepted_total").increment(1),
-        Err(err) => metrics::counter!("votes_rejected_total", "reason" => err.code()).increment(1),
+        Ok(_) => metrics::counter!(VOTES_ACCEPTED).increment(1),
+        Err(err) => metrics::counter!(VOTES_REJECTED, "reason" => err.code()).increment(1),
     }
     result
 }
@@ -291,7 +297,7 @@ async fn lock_and_produce(
             state.config.kafka.produce_timeout,
         )
         .await;
-    metrics::histogram!("kafka_produce_duration_seconds", "topic" => "raw-votes")
+    metrics::histogram!(KAFKA_PRODUCE_DURATION, "topic" => "raw-votes")
         .record(started.elapsed().as_secs_f64());
     match delivery {
         Ok(_) => {
@@ -355,6 +361,7 @@ mod tests {
             min_choices: 1,
             max_choices,
             visibility: pollstream_store::ResultsVisibility::Always,
+            allow_guests: true,
             status: PollStatus::Open,
             closes_at: None,
             closed_at: None,

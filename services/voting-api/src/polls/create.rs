@@ -50,6 +50,15 @@ pub struct NewPoll {
     /// Who sees counts, and when (default `always`).
     #[serde(default)]
     results_visibility: ResultsVisibility,
+    /// Whether guests (tokens from `POST /api/v1/auth/guest`) may vote (default `true`);
+    /// `false`: only accounts may, a guest's vote is `403 guests_not_allowed`.
+    #[serde(default = "guests_allowed_by_default")]
+    #[schema(default = true)]
+    allow_guests: bool,
+}
+
+fn guests_allowed_by_default() -> bool {
+    true
 }
 
 fn question_schema() -> utoipa::openapi::schema::ObjectBuilder {
@@ -167,6 +176,7 @@ fn validate(new: NewPoll, now: DateTime<Utc>) -> Result<PollDraft, ApiError> {
         max_choices,
         closes_at: new.closes_at,
         visibility: new.results_visibility,
+        allow_guests: new.allow_guests,
     })
 }
 
@@ -229,6 +239,7 @@ mod tests {
             max_choices,
             closes_at: None,
             results_visibility: ResultsVisibility::Always,
+            allow_guests: true,
         }
     }
 

@@ -88,6 +88,8 @@ pub struct MyPoll {
     total: i64,
     created_at: DateTime<Utc>,
     closes_at: Option<DateTime<Utc>>,
+    /// Whether guest tokens may vote.
+    allow_guests: bool,
 }
 
 /// The caller's polls, newest first.
@@ -113,6 +115,7 @@ pub(super) async fn my_polls(
                 total: row.total,
                 created_at: row.created_at,
                 closes_at: row.closes_at,
+                allow_guests: row.allow_guests,
             })
             .collect(),
     ))

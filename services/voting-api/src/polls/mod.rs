@@ -47,6 +47,8 @@ pub struct PollView {
     min_choices: i32,
     max_choices: i32,
     results_visibility: ResultsVisibility,
+    /// Whether guest tokens may vote; `false`: a guest's vote is `403 guests_not_allowed`.
+    allow_guests: bool,
     status: PollStatus,
     closes_at: Option<DateTime<Utc>>,
     closed_at: Option<DateTime<Utc>>,
@@ -64,6 +66,7 @@ impl From<&PollDefinition> for PollView {
             min_choices: poll.min_choices,
             max_choices: poll.max_choices,
             results_visibility: poll.visibility,
+            allow_guests: poll.allow_guests,
             status: poll.status_at(Utc::now()),
             closes_at: poll.closes_at,
             closed_at: poll.closed_at,

@@ -192,6 +192,10 @@ async fn guests_vote_without_an_account_but_cannot_create_polls() {
     let poll = app.create_poll("single", &["a", "b"], None).await;
     let (status, guest) = app.post("/api/v1/auth/guest", None, &json!({})).await;
     assert_eq!(status, StatusCode::CREATED, "{guest}");
+    assert_eq!(
+        guest["expiresIn"], 43_200,
+        "a guest token lasts an event (12 h): a reload stays the same voter"
+    );
     let (_, other_guest) = app.post("/api/v1/auth/guest", None, &json!({})).await;
     assert_ne!(
         guest["subject"], other_guest["subject"],

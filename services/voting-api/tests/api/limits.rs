@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use futures::StreamExt;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -129,23 +131,109 @@ async fn votes_beyond_the_in_flight_limit_are_shed_at_once() {
 
 #[tokio::test]
 async fn auth_endpoints_are_limited_per_address_across_replicas() {
-    let limits = [("RATE_LIMIT_AUTH_PER_IP", "3")];
+    let limits = [
+        ("RATE_LIMIT_AUTH_PER_IP", "3"),
+        ("RATE_LIMIT_GUEST_PER_IP", "2"),
+    ];
     let first = spawn_app_with(&limits).await;
     let second = spawn_twin(&first, &limits).await;
+    let credentials = json!({"email": "x@example.com", "password": "whatever1"});
     for app in [&first, &second, &first] {
-        let (status, _) = app.post("/api/v1/auth/guest", None, &json!({})).await;
-        assert_eq!(status, StatusCode::CREATED);
+        let (status, body) = app.post("/api/v1/auth/login", None, &credentials).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     }
-    let (status, body) = second
+    let (status, body) = second.post("/api/v1/auth/login", None, &credentials).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited"))
+    );
+    let (status, body) = first
         .post(
-            "/api/v1/auth/login",
+            "/api/v1/auth/register",
             None,
-            &json!({"email": "x@example.com", "password": "whatever1"}),
+            &json!({"email": "y@example.com", "password": "whatever1"}),
         )
         .await;
     assert_eq!(
         (status, body["error"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited")),
+        "register shares the account limit"
+    );
+    // Guests have a counter of their own, also shared by the replicas.
+    for app in [&first, &second] {
+        let (status, body) = app.post("/api/v1/auth/guest", None, &json!({})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (status, body) = first.post("/api/v1/auth/guest", None, &json!({})).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
         (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited"))
+    );
+}
+
+/// Issue 13: a hall of 5,000 people behind one venue address all get guest tokens within a
+/// minute with the default limits, while login stays at its strict default.
+#[tokio::test]
+async fn a_hall_of_guests_behind_one_address_gets_tokens_with_the_defaults() {
+    const GUESTS: usize = 5_000;
+    let app = spawn_app_with(&[]).await;
+    let started = std::time::Instant::now();
+    let statuses: Vec<StatusCode> = futures::stream::iter(0..GUESTS)
+        .map(|_| async {
+            app.client
+                .post(format!("{}/api/v1/auth/guest", app.address))
+                .send()
+                .await
+                .expect("guest request failed")
+                .status()
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    let created = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    assert_eq!(
+        created,
+        GUESTS,
+        "statuses other than 201: {:?}",
+        statuses
+            .iter()
+            .filter(|s| **s != StatusCode::CREATED)
+            .take(5)
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        elapsed < Duration::from_secs(60),
+        "{GUESTS} guests took {elapsed:?}"
+    );
+    // Refresh shares the account limit and costs no Argon2 hash: it uses up the 300 quickly.
+    let unknown = json!({"refreshToken": "unknown"});
+    let refused: Vec<StatusCode> = futures::stream::iter(0..300)
+        .map(|_| async {
+            app.client
+                .post(format!("{}/api/v1/auth/refresh", app.address))
+                .json(&unknown)
+                .send()
+                .await
+                .expect("refresh request failed")
+                .status()
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert!(
+        refused.iter().all(|s| *s == StatusCode::UNAUTHORIZED),
+        "{refused:?}"
+    );
+    let credentials = json!({"email": "x@example.com", "password": "whatever1"});
+    let (status, body) = app.post("/api/v1/auth/login", None, &credentials).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited")),
+        "login keeps its default limit of 300 a minute"
     );
 }
 

@@ -2,6 +2,7 @@
 
 mod accounts;
 mod errors;
+mod guests;
 mod helpers;
 mod input;
 mod lifecycle;
@@ -12,3 +13,4 @@ mod polls;
 mod slow_clients;
 mod visibility;
 mod votes;
+mod web;

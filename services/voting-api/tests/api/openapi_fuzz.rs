@@ -33,6 +33,7 @@ async fn schemathesis_finds_no_gap_between_the_document_and_the_server() {
     // `429` would hide what the route really answers (`429` stays documented).
     let app = spawn_app_with(&[
         ("RATE_LIMIT_AUTH_PER_IP", "0"),
+        ("RATE_LIMIT_GUEST_PER_IP", "0"),
         ("RATE_LIMIT_VOTES_PER_VOTER", "0"),
         ("RATE_LIMIT_VOTES_PER_IP", "0"),
     ])

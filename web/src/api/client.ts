@@ -1,0 +1,39 @@
+/** The voting-api routes this app uses, one function each. */
+
+import { apiRequest } from './http';
+import type { AccountTokens, GuestTokens, MyPoll, MyVote, NewPoll, Poll } from './types';
+
+const code = (value: string) => encodeURIComponent(value);
+
+export const auth = {
+  register: (email: string, password: string) =>
+    apiRequest<AccountTokens>('/api/v1/auth/register', { body: { email, password } }),
+  login: (email: string, password: string) =>
+    apiRequest<AccountTokens>('/api/v1/auth/login', { body: { email, password } }),
+  refresh: (refreshToken: string) => apiRequest<AccountTokens>('/api/v1/auth/refresh', { body: { refreshToken } }),
+  logout: (refreshToken: string) =>
+    apiRequest<void>('/api/v1/auth/logout', { body: { refreshToken }, expect: 'none' }),
+  guest: () => apiRequest<GuestTokens>('/api/v1/auth/guest', { method: 'POST' }),
+};
+
+export const polls = {
+  get: (pollCode: string, signal?: AbortSignal) =>
+    apiRequest<Poll>(`/api/v1/polls/${code(pollCode)}`, signal ? { signal } : {}),
+  mine: (token: string) => apiRequest<MyPoll[]>('/api/v1/polls/mine?limit=100', { token }),
+  create: (poll: NewPoll, token: string) => apiRequest<Poll>('/api/v1/polls', { body: poll, token }),
+  close: (pollCode: string, token: string) =>
+    apiRequest<Poll>(`/api/v1/polls/${code(pollCode)}/close`, { method: 'POST', token }),
+  remove: (pollCode: string, token: string) =>
+    apiRequest<void>(`/api/v1/polls/${code(pollCode)}`, { method: 'DELETE', token, expect: 'none' }),
+  ballotsCsv: (pollCode: string, token: string) =>
+    apiRequest<Blob>(`/api/v1/polls/${code(pollCode)}/ballots.csv`, { token, expect: 'blob' }),
+};
+
+export const votes = {
+  cast: (pollCode: string, optionIds: string[], token: string) =>
+    apiRequest<{ voteId: string; pollId: string }>(`/api/v1/votes/${code(pollCode)}`, {
+      body: { optionIds },
+      token,
+    }),
+  mine: (pollCode: string, token: string) => apiRequest<MyVote>(`/api/v1/votes/${code(pollCode)}/me`, { token }),
+};
