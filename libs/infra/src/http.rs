@@ -64,7 +64,8 @@ pub struct HttpSettings {
     /// lowered at start to the open-file limit less 1,024 if that is smaller.
     pub max_connections: usize,
     /// Connections speaking HTTP from one client address, `0` for no cap
-    /// (`HTTP_MAX_CONNECTIONS_PER_IP`, default 1,000).
+    /// (`HTTP_MAX_CONNECTIONS_PER_IP`, default 8,192: half of the default total, so that a
+    /// hall of thousands of phones behind one address still gets in).
     pub max_connections_per_ip: usize,
 }
 
@@ -81,7 +82,7 @@ impl HttpSettings {
             max_connections: vars.ranged_or("HTTP_MAX_CONNECTIONS", 16_384usize, 1..=1_000_000)?,
             max_connections_per_ip: vars.ranged_or(
                 "HTTP_MAX_CONNECTIONS_PER_IP",
-                1_000usize,
+                8_192usize,
                 0..=1_000_000,
             )?,
         })
@@ -362,7 +363,7 @@ mod tests {
         let settings = HttpSettings::default();
         assert_eq!(settings.header_read_timeout, Duration::from_secs(10));
         assert_eq!(settings.max_connections, 16_384);
-        assert_eq!(settings.max_connections_per_ip, 1_000);
+        assert_eq!(settings.max_connections_per_ip, 8_192);
     }
 
     #[test]

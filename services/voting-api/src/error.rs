@@ -10,7 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pollstream_wire::ErrorBody;
 
-use crate::metrics::DATABASE_ERRORS;
+use crate::metric_names::DATABASE_ERRORS_TOTAL;
 
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]
@@ -226,14 +226,14 @@ impl IntoResponse for ApiError {
         let message = match &self {
             ApiError::Unavailable { dependency, detail } => {
                 if *dependency == "postgres" {
-                    metrics::counter!(DATABASE_ERRORS).increment(1);
+                    metrics::counter!(DATABASE_ERRORS_TOTAL).increment(1);
                 }
                 tracing::warn!(dependency, error = %detail, "Dependency unavailable");
                 format!("{dependency} is unavailable, retry shortly")
             }
             ApiError::Internal(detail) => {
                 if detail.starts_with("database") {
-                    metrics::counter!(DATABASE_ERRORS).increment(1);
+                    metrics::counter!(DATABASE_ERRORS_TOTAL).increment(1);
                 }
                 tracing::error!(error = %detail, "Request failed");
                 "internal error".to_owned()

@@ -12,7 +12,7 @@ mod body_limit;
 mod extract;
 mod health;
 mod json_errors;
-mod metrics;
+mod metric_names;
 mod poll_cache;
 mod polls;
 mod rate_limit;

@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, Caller, ClientIp};
-use crate::metrics::{KAFKA_PRODUCE_DURATION, VOTES_ACCEPTED, VOTES_REJECTED};
+use crate::metric_names::{KAFKA_PRODUCE_DURATION_SECONDS, VOTES_ACCEPTED, VOTES_REJECTED};
 use crate::rate_limit::{self, Limit};
 use crate::state::AppState;
 use crate::vote_lock::{self, LockValue, release_lock};
@@ -297,7 +297,7 @@ async fn lock_and_produce(
             state.config.kafka.produce_timeout,
         )
         .await;
-    metrics::histogram!(KAFKA_PRODUCE_DURATION, "topic" => "raw-votes")
+    metrics::histogram!(KAFKA_PRODUCE_DURATION_SECONDS, "topic" => "raw-votes")
         .record(started.elapsed().as_secs_f64());
     match delivery {
         Ok(_) => {

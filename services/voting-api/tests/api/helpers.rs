@@ -136,9 +136,7 @@ impl TestApp {
         )
         .await
     }
-}
 
-impl TestApp {
     /// Creates a poll owned by `owner` from a full request body.
     pub async fn create_poll_with(&self, body: &Value) -> Value {
         polls::create_poll(&self.client, &self.address, &self.token("owner"), body).await

@@ -1,0 +1,11 @@
+//! Names of the metrics voting-api records, one place for all of them, so a dashboard or an
+//! alert can be checked against this list; the ones every service shares (HTTP, Kafka clients,
+//! database errors) are in `pollstream_infra::metrics::names`.
+
+pub use pollstream_infra::metrics::names::{DATABASE_ERRORS_TOTAL, KAFKA_PRODUCE_DURATION_SECONDS};
+
+/// Counter, votes: answered `202` (Kafka has them). No labels.
+pub const VOTES_ACCEPTED: &str = "votes_accepted_total";
+/// Counter, votes: refused; label `reason`, the error code answered (`already_voted`,
+/// `overloaded`, `guests_not_allowed`, ...).
+pub const VOTES_REJECTED: &str = "votes_rejected_total";
