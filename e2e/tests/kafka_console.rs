@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use pollstream_testkit::otlp::OtlpReceiver;
 use pollstream_testkit::polls::{option_ids, option_votes};
 use pollstream_testkit::stack::Stack;
+use pollstream_wire::raw_vote_key;
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
@@ -113,6 +114,7 @@ async fn run(program: &PathBuf, args: &[&str], stdin: Option<&str>) -> String {
 #[derive(Debug)]
 struct Printed {
     partition: String,
+    offset: String,
     key: String,
     headers: String,
     value: String,
@@ -128,6 +130,7 @@ fn parse_kcat(output: &str) -> Vec<Printed> {
             assert_eq!(fields.len(), 5, "unexpected kcat line: {line:?}");
             Printed {
                 partition: fields[0].to_owned(),
+                offset: fields[1].to_owned(),
                 key: fields[2].to_owned(),
                 headers: fields[3].to_owned(),
                 value: fields[4].to_owned(),
@@ -174,7 +177,9 @@ async fn readme_console_workflow_on_the_running_stack() {
     let poll = stack.create_poll(&["a", "b", "c"]).await;
     let code = poll["code"].as_str().unwrap().to_owned();
     let poll_id: Uuid = poll["id"].as_str().unwrap().parse().unwrap();
-    let key = poll_id.to_string();
+    // A vote's key is its poll and voter (`{pollId}/{voterId}`): one poll spreads over the
+    // partitions, one voter's votes stay on one.
+    let key = raw_vote_key(poll_id, "alice");
     let options = option_ids(&poll);
     assert_eq!(
         stack.vote(&code, "alice", &options[0]).await,
@@ -226,9 +231,10 @@ async fn readme_console_workflow_on_the_running_stack() {
         assert_eq!(fields.len(), 5, "{fields:?}");
         assert!(fields[1].starts_with("Offset:"), "{fields:?}");
         assert!(fields[2].contains("traceparent:00-"), "{fields:?}");
-        assert_eq!(fields[3], key, "{fields:?}");
         let vote: Value = serde_json::from_str(fields[4]).expect("a raw vote");
-        assert_eq!(vote["pollId"], key);
+        assert_eq!(vote["pollId"], poll_id.to_string());
+        let voter = vote["voterId"].as_str().unwrap();
+        assert_eq!(fields[3], raw_vote_key(poll_id, voter), "{fields:?}");
         voters.push(vote["voterId"].as_str().unwrap().to_owned());
     }
     voters.sort();
@@ -236,21 +242,27 @@ async fn readme_console_workflow_on_the_running_stack() {
 
     let printed = console.kcat_all(&raw_votes).await;
     assert_eq!(printed.len(), 2, "{printed:?}");
-    assert!(printed.iter().all(|m| m.key == key), "{printed:?}");
+    assert!(
+        printed.iter().all(|m| {
+            let vote: Value = serde_json::from_str(&m.value).unwrap();
+            m.key == raw_vote_key(poll_id, vote["voterId"].as_str().unwrap())
+        }),
+        "{printed:?}"
+    );
     assert!(
         printed
             .iter()
             .all(|m| m.headers.contains("traceparent=00-")),
         "{printed:?}"
     );
-    let partition = printed[0].partition.clone();
-    let alice_vote = printed
+    let alice = printed
         .iter()
-        .map(|m| m.value.clone())
-        .find(|value| value.contains("\"voterId\":\"alice\""))
+        .find(|m| m.key == key)
         .expect("alice's vote in raw-votes");
+    let (partition, alice_vote) = (alice.partition.clone(), alice.value.clone());
 
-    // (b) An undecodable message produced by hand lands in the dead-letter topic, with why.
+    // (b) An undecodable message produced by hand (under alice's key, `key<TAB>value` as the
+    // README does it) lands in the dead-letter topic, with why.
     console
         .kcat(
             &[
@@ -258,11 +270,11 @@ async fn readme_console_workflow_on_the_running_stack() {
                 "-t",
                 &raw_votes,
                 "-K",
-                "|",
+                "\t",
                 "-X",
                 "partitioner=murmur2_random",
             ],
-            Some(&format!("{key}|this is not a vote\n")),
+            Some(&format!("{key}\tthis is not a vote\n")),
         )
         .await;
     let parked = pollstream_testkit::eventually(Duration::from_secs(30), || async {
@@ -281,12 +293,12 @@ async fn readme_console_workflow_on_the_running_stack() {
             .contains(&format!("dlq-source-topic={raw_votes}")),
         "{parked:?}"
     );
-    // kcat with murmur2_random put the key where the services put it.
+    // kcat with murmur2_random put alice's key where voting-api put it.
     assert!(
         parked[0]
             .headers
             .contains(&format!("dlq-source-partition={partition}")),
-        "{parked:?} (the votes are on partition {partition})"
+        "{parked:?} (alice's vote is on partition {partition})"
     );
 
     let tail_dlq = console
@@ -331,7 +343,11 @@ async fn readme_console_workflow_on_the_running_stack() {
     poison["voteId"] = Uuid::new_v4().to_string().into();
     poison["voterId"] = "mallory\u{0}".into();
     assert!(poison.to_string().contains(r"\u0000"), "{poison}");
-    let lines = format!("{key}|{alice_vote}\n{key}|{alice_vote}\n{key}|{poison}\n{key}|{carol}\n");
+    let poison_key = raw_vote_key(poll_id, "mallory\u{0}");
+    let carol_key = raw_vote_key(poll_id, "carol");
+    let lines = format!(
+        "{key}\t{alice_vote}\n{key}\t{alice_vote}\n{poison_key}\t{poison}\n{carol_key}\t{carol}\n"
+    );
     console
         .tool(
             "kafka-console-producer",
@@ -341,7 +357,7 @@ async fn readme_console_workflow_on_the_running_stack() {
                 "--property",
                 "parse.key=true",
                 "--property",
-                "key.separator=|",
+                "key.separator=\t",
             ],
             Some(&lines),
         )
@@ -375,20 +391,48 @@ async fn readme_console_workflow_on_the_running_stack() {
         "{:?}",
         parked[1]
     );
-    assert!(
-        parked[1].headers.contains("dlq-source-offset=5"),
-        "the poison was the 6th message of {raw_votes}: {:?}",
-        parked[1]
-    );
-
-    // kafka-console-producer (the Java client's murmur2) agrees with the services and kcat.
+    assert_eq!(parked[1].key, poison_key, "a parked vote keeps its key");
     let printed = console.kcat_all(&raw_votes).await;
     assert_eq!(printed.len(), 7, "{printed:?}");
+    let source = printed
+        .iter()
+        .find(|m| m.value.contains(r"mallory\u0000"))
+        .expect("the poison in raw-votes");
+    assert_eq!(source.key, poison_key);
+    for header in [
+        format!("dlq-source-partition={}", source.partition),
+        format!("dlq-source-offset={}", source.offset),
+    ] {
+        assert!(
+            parked[1].headers.contains(&header),
+            "{header}: where the poison was read in {raw_votes} ({source:?}): {:?}",
+            parked[1]
+        );
+    }
+
+    // kafka-console-producer (the Java client's murmur2) agrees with the services and kcat:
+    // every copy of alice's key is on the partition voting-api put her vote on, and each key
+    // is on one partition.
+    assert_eq!(
+        printed.iter().filter(|m| m.key == key).count(),
+        4,
+        "{printed:?}"
+    );
+    for printed_message in &printed {
+        let same_key = printed.iter().filter(|m| m.key == printed_message.key);
+        assert!(
+            same_key
+                .clone()
+                .all(|m| m.partition == printed_message.partition),
+            "one key, one partition: {printed:?}"
+        );
+    }
     assert!(
         printed
             .iter()
-            .all(|m| m.key == key && m.partition == partition),
-        "one key, one partition: {printed:?}"
+            .filter(|m| m.key == key)
+            .all(|m| m.partition == partition),
+        "alice's key on her vote's partition: {printed:?}"
     );
 
     // (c) Consumer-group lag: every message (votes, dead letter, replays) committed.
@@ -401,14 +445,15 @@ async fn readme_console_workflow_on_the_running_stack() {
             )
             .await;
         let rows = parse_describe(&out, &raw_votes);
+        let sum = |column: fn(&(String, String, String, String)) -> &String| -> i64 {
+            rows.iter()
+                .filter_map(|row| column(row).parse::<i64>().ok())
+                .sum()
+        };
         let settled = rows.len() == 3
-            && rows.iter().all(|(p, current, end, lag)| {
-                if *p == partition {
-                    current == "7" && end == "7" && lag == "0"
-                } else {
-                    lag == "0" || lag == "-"
-                }
-            });
+            && rows.iter().all(|(_, _, _, lag)| lag == "0" || lag == "-")
+            && sum(|row| &row.1) == 7
+            && sum(|row| &row.2) == 7;
         settled.then_some(out)
     })
     .await;

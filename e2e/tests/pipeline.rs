@@ -291,3 +291,125 @@ async fn closing_reaches_every_screen_once_with_the_final_count() {
     }
     stack.stop().await;
 }
+
+/// The votes of `votes_counted_total` in a Prometheus exposition.
+fn votes_counted(exposition: &str) -> i64 {
+    exposition
+        .lines()
+        .filter(|line| line.starts_with("votes_counted_total"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as i64
+}
+
+/// Issue 14: one poll receiving every vote is keyed by voter within the poll, so its votes
+/// land on every partition of `raw-votes` and both aggregator replicas of the group count it;
+/// the ballot key still counts each voter once and screens still only move forward.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_poll_uses_every_partition_and_two_aggregators_count_it() {
+    const HOT_VOTERS: usize = 300;
+    let mut stack = Stack::start("hot-poll", 200).await;
+    let second = stack.add_aggregator_replica().await;
+    let group = stack.env_value("AGGREGATOR_GROUP_ID").to_owned();
+    let raw_votes = stack.env_value("RAW_VOTES_TOPIC").to_owned();
+    let settled = pollstream_testkit::eventually(Duration::from_secs(60), || async {
+        (pollstream_testkit::members_with_partitions(&group).await == 2).then_some(())
+    })
+    .await;
+    assert!(
+        settled.is_some(),
+        "the two replicas never shared {raw_votes}"
+    );
+
+    let poll = stack.create_poll(&["a", "b", "c"]).await;
+    let code = poll["code"].as_str().unwrap().to_owned();
+    let poll_id: Uuid = poll["id"].as_str().unwrap().parse().unwrap();
+    let option_ids = option_ids(&poll);
+    let mut screen = SocketClient::connect(&stack.realtime).await;
+    let joined = screen.request("join", json!({ "code": code })).await;
+    assert_eq!(joined["total"], 0, "{joined}");
+
+    let statuses: Vec<StatusCode> = futures::stream::iter(0..HOT_VOTERS)
+        .map(|i| {
+            let (stack, code, option) = (&stack, &code, &option_ids[i % option_ids.len()]);
+            async move { stack.vote(code, &format!("hot-{i}"), option).await }
+        })
+        .buffer_unordered(50)
+        .collect()
+        .await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::ACCEPTED),
+        "{statuses:?}"
+    );
+    let total = HOT_VOTERS as i64;
+
+    // (a) Every partition of the 3-partition topic holds some of the poll's votes.
+    let ends = pollstream_testkit::partition_ends(&raw_votes).await;
+    println!("hot poll: votes per partition of {raw_votes}: {ends:?}");
+    assert_eq!(ends.len(), 3, "{ends:?}");
+    assert!(
+        ends.iter().all(|&n| n > 0),
+        "a partition got none: {ends:?}"
+    );
+    assert_eq!(ends.iter().sum::<i64>(), total, "{ends:?}");
+
+    // (b) Counted exactly once, by both replicas.
+    let counted = pollstream_testkit::eventually(Duration::from_secs(60), || async {
+        let counts = stack.counts(poll_id).await;
+        (counts.0 >= total).then_some(counts)
+    })
+    .await
+    .expect("the hot poll was never fully counted");
+    let mut expected = vec![0i64; option_ids.len()];
+    for i in 0..HOT_VOTERS {
+        expected[i % option_ids.len()] += 1;
+    }
+    assert_eq!(counted, (total, expected.clone()), "0 lost, 0 doubled");
+    assert_eq!(stack.ballots(poll_id).await, total);
+    let mut per_replica = Vec::new();
+    for base in [stack.aggregator_health.clone(), second] {
+        let exposition = stack
+            .http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        per_replica.push(votes_counted(&exposition));
+    }
+    println!("hot poll: votes counted per aggregator replica: {per_replica:?}");
+    assert!(
+        per_replica.iter().all(|&n| n > 0),
+        "each replica counts some: {per_replica:?}"
+    );
+    assert_eq!(per_replica.iter().sum::<i64>(), total, "{per_replica:?}");
+
+    // The screen: the final count, and never a step back although two replicas publish.
+    screen
+        .wait_for(Duration::from_secs(30), |line| {
+            line["event"] == "poll-results" && line["data"]["total"] == total
+        })
+        .await
+        .expect("the screen never showed the final total");
+    let updates = screen.events("poll-results");
+    assert_eq!(option_votes(updates.last().unwrap()), expected);
+    let seqs: Vec<i64> = updates.iter().map(|u| u["seq"].as_i64().unwrap()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "seq must strictly increase: {seqs:?}"
+    );
+    let totals: Vec<i64> = updates
+        .iter()
+        .map(|u| u["total"].as_i64().unwrap())
+        .collect();
+    assert!(
+        totals.windows(2).all(|w| w[0] <= w[1]),
+        "counts moved backwards: {totals:?}"
+    );
+    let results = stack.results(&code).await;
+    assert_eq!(results["total"], total, "{results}");
+
+    screen.close().await;
+    stack.stop().await;
+}

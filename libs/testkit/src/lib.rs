@@ -264,6 +264,62 @@ pub async fn read_messages(
     messages
 }
 
+/// The log end offset of every partition of `topic`, in partition order: how many messages
+/// each holds (the test topics are never compacted or truncated).
+pub async fn partition_ends(topic: &str) -> Vec<i64> {
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer = KafkaSettings::new(kafka_brokers())
+            .consumer(
+                &format!("test-offsets-{}", uuid::Uuid::new_v4()),
+                "earliest",
+            )
+            .expect("creating a test consumer");
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .expect("reading the topic's metadata");
+        let partitions = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .map(|t| t.partitions().len())
+            .unwrap_or_default();
+        (0..partitions as i32)
+            .map(|partition| {
+                consumer
+                    .fetch_watermarks(&topic, partition, Duration::from_secs(10))
+                    .expect("reading a partition's offsets")
+                    .1
+            })
+            .collect()
+    })
+    .await
+    .expect("reading partition offsets")
+}
+
+/// Members of consumer group `group` that hold at least one partition, once the group is
+/// stable (0 while it is rebalancing or unknown).
+pub async fn members_with_partitions(group: &str) -> usize {
+    let group = group.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer = KafkaSettings::new(kafka_brokers())
+            .consumer(&format!("test-groups-{}", uuid::Uuid::new_v4()), "earliest")
+            .expect("creating a test consumer");
+        let Ok(groups) = consumer.fetch_group_list(Some(&group), Duration::from_secs(10)) else {
+            return 0;
+        };
+        groups
+            .groups()
+            .iter()
+            .filter(|g| g.name() == group && g.state() == "Stable")
+            .flat_map(|g| g.members())
+            .filter(|member| member.assignment().is_some_and(|a| !a.is_empty()))
+            .count()
+    })
+    .await
+    .expect("reading the consumer group")
+}
+
 /// One message read by [`read_messages`].
 #[derive(Debug, Clone)]
 pub struct ReadMessage {

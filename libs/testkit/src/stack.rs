@@ -35,6 +35,7 @@ pub struct Stack {
     realtime_service: Child,
     aggregator: Option<Child>,
     aggregator_runs: usize,
+    replicas: Vec<Child>,
 }
 
 impl Stack {
@@ -133,6 +134,7 @@ impl Stack {
             realtime_service: spawn("realtime-service", &env, &log_dir, 0),
             aggregator: None,
             aggregator_runs: 0,
+            replicas: Vec::new(),
             keys: tokens::keys(),
             db,
             env,
@@ -154,6 +156,32 @@ impl Stack {
             &self.log_dir,
             self.aggregator_runs,
         ));
+    }
+
+    /// Starts one more poll-aggregator replica in the same consumer group, with its own health
+    /// port and static member id, and waits until it is ready; returns its base URL (health and
+    /// metrics). It runs until [`Stack::stop`].
+    pub async fn add_aggregator_replica(&mut self) -> String {
+        let replica = self.replicas.len() + 1;
+        let port = free_port();
+        let env = self
+            .env
+            .clone()
+            .set("POLL_AGGREGATOR_PORT", port.to_string())
+            .set(
+                "AGGREGATOR_INSTANCE_ID",
+                unique_topic(&format!("aggregator-{replica}")),
+            );
+        self.replicas.push(spawn_as(
+            &format!("poll-aggregator-{replica}"),
+            "poll-aggregator",
+            &env,
+            &self.log_dir,
+            0,
+        ));
+        let base = format!("http://127.0.0.1:{port}");
+        self.wait_ready(&base).await;
+        base
     }
 
     /// `kill -9` the aggregator: no drain, no final flush, no offset commit.
@@ -267,6 +295,7 @@ impl Stack {
         if let Some(aggregator) = self.aggregator.as_mut() {
             children.push(aggregator);
         }
+        children.extend(self.replicas.iter_mut());
         for child in children {
             if let Some(pid) = child.id() {
                 let _ = std::process::Command::new("kill")
@@ -293,13 +322,24 @@ impl Stack {
 }
 
 fn spawn(name: &str, env: &ServiceEnv, log_dir: &std::path::Path, run: usize) -> Child {
+    spawn_as(name, name, env, log_dir, run)
+}
+
+/// Starts `binary`, logging to `<name>.log` (`<name>.<run>.log` for a restart).
+fn spawn_as(
+    name: &str,
+    binary: &str,
+    env: &ServiceEnv,
+    log_dir: &std::path::Path,
+    run: usize,
+) -> Child {
     let log_name = if run > 0 {
         format!("{name}.{run}.log")
     } else {
         format!("{name}.log")
     };
     let log = std::fs::File::create(log_dir.join(log_name)).unwrap();
-    Command::new(workspace_binary(name))
+    Command::new(workspace_binary(binary))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(env.pairs())
@@ -307,7 +347,7 @@ fn spawn(name: &str, env: &ServiceEnv, log_dir: &std::path::Path, run: usize) ->
         .stderr(Stdio::from(log))
         .kill_on_drop(true)
         .spawn()
-        .unwrap_or_else(|err| panic!("starting {name}: {err}"))
+        .unwrap_or_else(|err| panic!("starting {binary}: {err}"))
 }
 
 async fn signal_and_wait(child: &mut Child, signal: &str) -> bool {

@@ -38,9 +38,10 @@ impl TopicWriter {
         (delivery.partition, delivery.offset)
     }
 
-    /// Produces `vote` keyed by its poll id, as voting-api does; returns where it landed.
+    /// Produces `vote` under its key ([`RawVote::key`]), as voting-api does; returns where it
+    /// landed.
     pub async fn send_vote(&self, vote: &RawVote) -> (i32, i64) {
-        self.send(&vote.poll_id.to_string(), &vote.encode()).await
+        self.send(&vote.key(), &vote.encode()).await
     }
 
     /// Publishes `snapshot` keyed by its poll id, as the aggregator does.

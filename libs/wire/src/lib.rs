@@ -13,7 +13,7 @@ pub mod input;
 /// Schema version written into every Kafka value by this build.
 pub const SCHEMA_VERSION: u8 = 1;
 
-/// Default topic carrying accepted votes, keyed by poll id.
+/// Default topic carrying accepted votes, keyed by [`raw_vote_key`] (poll id and voter id).
 pub const RAW_VOTES_TOPIC: &str = "raw-votes";
 /// Default topic carrying poll snapshots after each flush, keyed by poll id.
 pub const POLL_UPDATES_TOPIC: &str = "poll-updates";
@@ -62,7 +62,7 @@ pub struct RawVote {
     pub v: u8,
     /// Identifier returned to the voter in the `202` answer.
     pub vote_id: Uuid,
-    /// Poll the vote belongs to; also the Kafka key.
+    /// Poll the vote belongs to; with `voter_id`, the Kafka key ([`raw_vote_key`]).
     pub poll_id: Uuid,
     /// The token's subject: one ballot per voter and poll.
     pub voter_id: String,
@@ -70,6 +70,20 @@ pub struct RawVote {
     pub option_ids: Vec<Uuid>,
     /// When voting-api accepted the vote.
     pub cast_at: DateTime<Utc>,
+}
+
+/// Kafka key of a `raw-votes` message: `{pollId}/{voterId}`, e.g.
+/// `0b3c…-…/alice`, as the console tools and kcat print it.
+///
+/// Keyed by poll alone, a poll receiving all the votes would land on one partition and be
+/// counted by one aggregator; with the voter in the key, one poll's votes spread over every
+/// partition while each voter's votes stay in order on one (the first countable one is the
+/// ballot). Counting stays exactly once whatever the partition: the ballot key (poll, voter) in
+/// PostgreSQL decides. The poll id is fixed-length, so the first `/` ends it, whatever the
+/// voter id holds; token subjects never contain a tab or a newline, which is what lets
+/// console tools read `key<TAB>value` lines.
+pub fn raw_vote_key(poll_id: Uuid, voter_id: &str) -> String {
+    format!("{poll_id}/{voter_id}")
 }
 
 /// One option's count inside a snapshot.
@@ -191,6 +205,11 @@ impl RawVote {
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a RawVote always serialises")
     }
+
+    /// The Kafka key this vote is produced under ([`raw_vote_key`]).
+    pub fn key(&self) -> String {
+        raw_vote_key(self.poll_id, &self.voter_id)
+    }
 }
 
 impl PollSnapshot {
@@ -264,6 +283,24 @@ mod tests {
             assert!(json.get(field).is_some(), "missing {field} in {json}");
         }
         assert_eq!(RawVote::decode(&bytes).unwrap(), vote);
+    }
+
+    #[test]
+    fn raw_vote_key_is_poll_then_voter() {
+        let poll_id = Uuid::from_u128(2);
+        assert_eq!(
+            raw_vote_key(poll_id, "auth0|42/x"),
+            "00000000-0000-0000-0000-000000000002/auth0|42/x"
+        );
+        let vote = RawVote {
+            v: SCHEMA_VERSION,
+            vote_id: Uuid::from_u128(1),
+            poll_id,
+            voter_id: "alice".into(),
+            option_ids: vec![Uuid::from_u128(3)],
+            cast_at: "2026-11-23T10:00:00.5Z".parse().unwrap(),
+        };
+        assert_eq!(vote.key(), format!("{poll_id}/alice"));
     }
 
     #[test]

@@ -295,7 +295,7 @@ impl Aggregator {
             tracing::warn!(poll_id = %vote.poll_id, vote_id = %vote.vote_id, partition = received.partition, offset = received.offset, reason, "Vote not countable, parking it");
         }
         self.dead_letter(
-            Some(vote.poll_id.to_string().as_bytes()),
+            Some(vote.key().as_bytes()),
             &vote.encode(),
             headers,
             reason,

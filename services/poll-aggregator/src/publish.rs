@@ -4,6 +4,14 @@
 //! The aggregator publishes the snapshots of every flushed batch, the closer those of every
 //! closed poll; both redo the whole publication when any part of it failed, so a snapshot may
 //! be produced twice, which screens ignore (they drop a `seq` they have already seen).
+//!
+//! Aggregator replicas count the same poll when its votes span their partitions (`raw-votes`
+//! is keyed by poll and voter). Their flushes of that poll take turns on its row (`FOR UPDATE`,
+//! [`pollstream_store::polls::lock_for_counting`]), so each gets the next `seq` and a snapshot
+//! read in its transaction shows exactly the counts of that `seq`; but the replicas publish
+//! independently, so an older `seq` may reach `poll-updates` after a newer one. Consumers take
+//! only newer snapshots: realtime-service's ledger drops an older `seq`, and the results cache
+//! keeps the newer one ([`results_cache::write_if_newer`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -68,7 +76,8 @@ impl SnapshotPublisher {
         self.cache(snapshot).await
     }
 
-    /// Produces `snapshot` keyed by its poll, so that one poll's snapshots stay in order.
+    /// Produces `snapshot` keyed by its poll, so that one poll's snapshots reach a consumer in
+    /// the order they were produced (by this replica: in `seq` order).
     async fn produce(
         &self,
         snapshot: &PollSnapshot,

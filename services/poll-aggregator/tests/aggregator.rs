@@ -265,7 +265,7 @@ async fn poisonous_votes_are_parked_and_the_votes_around_them_counted() {
             Some(offset.to_string().as_str()),
             "{reason}: the real source offset"
         );
-        assert_eq!(message.key.as_deref(), Some(poll_id.to_string().as_str()));
+        assert_eq!(message.key.as_deref(), Some(vote.key().as_str()));
     }
 
     // The batches after it flow too: its offsets were committed, nothing is stuck behind it.

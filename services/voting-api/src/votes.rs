@@ -276,7 +276,7 @@ async fn lock_and_produce(
     }
 
     let payload = vote.encode();
-    let key = vote.poll_id.to_string();
+    let key = vote.key();
     let record = FutureRecord::to(&state.config.raw_votes_topic)
         .key(&key)
         .payload(&payload)

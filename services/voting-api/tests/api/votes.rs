@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::helpers::{option_id, spawn_app, spawn_app_with};
 
 #[tokio::test]
-async fn accepted_vote_is_in_kafka_keyed_by_poll() {
+async fn accepted_vote_is_in_kafka_keyed_by_poll_and_voter() {
     let app = spawn_app().await;
     let reader = pollstream_testkit::topic_reader(&app.raw_votes_topic).await;
     let poll = app.create_poll("multiple", &["a", "b", "c"], Some(2)).await;
@@ -25,7 +25,8 @@ async fn accepted_vote_is_in_kafka_keyed_by_poll() {
     assert_eq!(vote.vote_id.to_string(), vote_id);
     assert_eq!(vote.voter_id, "alice");
     assert_eq!(vote.poll_id.to_string(), poll["id"].as_str().unwrap());
-    assert_eq!(messages[0].key.as_deref(), poll["id"].as_str());
+    let key = format!("{}/alice", poll["id"].as_str().unwrap());
+    assert_eq!(messages[0].key.as_deref(), Some(key.as_str()));
     let chosen: Vec<String> = vote.option_ids.iter().map(ToString::to_string).collect();
     assert_eq!(
         chosen,
