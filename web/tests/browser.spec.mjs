@@ -311,8 +311,8 @@ try {
   });
 
   await step('the big screen shows the viewers', async () => {
-    // Three phones and the screen itself are joined to the poll; a server may count either.
-    await screen.waitForFunction(() => /^[34]$/.test(document.querySelector('[data-testid="viewers"]')?.textContent ?? ''));
+    // Three phones are joined; the presenter's own screen is not part of the audience.
+    await screen.waitForFunction(() => /^3$/.test(document.querySelector('[data-testid="viewers"]')?.textContent ?? ''));
   }, { when: full });
 
   await step('each phone sees its vote received, then counted, and the live results', async () => {

@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use crate::config::PresenceSettings;
 use crate::metric_names::{PRESENCE_FAILURES_TOTAL, PRESENCE_UPDATES_TOTAL};
-use crate::rooms::{poll_of_room, room_name, waiting_room_name};
+use crate::rooms::{poll_of_room, presenter_room_name, room_name, waiting_room_name};
 
 /// This replica's part in the shared viewer counts.
 pub struct Presence {
@@ -255,8 +255,9 @@ impl Presence {
     }
 }
 
-/// Sockets of this replica per poll, in its results and waiting rooms together; polls
-/// without any are left out.
+/// Audience sockets of this replica per poll: in its results and waiting rooms together, less
+/// the owner's own screens (its presenter room); polls no socket of this replica joined are
+/// left out.
 async fn local_counts(io: &SocketIo) -> HashMap<Uuid, u64> {
     let Ok(rooms) = io.rooms().await;
     let polls: HashSet<Uuid> = rooms.iter().filter_map(|room| poll_of_room(room)).collect();
@@ -264,8 +265,10 @@ async fn local_counts(io: &SocketIo) -> HashMap<Uuid, u64> {
         .into_iter()
         .filter_map(|poll_id| {
             let rooms = vec![room_name(poll_id), waiting_room_name(poll_id)];
-            let sockets = io.within(rooms).sockets().len() as u64;
-            (sockets > 0).then_some((poll_id, sockets))
+            let joined = io.within(rooms).sockets().len() as u64;
+            let presenters = io.within(presenter_room_name(poll_id)).sockets().len() as u64;
+            // A presenter alone still learns that nobody is there yet: 0.
+            (joined > 0).then_some((poll_id, joined.saturating_sub(presenters)))
         })
         .collect()
 }

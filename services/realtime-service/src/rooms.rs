@@ -1,4 +1,4 @@
-//! The names of a poll's two Socket.IO rooms.
+//! The names of a poll's Socket.IO rooms.
 //!
 //! `poll:{id}` receives counts; `poll:{id}:waiting` holds clients whose results are hidden for
 //! now (see [`pollstream_store::ResultsVisibility`]). Counts are only ever emitted to the first.
@@ -15,6 +15,12 @@ pub fn room_name(poll_id: Uuid) -> String {
 /// The room of clients whose results are hidden for now: they receive no counts.
 pub fn waiting_room_name(poll_id: Uuid) -> String {
     format!("poll:{poll_id}:waiting")
+}
+
+/// The room of the poll owner's own screens (the presenter), in the results room as well:
+/// [`presence`](crate::presence) counts the audience, so it leaves these out.
+pub fn presenter_room_name(poll_id: Uuid) -> String {
+    format!("poll:{poll_id}:presenter")
 }
 
 /// The poll whose results or waiting room `room` is; `None` for any other room.
@@ -35,5 +41,6 @@ mod tests {
         assert_eq!(poll_of_room(&waiting_room_name(poll_id)), Some(poll_id));
         assert_eq!(poll_of_room("lobby"), None);
         assert_eq!(poll_of_room("poll:not-a-uuid"), None);
+        assert_eq!(poll_of_room(&presenter_room_name(poll_id)), None);
     }
 }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::hub::Hub;
 use crate::metric_names::SOCKETS_CONNECTED;
-use crate::rooms::{room_name, waiting_room_name};
+use crate::rooms::{presenter_room_name, room_name, waiting_room_name};
 
 /// Registers the event handlers of a newly connected socket.
 pub fn on_connect(socket: SocketRef, hub: Arc<Hub>) {
@@ -40,6 +40,7 @@ pub fn on_connect(socket: SocketRef, hub: Arc<Hub>) {
                     Ok(poll_id) => {
                         socket.leave(room_name(poll_id));
                         socket.leave(waiting_room_name(poll_id));
+                        socket.leave(presenter_room_name(poll_id));
                         leave_hub.waiting.stop_waiting(Some(poll_id), socket.id);
                         Ok(serde_json::json!({ "pollId": poll_id, "left": true }))
                     }
@@ -86,6 +87,9 @@ async fn join(
     .await?;
     // Join before reading, so no broadcast falls between the snapshot and the first event.
     socket.join(room_name(poll_id));
+    if rights.is_owner {
+        socket.join(presenter_room_name(poll_id));
+    }
     hub.presence.joined(poll_id);
     let snapshot = current_snapshot(hub, poll_id).await?;
     if access.visibility.allows(rights, snapshot.status) {

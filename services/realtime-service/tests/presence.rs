@@ -173,6 +173,25 @@ async fn screens_on_every_replica_are_counted_and_a_gone_replica_stops_counting(
 }
 
 #[tokio::test]
+async fn the_presenters_own_screen_is_not_counted() {
+    let h = Harness::new(1).await;
+    let poll = h.poll().await;
+    let start = now_ms();
+    let mut presenter = SocketClient::connect(&h.urls[0]).await;
+    let token = pollstream_testkit::tokens::token("owner");
+    let ack = presenter
+        .request("join", json!({ "pollId": poll.id, "token": token }))
+        .await;
+    assert_eq!(ack["pollId"], poll.id.to_string(), "join failed: {ack}");
+    viewers_seen(&mut presenter, &poll, 0, start, INTERVAL * 3).await;
+    let joined = now_ms();
+    let mut audience = h.screen(0, &poll).await;
+    let _second = h.screen(0, &poll).await;
+    viewers_seen(&mut presenter, &poll, 2, joined, INTERVAL * 3).await;
+    viewers_seen(&mut audience, &poll, 2, joined, INTERVAL * 3).await;
+}
+
+#[tokio::test]
 async fn presence_goes_out_at_most_once_a_second_per_poll() {
     let h = Harness::new(1).await;
     let poll = h.poll().await;
