@@ -365,19 +365,31 @@ async fn a_hot_poll_uses_every_partition_and_two_aggregators_count_it() {
     }
     assert_eq!(counted, (total, expected.clone()), "0 lost, 0 doubled");
     assert_eq!(stack.ballots(poll_id).await, total);
-    let mut per_replica = Vec::new();
-    for base in [stack.aggregator_health.clone(), second] {
-        let exposition = stack
-            .http
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        per_replica.push(votes_counted(&exposition));
-    }
+    // A replica records what it counted once the flush's snapshots are published, just after
+    // the commit the counts above read: wait for the last flush's figure to land.
+    let bases = [stack.aggregator_health.clone(), second];
+    let counted_per_replica = || async {
+        let mut per_replica = Vec::new();
+        for base in &bases {
+            let exposition = stack
+                .http
+                .get(format!("{base}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            per_replica.push(votes_counted(&exposition));
+        }
+        per_replica
+    };
+    let per_replica = pollstream_testkit::eventually(Duration::from_secs(10), || async {
+        let per_replica = counted_per_replica().await;
+        (per_replica.iter().sum::<i64>() >= total).then_some(per_replica)
+    })
+    .await
+    .unwrap_or(counted_per_replica().await);
     println!("hot poll: votes counted per aggregator replica: {per_replica:?}");
     assert!(
         per_replica.iter().all(|&n| n > 0),

@@ -11,8 +11,6 @@ use futures::stream::BoxStream;
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
-use crate::polls::PollKind;
-
 /// How many options one ballot may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChoiceLimits {
@@ -20,20 +18,6 @@ pub struct ChoiceLimits {
     pub min: usize,
     /// Most options.
     pub max: usize,
-}
-
-impl ChoiceLimits {
-    /// The limits of a poll as stored: exactly one option for `single`, `min_choices` to
-    /// `max_choices` (each at least 1) for `multiple`.
-    pub fn of(kind: PollKind, min_choices: i32, max_choices: i32) -> Self {
-        match kind {
-            PollKind::Single => ChoiceLimits { min: 1, max: 1 },
-            PollKind::Multiple => ChoiceLimits {
-                min: min_choices.max(1) as usize,
-                max: max_choices.max(1) as usize,
-            },
-        }
-    }
 }
 
 /// What is wrong with the number of options a ballot holds.
@@ -264,22 +248,6 @@ mod tests {
     fn check(limits: ChoiceLimits, ids: &[u128]) -> BallotCheck {
         let ids: Vec<Uuid> = ids.iter().map(|&i| Uuid::from_u128(i)).collect();
         check_choices(&ids, limits, |id| OPTIONS.contains(id))
-    }
-
-    #[test]
-    fn limits_follow_the_kind() {
-        assert_eq!(
-            ChoiceLimits::of(PollKind::Single, 1, 3),
-            ChoiceLimits { min: 1, max: 1 }
-        );
-        assert_eq!(
-            ChoiceLimits::of(PollKind::Multiple, 2, 3),
-            ChoiceLimits { min: 2, max: 3 }
-        );
-        assert_eq!(
-            ChoiceLimits::of(PollKind::Multiple, 0, 0),
-            ChoiceLimits { min: 1, max: 1 }
-        );
     }
 
     #[test]

@@ -64,6 +64,18 @@ impl PollKind {
             PollKind::Single
         }
     }
+
+    /// The ballot limits of a poll of this kind as stored: exactly one option for `single`,
+    /// `min_choices` to `max_choices` (each at least 1) for `multiple`.
+    pub fn choice_limits(self, min_choices: i32, max_choices: i32) -> ChoiceLimits {
+        match self {
+            PollKind::Single => ChoiceLimits { min: 1, max: 1 },
+            PollKind::Multiple => ChoiceLimits {
+                min: min_choices.max(1) as usize,
+                max: max_choices.max(1) as usize,
+            },
+        }
+    }
 }
 
 /// One answer a voter can choose.
@@ -119,7 +131,7 @@ impl PollDefinition {
     pub fn check_ballot(&self, option_ids: &[Uuid]) -> BallotCheck {
         ballots::check_choices(
             option_ids,
-            ChoiceLimits::of(self.kind, self.min_choices, self.max_choices),
+            self.kind.choice_limits(self.min_choices, self.max_choices),
             |id| self.options.iter().any(|option| option.id == *id),
         )
     }
@@ -396,11 +408,7 @@ pub async fn lock_for_counting(
         .into_iter()
         .map(|row| {
             let rules = CountingRules {
-                choices: ChoiceLimits::of(
-                    PollKind::parse(&row.kind),
-                    row.min_choices,
-                    row.max_choices,
-                ),
+                choices: PollKind::parse(&row.kind).choice_limits(row.min_choices, row.max_choices),
                 closes_at: row.closes_at,
                 closed_at: row.closed_at,
                 options: Vec::new(),
@@ -579,6 +587,22 @@ pub async fn results_access(
 mod tests {
     use super::*;
     use chrono::Duration;
+
+    #[test]
+    fn choice_limits_follow_the_kind() {
+        assert_eq!(
+            PollKind::Single.choice_limits(1, 3),
+            ChoiceLimits { min: 1, max: 1 }
+        );
+        assert_eq!(
+            PollKind::Multiple.choice_limits(2, 3),
+            ChoiceLimits { min: 2, max: 3 }
+        );
+        assert_eq!(
+            PollKind::Multiple.choice_limits(0, 0),
+            ChoiceLimits { min: 1, max: 1 }
+        );
+    }
 
     #[test]
     fn a_poll_is_closed_from_its_closing_moments_on() {

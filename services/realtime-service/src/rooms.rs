@@ -18,7 +18,7 @@ pub fn waiting_room_name(poll_id: Uuid) -> String {
 }
 
 /// The room of the poll owner's own screens (the presenter), in the results room as well:
-/// [`presence`](crate::presence) counts the audience, so it leaves these out.
+/// presence counts the audience, so it leaves these out.
 pub fn presenter_room_name(poll_id: Uuid) -> String {
     format!("poll:{poll_id}:presenter")
 }

@@ -25,7 +25,7 @@ mod votes;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, Method, header};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -100,13 +100,18 @@ fn app(state: AppState) -> Router {
     let (router, openapi) = api(state.config.max_votes_in_flight);
     let openapi = Arc::new(openapi);
     let headers = SecurityHeaders::new(state.config.realtime_public_url.as_ref());
+    let web = WebApp::load(
+        &state.config.web_dir,
+        state.config.realtime_public_url.as_ref(),
+    )
+    .map(Arc::new);
     router
         .route(
             OPENAPI_PATH,
             get(move || async move { Json(openapi.as_ref().clone()) }),
         )
         // Both after every route: the method fallback is set on the routes present.
-        .fallback(web::fallback)
+        .fallback(move |request: Request| web::fallback(web.clone(), request))
         .method_not_allowed_fallback(json_errors::method_not_allowed)
         .layer(axum::middleware::from_fn(body_limit::refuse_oversized))
         .layer(axum::middleware::from_fn(json_errors::ensure_json_errors))
@@ -160,7 +165,6 @@ pub async fn run(
     let state = AppState::new(Shared {
         jwt: config.jwt.keys(),
         polls: PollCache::new(db.clone(), config.poll_cache_ttl),
-        web: WebApp::load(&config.web_dir, config.realtime_public_url.as_ref()).map(Arc::new),
         config: Arc::new(config),
         db,
         redis,

@@ -9,7 +9,6 @@ use sqlx::PgPool;
 
 use crate::config::Config;
 use crate::poll_cache::PollCache;
-use crate::web::WebApp;
 
 /// Connections and caches shared by all requests. Handlers clone it several times per
 /// request (extractors, the vote task), so it is one shared pointer.
@@ -45,6 +44,4 @@ pub struct Shared {
     pub jwt: JwtKeys,
     /// Poll definitions kept in memory so a vote costs no database query.
     pub polls: PollCache,
-    /// The built web app, when `WEB_DIR` holds one.
-    pub web: Option<Arc<WebApp>>,
 }

@@ -6,16 +6,16 @@
 //! page contract is `web/README.md`'s ("What the page expects from the stack").
 
 use std::path::Path;
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tower_http::services::ServeDir;
 
 use crate::error::ApiError;
 use crate::json_errors;
-use crate::state::AppState;
 
 /// `Cache-Control` of `/assets/*`: their names carry a hash of their content.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -125,11 +125,10 @@ pub fn is_page(path: &str) -> bool {
 }
 
 /// Router fallback: a page, a built file, or the JSON `404` of an unknown route.
-pub async fn fallback(State(state): State<AppState>, request: Request) -> Response {
+pub async fn fallback(web: Option<Arc<WebApp>>, request: Request) -> Response {
     let path = request.uri().path().to_owned();
     let readable = matches!(*request.method(), Method::GET | Method::HEAD);
-    let Some(web) = state
-        .web
+    let Some(web) = web
         .as_deref()
         .filter(|_| readable && !path.starts_with("/api/"))
     else {
