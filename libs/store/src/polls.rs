@@ -475,8 +475,9 @@ pub async fn delete(executor: impl PgExecutor<'_>, poll_id: Uuid) -> Result<(), 
     Ok(())
 }
 
-/// One poll in its owner's list.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One poll in its owner's list, as `GET /api/v1/polls/mine` answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct PollSummary {
     /// Primary key.
     pub id: Uuid,

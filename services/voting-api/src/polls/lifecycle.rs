@@ -3,13 +3,11 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
-use pollstream_store::polls as stored_polls;
+use pollstream_store::polls::{self as stored_polls, PollSummary};
 use pollstream_store::{PollDefinition, closed_flag};
-use pollstream_wire::{ErrorBody, PollStatus};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
+use pollstream_wire::ErrorBody;
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::{PollView, owned_poll};
 use crate::error::ApiError;
@@ -77,46 +75,17 @@ pub struct Page {
     offset: Option<i64>,
 }
 
-/// One of the caller's polls with its current total.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct MyPoll {
-    id: Uuid,
-    code: String,
-    question: String,
-    status: PollStatus,
-    total: i64,
-    created_at: DateTime<Utc>,
-    closes_at: Option<DateTime<Utc>>,
-    /// Whether guest tokens may vote.
-    allow_guests: bool,
-}
-
 /// The caller's polls, newest first.
 #[utoipa::path(get, path = "/api/v1/polls/mine", tag = "polls", security(("bearer" = [])), params(Page),
-    responses((status = 200, body = Vec<MyPoll>), (status = 400, body = ErrorBody, description = "`limit` or `offset` is not a 64-bit integer"),
+    responses((status = 200, body = Vec<PollSummary>), (status = 400, body = ErrorBody, description = "`limit` or `offset` is not a 64-bit integer"),
         (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(super) async fn my_polls(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(page): ApiQuery<Page>,
-) -> Result<Json<Vec<MyPoll>>, ApiError> {
+) -> Result<Json<Vec<PollSummary>>, ApiError> {
     let limit = page.limit.unwrap_or(50).clamp(1, 200);
     let offset = page.offset.unwrap_or(0).max(0);
     let polls = stored_polls::owned_by(&state.db, &caller.subject, limit, offset).await?;
-    Ok(Json(
-        polls
-            .into_iter()
-            .map(|row| MyPoll {
-                status: row.status,
-                id: row.id,
-                code: row.code,
-                question: row.question,
-                total: row.total,
-                created_at: row.created_at,
-                closes_at: row.closes_at,
-                allow_guests: row.allow_guests,
-            })
-            .collect(),
-    ))
+    Ok(Json(polls))
 }
