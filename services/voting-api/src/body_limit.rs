@@ -11,8 +11,8 @@
 
 use std::time::Duration;
 
-use axum::body::{Body, BodyDataStream, HttpBody};
-use axum::extract::Request;
+use axum::body::{Body, BodyDataStream, Bytes, HttpBody};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -28,13 +28,31 @@ const DRAIN_MAX_BYTES: u64 = 8 * 1024 * 1024;
 /// Longest time spent draining one oversized body.
 const DRAIN_MAX_TIME: Duration = Duration::from_secs(5);
 
-/// Middleware: `413 payload_too_large` for a body over the limit, before the handler runs.
-pub async fn refuse_oversized(request: Request, next: Next) -> Response {
+/// Middleware: `413 payload_too_large` for a body over the limit, before the handler runs;
+/// and a body that does not arrive whole within `timeout` (the header-read timeout: a client
+/// that sends its head and then trickles or stops sending its body is closed as one that
+/// stops inside its head is) ends in `408 request_timeout`, when the handler reads it.
+pub async fn refuse_oversized(
+    State(timeout): State<Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
     let limit = MAX_BODY_BYTES as u64;
+    let deadline = tokio::time::Instant::now() + timeout;
     // hyper knows the exact size when the request declared `Content-Length` (0 without a body).
     if let Some(size) = request.body().size_hint().exact() {
-        if size <= limit {
+        if size == 0 {
             return next.run(request).await;
+        }
+        if size <= limit {
+            // Read by the handler, as it arrives, within the deadline.
+            let (parts, body) = request.into_parts();
+            let chunks = within_deadline(body.into_data_stream(), deadline, timeout);
+            let body = Body::from_stream(futures::stream::unfold(chunks, async |mut chunks| {
+                let chunk = chunks.next().await?;
+                Some((chunk, chunks))
+            }));
+            return next.run(Request::from_parts(parts, body)).await;
         }
         // Too large to drain: answering at once costs the least.
         let drain = size <= DRAIN_MAX_BYTES;
@@ -42,12 +60,15 @@ pub async fn refuse_oversized(request: Request, next: Next) -> Response {
     }
     // Chunked: read up to the limit, then hand the handler a body of known size.
     let (parts, body) = request.into_parts();
-    let mut stream = body.into_data_stream();
+    let mut stream = within_deadline(body.into_data_stream(), deadline, timeout);
     let mut buffered = Vec::new();
     while let Some(chunk) = stream.next().await {
         let chunk = match chunk {
             Ok(chunk) => chunk,
-            Err(err) => {
+            Err(BodyError::TimedOut(timed_out)) => {
+                return close(ApiError::BodyTimeout(timed_out).into_response());
+            }
+            Err(BodyError::Unreadable(err)) => {
                 return ApiError::BadRequest {
                     code: "unreadable_body",
                     message: format!("the request body could not be read: {err}"),
@@ -56,13 +77,82 @@ pub async fn refuse_oversized(request: Request, next: Next) -> Response {
             }
         };
         if (buffered.len() + chunk.len()) as u64 > limit {
-            drain(stream).await;
+            drain(stream.into_inner()).await;
             return close(ApiError::PayloadTooLarge.into_response());
         }
         buffered.extend_from_slice(&chunk);
     }
     next.run(Request::from_parts(parts, Body::from(buffered)))
         .await
+}
+
+/// A body that did not arrive whole in time.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the request body did not arrive within {} ms", .0.as_millis())]
+pub struct BodyTimedOut(Duration);
+
+/// Why a body could not be read.
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error(transparent)]
+    TimedOut(BodyTimedOut),
+    #[error(transparent)]
+    Unreadable(axum::Error),
+}
+
+/// The [`BodyTimedOut`] behind a JSON body rejection, if that is why the body was not read.
+pub fn timed_out(rejection: &(dyn std::error::Error + 'static)) -> Option<BodyTimedOut> {
+    let mut error = Some(rejection);
+    while let Some(current) = error {
+        if let Some(timed_out) = current.downcast_ref::<BodyTimedOut>() {
+            return Some(*timed_out);
+        }
+        if let Some(BodyError::TimedOut(timed_out)) = current.downcast_ref::<BodyError>() {
+            return Some(*timed_out);
+        }
+        error = current.source();
+    }
+    None
+}
+
+/// `stream`'s chunks until `deadline`; then one [`BodyError::TimedOut`] and the end.
+fn within_deadline(
+    stream: BodyDataStream,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+) -> DeadlineStream {
+    DeadlineStream {
+        inner: Some(stream),
+        deadline,
+        timeout,
+    }
+}
+
+/// See [`within_deadline`].
+struct DeadlineStream {
+    inner: Option<BodyDataStream>,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+}
+
+impl DeadlineStream {
+    /// What is left of the body, to drain.
+    fn into_inner(self) -> BodyDataStream {
+        self.inner
+            .unwrap_or_else(|| Body::empty().into_data_stream())
+    }
+
+    async fn next(&mut self) -> Option<Result<Bytes, BodyError>> {
+        let inner = self.inner.as_mut()?;
+        match tokio::time::timeout_at(self.deadline, inner.next()).await {
+            Ok(Some(chunk)) => Some(chunk.map_err(BodyError::Unreadable)),
+            Ok(None) => None,
+            Err(_) => {
+                self.inner = None;
+                Some(Err(BodyError::TimedOut(BodyTimedOut(self.timeout))))
+            }
+        }
+    }
 }
 
 async fn too_large(request: Request, drain_body: bool) -> Response {

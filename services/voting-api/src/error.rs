@@ -71,6 +71,9 @@ pub enum ApiError {
     /// The body is larger than allowed.
     #[error("request body too large")]
     PayloadTooLarge,
+    /// The body did not arrive within the header-read timeout.
+    #[error("{0}")]
+    BodyTimeout(crate::body_limit::BodyTimedOut),
     /// A dependency (Kafka, Redis, PostgreSQL) cannot serve the request right now.
     #[error("{dependency} is unavailable")]
     Unavailable {
@@ -134,6 +137,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_content_type",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::BodyTimeout(_) => "request_timeout",
             ApiError::Unavailable { dependency, .. } => match *dependency {
                 "kafka" => "kafka_unavailable",
                 "redis" => "redis_unavailable",
@@ -156,6 +160,7 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable { .. } | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -175,6 +180,9 @@ impl From<sqlx::Error> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
+        if let Some(timed_out) = crate::body_limit::timed_out(&rejection) {
+            return ApiError::BodyTimeout(timed_out);
+        }
         match rejection {
             JsonRejection::JsonDataError(err) => ApiError::unprocessable(
                 "invalid_body",

@@ -113,7 +113,10 @@ fn app(state: AppState) -> Router {
         // Both after every route: the method fallback is set on the routes present.
         .fallback(move |request: Request| web::fallback(web.clone(), request))
         .method_not_allowed_fallback(json_errors::method_not_allowed)
-        .layer(axum::middleware::from_fn(body_limit::refuse_oversized))
+        .layer(axum::middleware::from_fn_with_state(
+            state.config.http.header_read_timeout,
+            body_limit::refuse_oversized,
+        ))
         .layer(axum::middleware::from_fn(json_errors::ensure_json_errors))
         .layer(axum::middleware::from_fn(
             pollstream_infra::metrics::track_http,

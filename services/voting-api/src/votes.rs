@@ -99,6 +99,7 @@ pub struct VoteAccepted {
         (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "already voted, or poll closed"),
         (status = 413, body = ErrorBody, description = "body over 64 KiB"),
+        (status = 408, body = ErrorBody, description = "the body did not arrive within `HTTP_HEADER_READ_TIMEOUT_MS`"),
         (status = 415, body = ErrorBody, description = "not `application/json`"),
         (status = 422, body = ErrorBody, description = "invalid choices"), (status = 429, body = ErrorBody),
         (status = 503, body = ErrorBody, description = "Kafka or Redis unavailable, or the instance has too many votes in flight (`overloaded`); retry after `Retry-After`")))]
@@ -121,6 +122,7 @@ async fn vote_by_code(
         (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "already voted, or poll closed"),
         (status = 413, body = ErrorBody, description = "body over 64 KiB"),
+        (status = 408, body = ErrorBody, description = "the body did not arrive within `HTTP_HEADER_READ_TIMEOUT_MS`"),
         (status = 415, body = ErrorBody, description = "not `application/json`"),
         (status = 422, body = ErrorBody, description = "the option is not one of the poll's"), (status = 429, body = ErrorBody),
         (status = 503, body = ErrorBody)))]

@@ -199,6 +199,7 @@ fn text_problem(err: input::TextError) -> String {
         (status = 400, body = ErrorBody, description = "malformed JSON"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "guests cannot create polls"),
         (status = 413, body = ErrorBody, description = "body over 64 KiB"),
+        (status = 408, body = ErrorBody, description = "the body did not arrive within `HTTP_HEADER_READ_TIMEOUT_MS`"),
         (status = 415, body = ErrorBody, description = "not `application/json`"),
         (status = 422, body = ErrorBody, description = "invalid poll: texts, duplicate options, choices, `closesAt` in the past"),
         (status = 503, body = ErrorBody, description = "database unavailable; retry after `Retry-After`")))]

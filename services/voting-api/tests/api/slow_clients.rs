@@ -1,6 +1,6 @@
 //! Slow and idle clients cannot starve voting-api (issue 11, finding 8): thousands of
 //! connections that send half a request line and then nothing are closed after the header-read
-//! timeout, one address cannot hold more than its cap, and the service answers everyone else
+//! timeout, a body that stops arriving gets `408` after the same timeout, one address cannot hold more than its cap, and the service answers everyone else
 //! meanwhile.
 
 use std::net::{IpAddr, SocketAddr};
@@ -78,6 +78,44 @@ async fn idle_keep_alive_connection_is_closed_after_the_same_timeout() {
         after >= Duration::from_millis(800),
         "closed after {after:?}"
     );
+}
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_gets_408_after_the_same_timeout() {
+    let app = spawn_app_with(&[("HTTP_HEADER_READ_TIMEOUT_MS", "1000")]).await;
+    for (framing, first_part) in [
+        ("Content-Length: 100\r\n", &b"{\"email\":"[..]),
+        ("Transfer-Encoding: chunked\r\n", &b"a\r\n{\"email\":"[..]),
+    ] {
+        let mut stream = TcpStream::connect(server_address(&app)).await.unwrap();
+        // A complete head, then the start of its body, then nothing.
+        let head = format!(
+            "POST /api/v1/auth/login HTTP/1.1\r\nHost: test\r\n\
+             Content-Type: application/json\r\n{framing}\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(first_part).await.unwrap();
+        let started = Instant::now();
+        let mut response = vec![0u8; 4096];
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut response))
+            .await
+            .expect("no answer after 5 s")
+            .unwrap();
+        let took = started.elapsed();
+        let response = String::from_utf8_lossy(&response[..read]);
+        assert!(
+            response.starts_with("HTTP/1.1 408"),
+            "{framing}: {response}"
+        );
+        assert!(
+            response.contains("\"error\":\"request_timeout\""),
+            "{framing}: {response}"
+        );
+        assert!(
+            took >= Duration::from_millis(800),
+            "{framing}: answered after {took:?}, before the 1 s timeout"
+        );
+    }
 }
 
 #[tokio::test]
