@@ -102,29 +102,7 @@ async fn two_thousand_voters_are_counted_exactly_and_screens_follow() {
     assert_eq!(stack.ballots(poll_id).await, total);
 
     // The screen: its last poll-results shows exactly the accepted votes, and seq only grew.
-    screen
-        .wait_for(Duration::from_secs(30), |line| {
-            line["event"] == "poll-results" && line["data"]["total"] == total
-        })
-        .await
-        .expect("the screen never showed the final total");
-    let updates = screen.events("poll-results");
-    let last = updates.last().unwrap();
-    let screen_votes = option_votes(last);
-    assert_eq!(screen_votes, expected);
-    let seqs: Vec<i64> = updates.iter().map(|u| u["seq"].as_i64().unwrap()).collect();
-    assert!(
-        seqs.windows(2).all(|w| w[0] < w[1]),
-        "seq must strictly increase: {seqs:?}"
-    );
-    let totals: Vec<i64> = updates
-        .iter()
-        .map(|u| u["total"].as_i64().unwrap())
-        .collect();
-    assert!(
-        totals.windows(2).all(|w| w[0] <= w[1]),
-        "counts moved backwards: {totals:?}"
-    );
+    screen_ends_at(&mut screen, total, &expected).await;
     assert!(
         !screen.events("poll-stats").is_empty(),
         "older clients get poll-stats too"
@@ -398,6 +376,18 @@ async fn a_hot_poll_uses_every_partition_and_two_aggregators_count_it() {
     assert_eq!(per_replica.iter().sum::<i64>(), total, "{per_replica:?}");
 
     // The screen: the final count, and never a step back although two replicas publish.
+    screen_ends_at(&mut screen, total, &expected).await;
+    let results = stack.results(&code).await;
+    assert_eq!(results["total"], total, "{results}");
+
+    screen.close().await;
+    stack.stop().await;
+}
+
+/// Waits until `screen` shows `total`, then checks everything it was shown: its last
+/// `poll-results` holds exactly `expected` per option, `seq` only grew and the total never
+/// went back.
+async fn screen_ends_at(screen: &mut SocketClient, total: i64, expected: &[i64]) {
     screen
         .wait_for(Duration::from_secs(30), |line| {
             line["event"] == "poll-results" && line["data"]["total"] == total
@@ -419,9 +409,4 @@ async fn a_hot_poll_uses_every_partition_and_two_aggregators_count_it() {
         totals.windows(2).all(|w| w[0] <= w[1]),
         "counts moved backwards: {totals:?}"
     );
-    let results = stack.results(&code).await;
-    assert_eq!(results["total"], total, "{results}");
-
-    screen.close().await;
-    stack.stop().await;
 }
