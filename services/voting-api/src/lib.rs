@@ -12,6 +12,7 @@ mod body_limit;
 mod extract;
 mod health;
 mod json_errors;
+mod lock_restore;
 mod metric_names;
 mod poll_cache;
 mod polls;

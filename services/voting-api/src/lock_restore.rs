@@ -1,0 +1,251 @@
+//! Rebuilding a poll's vote locks from PostgreSQL when its lock-ledger marker is missing
+//! (Redis lost its keys, or the marker expired with the lock TTL): see [`crate::vote_lock`].
+//!
+//! One replica at a time restores a poll: it holds a Redis lease (`SET NX PX`,
+//! `vote-locks-restoring:{pollId}`); votes for the poll meanwhile get `503
+//! vote_locks_restoring` with `Retry-After`. A restore must not miss a vote that was accepted
+//! but not yet counted, so before it reads the ballots it fences them off:
+//!
+//! 1. it waits out the longest a request that took a lock in the old Redis can still be
+//!    producing (the vote handler's send deadline, `KAFKA_PRODUCE_TIMEOUT_MS`, plus a margin):
+//!    after that every such vote is in `raw-votes` or was answered with an error;
+//! 2. it reads the high watermark of every `raw-votes` partition;
+//! 3. it waits until the aggregator's consumer group (`AGGREGATOR_GROUP_ID`) has committed
+//!    offsets at or past them: the aggregator commits only after its PostgreSQL flush, so
+//!    every vote accepted before step 1 ended is a ballot by then (or parked as not countable).
+//!
+//! Then it writes a lock for every counted ballot (`SET NX`, the lock TTL, the ballot's
+//! [`LockValue`] so "my vote" stays right), sets the closed flag again if the poll is closed,
+//! and sets the marker. A restore that fails (PostgreSQL or Kafka down, the aggregator not
+//! caught up within [`CATCH_UP_LIMIT`]) leaves the marker unset and frees the lease, so the
+//! next vote starts another.
+
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use pollstream_store::ballots;
+use pollstream_store::{PollDefinition, closed_flag};
+use pollstream_wire::PollStatus;
+use rdkafka::consumer::Consumer;
+use rdkafka::{Offset, TopicPartitionList};
+use redis::aio::ConnectionManager;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::vote_lock::{self, LockValue};
+
+/// Added to the send deadline before the watermarks are read: the time between a lock taken
+/// and its send starting (a Redis round trip, task scheduling).
+const IN_FLIGHT_MARGIN: Duration = Duration::from_secs(1);
+
+/// How long a restore waits for the aggregator to commit past the watermarks before it gives
+/// up (and a later vote tries again).
+pub const CATCH_UP_LIMIT: Duration = Duration::from_secs(30);
+
+/// How often the aggregator's committed offsets are read while waiting for it.
+const CATCH_UP_POLL: Duration = Duration::from_millis(250);
+
+/// Time allowed for reading the ballots and writing their locks, on top of the waits.
+const LOAD_LIMIT: Duration = Duration::from_secs(60);
+
+/// Bound on each Kafka metadata or offset request.
+const KAFKA_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Locks written per pipelined round trip.
+const LOCKS_PER_BATCH: usize = 500;
+
+/// The lease's key for `poll_id`.
+pub fn lease_key(poll_id: Uuid) -> String {
+    format!("vote-locks-restoring:{poll_id}")
+}
+
+/// Why a restore did not complete.
+#[derive(Debug, thiserror::Error)]
+enum RestoreError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("postgres: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("the aggregator did not commit past the watermarks within {0:?}")]
+    NotCaughtUp(Duration),
+    #[error("restore took too long: {0}")]
+    TooSlow(&'static str),
+    #[error("task: {0}")]
+    Task(String),
+}
+
+/// Answer for a vote in `poll_id` whose lock state is unknown: starts a restore on this
+/// replica unless one already runs somewhere, and returns the `503` to send meanwhile.
+pub async fn begin(state: &AppState, poll_id: Uuid) -> ApiError {
+    let token = Uuid::new_v4().to_string();
+    let lease_ttl = lease_ttl(state);
+    let mut redis = state.redis.clone();
+    let acquired: redis::RedisResult<Option<String>> = redis::cmd("SET")
+        .arg(lease_key(poll_id))
+        .arg(&token)
+        .arg("NX")
+        .arg("PX")
+        .arg(lease_ttl.as_millis() as u64)
+        .query_async(&mut redis)
+        .await;
+    match acquired {
+        Ok(Some(_)) => {
+            tracing::warn!(%poll_id, "Vote locks of this poll may be incomplete; restoring them from PostgreSQL");
+            let state = state.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let restored = tokio::time::timeout(lease_ttl, restore(&state, poll_id)).await;
+                match restored {
+                    Ok(Ok(locks)) => {
+                        tracing::info!(%poll_id, locks, elapsed_ms = started.elapsed().as_millis() as u64, "Vote locks restored");
+                    }
+                    Ok(Err(err)) => {
+                        tracing::error!(%poll_id, error = %err, "Cannot restore vote locks; votes stay refused until a later attempt succeeds");
+                    }
+                    Err(_) => {
+                        tracing::error!(%poll_id, "Restoring vote locks outlasted its lease; votes stay refused until a later attempt succeeds");
+                    }
+                }
+                let mut redis = state.redis.clone();
+                vote_lock::release_lock(&mut redis, &lease_key(poll_id), &token).await;
+            });
+            ApiError::LockStateRestoring
+        }
+        Ok(None) => ApiError::LockStateRestoring,
+        Err(err) => ApiError::unavailable("redis", err),
+    }
+}
+
+/// The lease outlives every wait of a restore, so two replicas restore the same poll at once
+/// only if one is stuck past it (harmless: both write the same locks).
+fn lease_ttl(state: &AppState) -> Duration {
+    state.config.kafka.produce_timeout + IN_FLIGHT_MARGIN + CATCH_UP_LIMIT + LOAD_LIMIT
+}
+
+/// The fence, then the locks, the closed flag and the marker; returns how many ballots were
+/// read.
+async fn restore(state: &AppState, poll_id: Uuid) -> Result<usize, RestoreError> {
+    tokio::time::sleep(state.config.kafka.produce_timeout + IN_FLIGHT_MARGIN).await;
+    wait_for_aggregator(state).await?;
+
+    let mut redis = state.redis.clone();
+    // The marker must expire no later than the first lock written here.
+    let started = Instant::now();
+    let poll = PollDefinition::load_by_id(&state.db, poll_id).await?;
+    let mut ballots = ballots::all_of(&state.db, poll_id);
+    let mut batch = Vec::with_capacity(LOCKS_PER_BATCH);
+    let mut total = 0;
+    while let Some(ballot) = ballots.try_next().await? {
+        let value = LockValue {
+            vote_id: ballot.vote_id,
+            option_ids: ballot.option_ids,
+        };
+        batch.push((vote_lock::key(poll_id, &ballot.voter_id), value.render()));
+        if batch.len() == LOCKS_PER_BATCH {
+            total += batch.len();
+            write_locks(&mut redis, &batch, state.config.vote_lock_ttl).await?;
+            batch.clear();
+        }
+    }
+    total += batch.len();
+    write_locks(&mut redis, &batch, state.config.vote_lock_ttl).await?;
+
+    let closed = poll
+        .as_ref()
+        .is_none_or(|poll| poll.status_at(chrono::Utc::now()) == PollStatus::Closed);
+    if closed {
+        closed_flag::set(&mut redis, poll_id).await?;
+    }
+    let remaining = state
+        .config
+        .vote_lock_ttl
+        .checked_sub(started.elapsed())
+        .filter(|left| *left >= Duration::from_secs(1))
+        .ok_or(RestoreError::TooSlow(
+            "the locks written would expire before the marker",
+        ))?;
+    vote_lock::mark_complete(&mut redis, poll_id, remaining).await?;
+    Ok(total)
+}
+
+/// Writes `locks` (key, value) in one pipelined round trip, keeping any lock already there.
+async fn write_locks(
+    redis: &mut ConnectionManager,
+    locks: &[(String, String)],
+    ttl: Duration,
+) -> redis::RedisResult<()> {
+    if locks.is_empty() {
+        return Ok(());
+    }
+    let mut pipe = redis::pipe();
+    for (key, value) in locks {
+        pipe.cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("NX")
+            .arg("EX")
+            .arg(ttl.as_secs())
+            .ignore();
+    }
+    pipe.query_async(redis).await
+}
+
+/// Steps 2 and 3 of the fence: reads the high watermarks of `raw-votes`, then waits until the
+/// aggregator's group has committed at or past each, up to [`CATCH_UP_LIMIT`].
+async fn wait_for_aggregator(state: &AppState) -> Result<(), RestoreError> {
+    let kafka = state.config.kafka.clone();
+    let group = state.config.aggregator_group_id.clone();
+    let topic = state.config.raw_votes_topic.clone();
+    tokio::task::spawn_blocking(move || {
+        // Never subscribed: it only reads the group's committed offsets, without joining it.
+        let consumer = kafka.consumer(&group, "earliest")?;
+        let metadata = consumer.fetch_metadata(Some(&topic), KAFKA_REQUEST_TIMEOUT)?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic)
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if partitions.is_empty() {
+            return Err(RestoreError::Kafka(
+                rdkafka::error::KafkaError::MetadataFetch(
+                    rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+                ),
+            ));
+        }
+        let mut marks = Vec::with_capacity(partitions.len());
+        let mut wanted = TopicPartitionList::new();
+        for partition in partitions {
+            let (low, high) =
+                consumer.fetch_watermarks(&topic, partition, KAFKA_REQUEST_TIMEOUT)?;
+            marks.push((partition, low, high));
+            wanted.add_partition(&topic, partition);
+        }
+        let deadline = Instant::now() + CATCH_UP_LIMIT;
+        loop {
+            let committed = consumer.committed_offsets(wanted.clone(), KAFKA_REQUEST_TIMEOUT)?;
+            let behind = marks.iter().any(|&(partition, low, high)| {
+                match committed
+                    .find_partition(&topic, partition)
+                    .map(|p| p.offset())
+                {
+                    Some(Offset::Offset(offset)) => offset < high,
+                    // Nothing committed yet: only an empty partition needs nothing counted.
+                    _ => low < high,
+                }
+            });
+            if !behind {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(RestoreError::NotCaughtUp(CATCH_UP_LIMIT));
+            }
+            std::thread::sleep(CATCH_UP_POLL);
+        }
+    })
+    .await
+    .map_err(|err| RestoreError::Task(err.to_string()))?
+}
