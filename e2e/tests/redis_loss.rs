@@ -124,16 +124,30 @@ async fn a_counted_voter_is_refused_after_redis_loses_its_locks() {
     let poll_id: Uuid = poll["id"].as_str().unwrap().parse().unwrap();
     let options = option_ids(&poll);
 
+    // A second poll, restored at the same time (the two restores share one fence).
+    let other = stack.create_poll(&["left", "right"]).await;
+    let other_code = other["code"].as_str().unwrap();
+    let other_id: Uuid = other["id"].as_str().unwrap().parse().unwrap();
+    let other_options = option_ids(&other);
+
     let first = vote(&stack, code, "alice", &options[0]).await;
     assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.body);
+    let elsewhere = vote(&stack, other_code, "alice", &other_options[1]).await;
+    assert_eq!(elsewhere.status, StatusCode::ACCEPTED, "{}", elsewhere.body);
     wait_for_ballots(&stack, poll_id, 1).await;
+    wait_for_ballots(&stack, other_id, 1).await;
 
     redis.kill().await;
     redis.resume().await;
-    let answers =
-        vote_through_503s(&stack, code, "alice", &options[1], Duration::from_secs(60)).await;
+    let limit = Duration::from_secs(60);
+    let (answers, other_answers) = tokio::join!(
+        vote_through_503s(&stack, code, "alice", &options[1], limit),
+        vote_through_503s(&stack, other_code, "alice", &other_options[0], limit),
+    );
     assert_refused_then_already_voted(&answers);
+    assert_refused_then_already_voted(&other_answers);
     assert_eq!(stack.counts(poll_id).await, (1, vec![1, 0]));
+    assert_eq!(stack.counts(other_id).await, (1, vec![0, 1]));
 
     // After the restore the poll takes new voters, and counts them.
     let bob = vote(&stack, code, "bob", &options[1]).await;

@@ -173,6 +173,7 @@ pub async fn run(
         db,
         redis,
         producer: Arc::new(producer),
+        lock_fence: lock_restore::LockFence::default(),
     });
     let producer = state.producer.clone();
     let http = state.config.http.clone();

@@ -14,6 +14,11 @@
 //!    offsets at or past them: the aggregator commits only after its PostgreSQL flush, so
 //!    every vote accepted before step 1 ended is a ballot by then (or parked as not countable).
 //!
+//! The fence is the slow part and is the same for every poll, so a replica runs one at a time
+//! ([`LockFence`]) and a restore that finds one completed since it noticed the missing marker
+//! uses it: after Redis lost everything, the polls being voted on wait for one fence (two at
+//! most), not one each.
+//!
 //! Then it writes a lock for every counted ballot (`SET NX`, the lock TTL, the ballot's
 //! [`LockValue`] so "my vote" stays right), sets the closed flag again if the poll is closed,
 //! and sets the marker. A restore that fails (PostgreSQL or Kafka down, the aggregator not
@@ -75,11 +80,48 @@ enum RestoreError {
     TooSlow(&'static str),
     #[error("task: {0}")]
     Task(String),
+    #[error("the shared fence failed: {0}")]
+    Fence(String),
+}
+
+/// Steps 1 to 3 above, run by one restore at a time on this replica and shared by the others.
+#[derive(Default)]
+pub struct LockFence {
+    last: tokio::sync::Mutex<Option<FenceRun>>,
+}
+
+/// A completed fence: when its wait began, and why it failed if it did.
+struct FenceRun {
+    started: Instant,
+    failure: Option<String>,
+}
+
+impl LockFence {
+    /// Returns once every vote whose lock was taken before `since` is counted (or parked): by
+    /// a fence that began at or after `since`, this one's or one another restore ran.
+    async fn pass(&self, state: &AppState, since: Instant) -> Result<(), RestoreError> {
+        let mut last = self.last.lock().await;
+        if let Some(run) = last.as_ref().filter(|run| run.started >= since) {
+            return match &run.failure {
+                None => Ok(()),
+                Some(reason) => Err(RestoreError::Fence(reason.clone())),
+            };
+        }
+        let started = Instant::now();
+        tokio::time::sleep(state.config.kafka.produce_timeout + IN_FLIGHT_MARGIN).await;
+        let result = wait_for_aggregator(state).await;
+        *last = Some(FenceRun {
+            started,
+            failure: result.as_ref().err().map(ToString::to_string),
+        });
+        result
+    }
 }
 
 /// Answer for a vote in `poll_id` whose lock state is unknown: starts a restore on this
 /// replica unless one already runs somewhere, and returns the `503` to send meanwhile.
 pub async fn begin(state: &AppState, poll_id: Uuid) -> ApiError {
+    let noticed = Instant::now();
     let token = Uuid::new_v4().to_string();
     let lease_ttl = lease_ttl(state);
     let mut redis = state.redis.clone();
@@ -97,7 +139,8 @@ pub async fn begin(state: &AppState, poll_id: Uuid) -> ApiError {
             let state = state.clone();
             tokio::spawn(async move {
                 let started = Instant::now();
-                let restored = tokio::time::timeout(lease_ttl, restore(&state, poll_id)).await;
+                let restored =
+                    tokio::time::timeout(lease_ttl, restore(&state, poll_id, noticed)).await;
                 match restored {
                     Ok(Ok(locks)) => {
                         tracing::info!(%poll_id, locks, elapsed_ms = started.elapsed().as_millis() as u64, "Vote locks restored");
@@ -119,17 +162,17 @@ pub async fn begin(state: &AppState, poll_id: Uuid) -> ApiError {
     }
 }
 
-/// The lease outlives every wait of a restore, so two replicas restore the same poll at once
-/// only if one is stuck past it (harmless: both write the same locks).
+/// The lease outlives every wait of a restore (a fence already running, then its own), so two
+/// replicas restore the same poll at once only if one is stuck past it (harmless: both write
+/// the same locks).
 fn lease_ttl(state: &AppState) -> Duration {
-    state.config.kafka.produce_timeout + IN_FLIGHT_MARGIN + CATCH_UP_LIMIT + LOAD_LIMIT
+    2 * (state.config.kafka.produce_timeout + IN_FLIGHT_MARGIN + CATCH_UP_LIMIT) + LOAD_LIMIT
 }
 
 /// The fence, then the locks, the closed flag and the marker; returns how many ballots were
-/// read.
-async fn restore(state: &AppState, poll_id: Uuid) -> Result<usize, RestoreError> {
-    tokio::time::sleep(state.config.kafka.produce_timeout + IN_FLIGHT_MARGIN).await;
-    wait_for_aggregator(state).await?;
+/// read. `noticed` is when the marker was found missing.
+async fn restore(state: &AppState, poll_id: Uuid, noticed: Instant) -> Result<usize, RestoreError> {
+    state.lock_fence.pass(state, noticed).await?;
 
     let mut redis = state.redis.clone();
     // The marker must expire no later than the first lock written here.
