@@ -37,6 +37,7 @@ use redis::aio::ConnectionManager;
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::metric_names::VOTE_LOCK_RESTORES;
 use crate::state::AppState;
 use crate::vote_lock::{self, LockValue};
 
@@ -141,6 +142,12 @@ pub async fn begin(state: &AppState, poll_id: Uuid) -> ApiError {
                 let started = Instant::now();
                 let restored =
                     tokio::time::timeout(lease_ttl, restore(&state, poll_id, noticed)).await;
+                let outcome = match &restored {
+                    Ok(Ok(_)) => "restored",
+                    Ok(Err(_)) => "failed",
+                    Err(_) => "timed_out",
+                };
+                metrics::counter!(VOTE_LOCK_RESTORES, "outcome" => outcome).increment(1);
                 match restored {
                     Ok(Ok(locks)) => {
                         tracing::info!(%poll_id, locks, elapsed_ms = started.elapsed().as_millis() as u64, "Vote locks restored");
