@@ -197,9 +197,10 @@ async fn an_uncounted_vote_is_counted_before_a_retry_is_answered_after_redis_los
     redis.kill().await;
     redis.resume().await;
 
-    // Longer than the restore's own first wait: it must still be waiting for the aggregator.
+    // Longer than the restore's own first wait and than its lease's TTL (renewed meanwhile):
+    // it must still be waiting for the aggregator.
     let waiting =
-        vote_through_503s(&stack, code, "carol", &options[1], Duration::from_secs(6)).await;
+        vote_through_503s(&stack, code, "carol", &options[1], Duration::from_secs(12)).await;
     assert!(
         waiting
             .iter()
@@ -208,6 +209,16 @@ async fn an_uncounted_vote_is_counted_before_a_retry_is_answered_after_redis_los
         summary(&waiting)
     );
     assert_eq!(stack.ballots(poll_id).await, 0);
+    let lease = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "EXISTS"])
+        .arg(format!("vote-locks-restoring:{poll_id}"))
+        .output()
+        .expect("running redis-cli");
+    assert_eq!(
+        String::from_utf8_lossy(&lease.stdout).trim(),
+        "1",
+        "the restore's lease lapsed while it ran"
+    );
 
     stack.start_aggregator();
     let answers =

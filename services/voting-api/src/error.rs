@@ -84,7 +84,9 @@ pub enum ApiError {
     },
     /// The poll's vote locks may be incomplete (Redis lost them, or they expired) and are being
     /// restored from PostgreSQL; no vote is taken for it until then. Retry shortly.
-    #[error("this poll's vote records are being restored, retry shortly")]
+    #[error(
+        "votes for this poll are paused for a few seconds while its vote records are checked; retry shortly"
+    )]
     LockStateRestoring,
     /// This instance already serves as many votes as it may at once; retry shortly.
     #[error("too many votes in flight on this instance, retry shortly")]

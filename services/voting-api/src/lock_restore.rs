@@ -2,7 +2,8 @@
 //! (Redis lost its keys, or the marker expired with the lock TTL): see [`crate::vote_lock`].
 //!
 //! One replica at a time restores a poll: it holds a Redis lease (`SET NX PX`,
-//! `vote-locks-restoring:{pollId}`); votes for the poll meanwhile get `503
+//! `vote-locks-restoring:{pollId}`, [`LEASE_TTL`], renewed while the restore runs, so a replica
+//! that dies mid-restore holds the poll back for seconds, not for the whole restore); votes for the poll meanwhile get `503
 //! vote_locks_restoring` with `Retry-After`. A restore must not miss a vote that was accepted
 //! but not yet counted, so before it reads the ballots it fences them off:
 //!
@@ -25,6 +26,7 @@
 //! caught up within [`CATCH_UP_LIMIT`]) leaves the marker unset and frees the lease, so the
 //! next vote starts another.
 
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
@@ -60,6 +62,25 @@ const KAFKA_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Locks written per pipelined round trip.
 const LOCKS_PER_BATCH: usize = 500;
+
+/// Lifetime of a restore's lease; it is renewed every [`LEASE_RENEWAL`] while the restore runs.
+pub const LEASE_TTL: Duration = Duration::from_secs(10);
+
+/// How often a running restore renews its lease.
+const LEASE_RENEWAL: Duration = Duration::from_secs(3);
+
+// KEYS: the lease. ARGV: its holder's token, the TTL in ms. Extends the lease only if that
+// holder still has it.
+static RENEW: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+",
+    )
+});
 
 /// The lease's key for `poll_id`.
 pub fn lease_key(poll_id: Uuid) -> String {
@@ -124,14 +145,14 @@ impl LockFence {
 pub async fn begin(state: &AppState, poll_id: Uuid) -> ApiError {
     let noticed = Instant::now();
     let token = Uuid::new_v4().to_string();
-    let lease_ttl = lease_ttl(state);
+    let limit = restore_limit(state);
     let mut redis = state.redis.clone();
     let acquired: redis::RedisResult<Option<String>> = redis::cmd("SET")
         .arg(lease_key(poll_id))
         .arg(&token)
         .arg("NX")
         .arg("PX")
-        .arg(lease_ttl.as_millis() as u64)
+        .arg(LEASE_TTL.as_millis() as u64)
         .query_async(&mut redis)
         .await;
     match acquired {
@@ -140,8 +161,9 @@ pub async fn begin(state: &AppState, poll_id: Uuid) -> ApiError {
             let state = state.clone();
             tokio::spawn(async move {
                 let started = Instant::now();
-                let restored =
-                    tokio::time::timeout(lease_ttl, restore(&state, poll_id, noticed)).await;
+                let renewal = tokio::spawn(renew_lease(state.clone(), poll_id, token.clone()));
+                let restored = tokio::time::timeout(limit, restore(&state, poll_id, noticed)).await;
+                renewal.abort();
                 let outcome = match &restored {
                     Ok(Ok(_)) => "restored",
                     Ok(Err(_)) => "failed",
@@ -156,7 +178,7 @@ pub async fn begin(state: &AppState, poll_id: Uuid) -> ApiError {
                         tracing::error!(%poll_id, error = %err, "Cannot restore vote locks; votes stay refused until a later attempt succeeds");
                     }
                     Err(_) => {
-                        tracing::error!(%poll_id, "Restoring vote locks outlasted its lease; votes stay refused until a later attempt succeeds");
+                        tracing::error!(%poll_id, "Restoring vote locks took too long; votes stay refused until a later attempt succeeds");
                     }
                 }
                 let mut redis = state.redis.clone();
@@ -169,10 +191,29 @@ pub async fn begin(state: &AppState, poll_id: Uuid) -> ApiError {
     }
 }
 
-/// The lease outlives every wait of a restore (a fence already running, then its own), so two
-/// replicas restore the same poll at once only if one is stuck past it (harmless: both write
-/// the same locks).
-fn lease_ttl(state: &AppState) -> Duration {
+/// Renews the lease on `poll_id` held with `token` until it is aborted. A failed
+/// renewal is only logged: should the lease lapse, a second replica may restore the same poll
+/// at once, which is harmless (both write the same locks).
+async fn renew_lease(state: AppState, poll_id: Uuid, token: String) {
+    let mut redis = state.redis.clone();
+    let key = lease_key(poll_id);
+    loop {
+        tokio::time::sleep(LEASE_RENEWAL).await;
+        let renewed = RENEW
+            .key(&key)
+            .arg(&token)
+            .arg(LEASE_TTL.as_millis() as u64)
+            .invoke_async::<i64>(&mut redis)
+            .await;
+        if let Err(err) = renewed {
+            tracing::warn!(%poll_id, error = %err, "Cannot renew the lease on restoring vote locks");
+        }
+    }
+}
+
+/// The longest a restore may take: every wait of it (a fence already running, then its own)
+/// and the loading.
+fn restore_limit(state: &AppState) -> Duration {
     2 * (state.config.kafka.produce_timeout + IN_FLIGHT_MARGIN + CATCH_UP_LIMIT) + LOAD_LIMIT
 }
 
