@@ -274,3 +274,48 @@ async fn an_expired_lock_does_not_let_a_voter_vote_twice() {
     assert_eq!(stack.counts(poll_id).await, (2, vec![1, 1]));
     stack.stop().await;
 }
+
+/// A lock still in Redis when its poll's marker lapses must not expire before the marker a
+/// restore sets: the restore rewrites it with a full TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_older_than_the_restored_marker_does_not_lapse_before_it() {
+    let stack = Stack::start_with(
+        "lock-outlives-restore",
+        200,
+        &[
+            ("VOTE_LOCK_TTL_SECS", "4"),
+            ("KAFKA_PRODUCE_TIMEOUT_MS", PRODUCE_TIMEOUT_MS),
+        ],
+    )
+    .await;
+    let poll = stack.create_poll(&["yes", "no"]).await;
+    let created = Instant::now();
+    let code = poll["code"].as_str().unwrap();
+    let poll_id: Uuid = poll["id"].as_str().unwrap().parse().unwrap();
+    let options = option_ids(&poll);
+
+    // Frank's lock is taken a second before the poll's marker lapses, so it is still there when
+    // the restore runs, and would expire while the restored marker still vouches for it.
+    tokio::time::sleep(Duration::from_secs(3).saturating_sub(created.elapsed())).await;
+    let first = vote(&stack, code, "frank", &options[0]).await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.body);
+    wait_for_ballots(&stack, poll_id, 1).await;
+    tokio::time::sleep(Duration::from_millis(4_500).saturating_sub(created.elapsed())).await;
+
+    let mut answers = Vec::new();
+    while created.elapsed() < Duration::from_secs(14) {
+        answers.push(vote(&stack, code, "frank", &options[1]).await);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let seen = summary(&answers);
+    assert!(
+        answers.iter().all(|a| a.status != StatusCode::ACCEPTED),
+        "a second vote was accepted: {seen:?}"
+    );
+    assert!(
+        answers.iter().any(|a| a.status == StatusCode::CONFLICT),
+        "{seen:?}"
+    );
+    assert_eq!(stack.counts(poll_id).await, (1, vec![1, 0]));
+    stack.stop().await;
+}

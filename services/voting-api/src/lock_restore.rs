@@ -20,9 +20,14 @@
 //! uses it: after Redis lost everything, the polls being voted on wait for one fence (two at
 //! most), not one each.
 //!
-//! Then it writes a lock for every counted ballot (`SET NX`, the lock TTL, the ballot's
-//! [`LockValue`] so "my vote" stays right), sets the closed flag again if the poll is closed,
-//! and sets the marker. A restore that fails (PostgreSQL or Kafka down, the aggregator not
+//! Then it writes a lock for every counted ballot (the lock TTL, the ballot's [`LockValue`] so
+//! "my vote" stays right), sets the closed flag again if the poll is closed, and sets the
+//! marker, only if the lease is still its own. The locks are overwritten, not `SET NX`: a lock
+//! still there when the marker lapsed (the TTL case) expires sooner than the new marker would,
+//! and the counted ballot is what the lock must say anyway (no lock is taken while the marker
+//! is missing, so nothing newer can be there). The lease check makes the marker wait for a
+//! Redis that stayed up: had Redis lost its keys again while the locks were written, the lease
+//! would be gone with them, and the marker is refused. A restore that fails (PostgreSQL or Kafka down, the aggregator not
 //! caught up within [`CATCH_UP_LIMIT`]) leaves the marker unset and frees the lease, so the
 //! next vote starts another.
 
@@ -69,6 +74,20 @@ pub const LEASE_TTL: Duration = Duration::from_secs(10);
 /// How often a running restore renews its lease.
 const LEASE_RENEWAL: Duration = Duration::from_secs(3);
 
+// KEYS: the lease, the poll's marker. ARGV: the lease holder's token, the marker's TTL in ms.
+// Sets the marker only if that holder still has the lease; returns 1 if it did.
+static MARK_IF_LEASED: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[2], 1, 'PX', ARGV[2])
+  return 1
+end
+return 0
+",
+    )
+});
+
 // KEYS: the lease. ARGV: its holder's token, the TTL in ms. Extends the lease only if that
 // holder still has it.
 static RENEW: LazyLock<redis::Script> = LazyLock::new(|| {
@@ -104,6 +123,8 @@ enum RestoreError {
     Task(String),
     #[error("the shared fence failed: {0}")]
     Fence(String),
+    #[error("the lease was lost (Redis restarted, or it lapsed) before the marker was set")]
+    LeaseLost,
 }
 
 /// Steps 1 to 3 above, run by one restore at a time on this replica and shared by the others.
@@ -162,7 +183,8 @@ pub async fn begin(state: &AppState, poll_id: Uuid) -> ApiError {
             tokio::spawn(async move {
                 let started = Instant::now();
                 let renewal = tokio::spawn(renew_lease(state.clone(), poll_id, token.clone()));
-                let restored = tokio::time::timeout(limit, restore(&state, poll_id, noticed)).await;
+                let restored =
+                    tokio::time::timeout(limit, restore(&state, poll_id, &token, noticed)).await;
                 renewal.abort();
                 let outcome = match &restored {
                     Ok(Ok(_)) => "restored",
@@ -218,8 +240,13 @@ fn restore_limit(state: &AppState) -> Duration {
 }
 
 /// The fence, then the locks, the closed flag and the marker; returns how many ballots were
-/// read. `noticed` is when the marker was found missing.
-async fn restore(state: &AppState, poll_id: Uuid, noticed: Instant) -> Result<usize, RestoreError> {
+/// read. `token` is this restore's lease; `noticed` is when the marker was found missing.
+async fn restore(
+    state: &AppState,
+    poll_id: Uuid,
+    token: &str,
+    noticed: Instant,
+) -> Result<usize, RestoreError> {
     state.lock_fence.pass(state, noticed).await?;
 
     let mut redis = state.redis.clone();
@@ -258,11 +285,20 @@ async fn restore(state: &AppState, poll_id: Uuid, noticed: Instant) -> Result<us
         .ok_or(RestoreError::TooSlow(
             "the locks written would expire before the marker",
         ))?;
-    vote_lock::mark_complete(&mut redis, poll_id, remaining).await?;
+    let marked: i64 = MARK_IF_LEASED
+        .key(lease_key(poll_id))
+        .key(vote_lock::ledger_key(poll_id))
+        .arg(token)
+        .arg(remaining.as_millis() as u64)
+        .invoke_async(&mut redis)
+        .await?;
+    if marked != 1 {
+        return Err(RestoreError::LeaseLost);
+    }
     Ok(total)
 }
 
-/// Writes `locks` (key, value) in one pipelined round trip, keeping any lock already there.
+/// Writes `locks` (key, value) in one pipelined round trip, replacing any lock already there.
 async fn write_locks(
     redis: &mut ConnectionManager,
     locks: &[(String, String)],
@@ -276,7 +312,6 @@ async fn write_locks(
         pipe.cmd("SET")
             .arg(key)
             .arg(value)
-            .arg("NX")
             .arg("EX")
             .arg(ttl.as_secs())
             .ignore();

@@ -16,7 +16,8 @@
 //! `vote-locks:{pollId}` ([`ledger_key`]), written when the poll's locks are known to be all
 //! there: at the poll's creation (no ballots yet) and at the end of a restore
 //! ([`crate::lock_restore`]), which first waits until every vote accepted so far is counted and
-//! then writes a lock for every counted ballot. The marker's lifetime ends no later than that of
+//! then writes a lock for every counted ballot (Redis runs without persistence: a Redis brought
+//! back from an older snapshot would keep markers while it lost later locks). The marker's lifetime ends no later than that of
 //! any lock it vouches for: a lock taken while the marker is there outlives it, and a restore
 //! gives the marker the lock TTL minus the time since it began writing locks. The take script
 //! checks the marker in its one round trip: without it, no lock is taken and the outcome is
@@ -192,8 +193,7 @@ pub async fn pending(
     Ok(value.as_deref().and_then(LockValue::parse))
 }
 
-/// Lua: deletes `KEYS[1]` only if it holds `ARGV[1]`.
-pub(crate) static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
+static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
