@@ -2,10 +2,11 @@
 //! (Redis lost its keys, or the marker expired with the lock TTL): see [`crate::vote_lock`].
 //!
 //! One replica at a time restores a poll: it holds a Redis lease (`SET NX PX`,
-//! `vote-locks-restoring:{pollId}`, [`LEASE_TTL`], renewed while the restore runs, so a replica
-//! that dies mid-restore holds the poll back for seconds, not for the whole restore); votes for the poll meanwhile get `503
-//! vote_locks_restoring` with `Retry-After`. A restore must not miss a vote that was accepted
-//! but not yet counted, so before it reads the ballots it fences them off:
+//! `vote-locks-restoring:{pollId}`, [`LEASE_TTL`], renewed while the restore runs, so a
+//! replica that dies mid-restore holds the poll back for seconds, not for the whole restore).
+//! Votes for the poll meanwhile get `503 vote_locks_restoring` with `Retry-After`. A restore
+//! must not miss a vote that was accepted but not yet counted, so before it reads the ballots
+//! it fences them off:
 //!
 //! 1. it waits out the longest a request that took a lock in the old Redis can still be
 //!    producing (the vote handler's send deadline, `KAFKA_PRODUCE_TIMEOUT_MS`, plus a margin):
@@ -22,14 +23,17 @@
 //!
 //! Then it writes a lock for every counted ballot (the lock TTL, the ballot's [`LockValue`] so
 //! "my vote" stays right), sets the closed flag again if the poll is closed, and sets the
-//! marker, only if the lease is still its own. The locks are overwritten, not `SET NX`: a lock
-//! still there when the marker lapsed (the TTL case) expires sooner than the new marker would,
-//! and the counted ballot is what the lock must say anyway (no lock is taken while the marker
-//! is missing, so nothing newer can be there). The lease check makes the marker wait for a
-//! Redis that stayed up: had Redis lost its keys again while the locks were written, the lease
-//! would be gone with them, and the marker is refused. A restore that fails (PostgreSQL or Kafka down, the aggregator not
-//! caught up within [`CATCH_UP_LIMIT`]) leaves the marker unset and frees the lease, so the
-//! next vote starts another.
+//! marker, only if the lease is still its own.
+//!
+//! - The locks are overwritten, not `SET NX`: a lock still there when the marker lapsed (the
+//!   TTL case) expires sooner than the new marker would, and the counted ballot is what the
+//!   lock must say anyway (no lock is taken while the marker is missing, so nothing newer can
+//!   be there).
+//! - The lease check keeps the marker for a Redis that stayed up: had Redis lost its keys
+//!   again while the locks were written, the lease would be gone with them.
+//! - A restore that fails (PostgreSQL or Kafka down, the aggregator not caught up within
+//!   [`CATCH_UP_LIMIT`]) leaves the marker unset and frees the lease, so the next vote starts
+//!   another.
 
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
