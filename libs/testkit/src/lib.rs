@@ -297,6 +297,30 @@ pub async fn partition_ends(topic: &str) -> Vec<i64> {
     .expect("reading partition offsets")
 }
 
+/// Commits, for consumer group `group`, every partition of `topic` at its end (see
+/// [`partition_ends`]), as the aggregator does once it has counted everything: for tests of
+/// voting-api alone that need the aggregator to look caught up.
+pub async fn commit_group_at_ends(group: &str, topic: &str) {
+    let ends = partition_ends(topic).await;
+    let (group, topic) = (group.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer = KafkaSettings::new(kafka_brokers())
+            .consumer(&group, "earliest")
+            .expect("creating a consumer in the group");
+        let mut offsets = rdkafka::TopicPartitionList::new();
+        for (partition, end) in ends.into_iter().enumerate() {
+            offsets
+                .add_partition_offset(&topic, partition as i32, rdkafka::Offset::Offset(end))
+                .expect("an offset to commit");
+        }
+        consumer
+            .commit(&offsets, rdkafka::consumer::CommitMode::Sync)
+            .expect("committing the group's offsets");
+    })
+    .await
+    .expect("committing offsets");
+}
+
 /// Members of consumer group `group` that hold at least one partition, once the group is
 /// stable (0 while it is rebalancing or unknown).
 pub async fn members_with_partitions(group: &str) -> usize {

@@ -48,6 +48,10 @@ pub struct Config {
     pub vote_lock_ttl: Duration,
     /// Topic accepted votes are produced to.
     pub raw_votes_topic: String,
+    /// The aggregator's consumer group (`AGGREGATOR_GROUP_ID`, default `poll-aggregator`, the
+    /// aggregator's own default): a restore of vote locks waits until it has committed past
+    /// every vote accepted so far (see `lock_restore`).
+    pub aggregator_group_id: String,
     /// How long a poll definition is served from memory before it is read again.
     pub poll_cache_ttl: Duration,
     /// Largest PostgreSQL pool.
@@ -103,6 +107,7 @@ impl Config {
                 1..=30 * 86_400,
             )?),
             raw_votes_topic: vars.or_default("RAW_VOTES_TOPIC", pollstream_wire::RAW_VOTES_TOPIC),
+            aggregator_group_id: vars.or_default("AGGREGATOR_GROUP_ID", "poll-aggregator"),
             poll_cache_ttl: Duration::from_millis(vars.ranged_or(
                 "POLL_CACHE_TTL_MS",
                 2_000u64,
@@ -183,6 +188,7 @@ mod tests {
         let config = Config::from_vars(&vars).unwrap();
         assert_eq!(config.port, 3001);
         assert_eq!(config.raw_votes_topic, "raw-votes");
+        assert_eq!(config.aggregator_group_id, "poll-aggregator");
         assert_eq!(config.kafka.brokers, "127.0.0.1:9092");
         assert_eq!(config.guest_token_ttl, Duration::from_secs(12 * 3_600));
         assert_eq!(config.rate_limits.auth_per_ip, 300);

@@ -82,6 +82,12 @@ pub enum ApiError {
         /// The underlying error, logged only.
         detail: String,
     },
+    /// The poll's vote locks may be incomplete (Redis lost them, or they expired) and are being
+    /// restored from PostgreSQL; no vote is taken for it until then. Retry shortly.
+    #[error(
+        "votes for this poll are paused for a few seconds while its vote records are checked; retry shortly"
+    )]
+    LockStateRestoring,
     /// This instance already serves as many votes as it may at once; retry shortly.
     #[error("too many votes in flight on this instance, retry shortly")]
     Overloaded,
@@ -144,6 +150,7 @@ impl ApiError {
                 _ => "database_unavailable",
             },
             ApiError::Overloaded => "overloaded",
+            ApiError::LockStateRestoring => "vote_locks_restoring",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -161,7 +168,9 @@ impl ApiError {
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Unavailable { .. } | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable { .. } | ApiError::Overloaded | ApiError::LockStateRestoring => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -258,6 +267,10 @@ impl IntoResponse for ApiError {
             }
             ApiError::Unavailable { .. } | ApiError::Overloaded => {
                 (status, [(header::RETRY_AFTER, "1".to_owned())], body).into_response()
+            }
+            // A restore takes at least the Kafka send deadline: no point asking every second.
+            ApiError::LockStateRestoring => {
+                (status, [(header::RETRY_AFTER, "2".to_owned())], body).into_response()
             }
             ApiError::RateLimited { retry_after_secs } => (
                 status,

@@ -12,6 +12,7 @@ mod body_limit;
 mod extract;
 mod health;
 mod json_errors;
+mod lock_restore;
 mod metric_names;
 mod poll_cache;
 mod polls;
@@ -172,6 +173,7 @@ pub async fn run(
         db,
         redis,
         producer: Arc::new(producer),
+        lock_fence: lock_restore::LockFence::default(),
     });
     let producer = state.producer.clone();
     let http = state.config.http.clone();

@@ -9,3 +9,7 @@ pub const VOTES_ACCEPTED: &str = "votes_accepted_total";
 /// Counter, votes: refused; label `reason`, the error code answered (`already_voted`,
 /// `overloaded`, `guests_not_allowed`, ...).
 pub const VOTES_REJECTED: &str = "votes_rejected_total";
+/// Counter, restores of a poll's vote locks after its lock-ledger marker was found missing;
+/// label `outcome`: `restored`, `failed` (PostgreSQL, Kafka or the aggregator not ready: a
+/// later vote tries again) or `timed_out` (outlasted its lease).
+pub const VOTE_LOCK_RESTORES: &str = "vote_lock_restores_total";

@@ -8,6 +8,7 @@ use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 
 use crate::config::Config;
+use crate::lock_restore::LockFence;
 use crate::poll_cache::PollCache;
 
 /// Connections and caches shared by all requests. Handlers clone it several times per
@@ -44,4 +45,6 @@ pub struct Shared {
     pub jwt: JwtKeys,
     /// Poll definitions kept in memory so a vote costs no database query.
     pub polls: PollCache,
+    /// The wait before vote locks are restored, shared by this replica's restores.
+    pub lock_fence: LockFence,
 }

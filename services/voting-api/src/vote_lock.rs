@@ -8,6 +8,20 @@
 //! Checking the flag in the same step as the lock means no vote slips in after a close.
 //!
 //! Until the ballot is counted, the lock's value answers "my vote" ([`LockValue`]).
+//!
+//! **A `202` is only given while the poll's locks are known complete.** Redis may lose its
+//! keys (a restart without persistence) and a lock may expire while its poll is open; either
+//! would let a voter who already voted take the lock again, get `202`, and see that second
+//! ballot dropped by the ballot key. So each poll has a lock-ledger marker,
+//! `vote-locks:{pollId}` ([`ledger_key`]), written when the poll's locks are known to be all
+//! there: at the poll's creation (no ballots yet) and at the end of a restore
+//! ([`crate::lock_restore`]), which first waits until every vote accepted so far is counted and
+//! then writes a lock for every counted ballot (Redis runs without persistence: a Redis brought
+//! back from an older snapshot would keep markers while it lost later locks). The marker's lifetime ends no later than that of
+//! any lock it vouches for: a lock taken while the marker is there outlives it, and a restore
+//! gives the marker the lock TTL minus the time since it began writing locks. The take script
+//! checks the marker in its one round trip: without it, no lock is taken and the outcome is
+//! [`Outcome::StateUnknown`], answered `503 vote_locks_restoring` while a restore runs.
 
 use std::net::IpAddr;
 use std::sync::LazyLock;
@@ -23,6 +37,27 @@ use crate::rate_limit::{self, Limit};
 /// The lock's key for `voter_id` in `poll_id`.
 pub fn key(poll_id: Uuid, voter_id: &str) -> String {
     format!("vote:{poll_id}:{voter_id}")
+}
+
+/// The key of `poll_id`'s lock-ledger marker: present only while its locks are known complete.
+pub fn ledger_key(poll_id: Uuid) -> String {
+    format!("vote-locks:{poll_id}")
+}
+
+/// Sets `poll_id`'s lock-ledger marker for `ttl`, which must not outlast any lock it vouches
+/// for (see the module notes).
+pub async fn mark_complete(
+    redis: &mut ConnectionManager,
+    poll_id: Uuid,
+    ttl: Duration,
+) -> redis::RedisResult<()> {
+    redis::cmd("SET")
+        .arg(ledger_key(poll_id))
+        .arg(1)
+        .arg("PX")
+        .arg(ttl.as_millis().max(1) as u64)
+        .query_async(redis)
+        .await
 }
 
 /// What the lock holds: enough to answer "my vote" before the ballot is counted.
@@ -84,18 +119,26 @@ pub enum Outcome {
         /// Milliseconds until the exceeded window resets.
         retry_ms: i64,
     },
+    /// The poll's lock-ledger marker is missing: its locks may be incomplete, so no lock was
+    /// taken (and no limit counted) until a restore has rebuilt them.
+    StateUnknown,
 }
 
-// KEYS: the lock, the closed flag, then the limits' counters. ARGV: the lock's value, its TTL
-// in seconds, the limits' window in milliseconds, then each limit's maximum. Returns
-// {outcome, retry_ms}: 1 lock taken, 0 this voter already holds one, -1 the poll is closed,
-// 2 a limit is exceeded with retry_ms left in its window.
+// KEYS: the lock, the closed flag, the lock-ledger marker, then the limits' counters. ARGV:
+// the lock's value, its TTL in seconds, the limits' window in milliseconds, then each limit's
+// maximum. Returns {outcome, retry_ms}: 1 lock taken, 0 this voter already holds one, -1 the
+// poll is closed, 2 a limit is exceeded with retry_ms left in its window, 3 the marker is
+// missing (a closed poll is still answered closed: that needs no lock).
 static TAKE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
         "{}{}",
         rate_limit::COUNT_LIMITS,
         r"
-local retry = count_limits(3, 4, tonumber(ARGV[3]))
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  if redis.call('EXISTS', KEYS[2]) == 1 then return {-1, 0} end
+  return {3, 0}
+end
+local retry = count_limits(4, 4, tonumber(ARGV[3]))
 if retry >= 0 then return {2, retry} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {-1, 0} end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return {1, 0} end
@@ -105,7 +148,8 @@ return {0, 0}
 });
 
 /// Counts `limits`, then takes the lock `key` of a vote in `poll_id` with `value` for `ttl`
-/// unless the poll is closed, in one round trip. `window` is the limits' window.
+/// unless the poll is closed, in one round trip; nothing is counted or taken while the poll's
+/// lock-ledger marker is missing. `window` is the limits' window.
 pub async fn take(
     redis: &mut ConnectionManager,
     poll_id: Uuid,
@@ -119,6 +163,7 @@ pub async fn take(
     invocation
         .key(key)
         .key(closed_flag::key(poll_id))
+        .key(ledger_key(poll_id))
         .arg(value)
         .arg(ttl.as_secs())
         .arg(window.as_millis() as u64);
@@ -130,6 +175,7 @@ pub async fn take(
         1 => Outcome::Taken,
         0 => Outcome::AlreadyVoted,
         2 => Outcome::RateLimited { retry_ms },
+        3 => Outcome::StateUnknown,
         _ => Outcome::PollClosed,
     })
 }

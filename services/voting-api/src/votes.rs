@@ -1,6 +1,9 @@
 //! Casting votes: validate, lock, produce, answer `202` only once Kafka has the vote.
 //!
-//! The vote lock ([`crate::vote_lock`]) turns a second attempt into `409` cheaply. Whatever
+//! The vote lock ([`crate::vote_lock`]) turns a second attempt into `409` cheaply; while a
+//! poll's locks may be incomplete no vote is taken for it (`503 vote_locks_restoring`) until
+//! [`crate::lock_restore`] has rebuilt them, so a `202` is never given to a voter who already
+//! has a ballot. Whatever
 //! fails after the lock was taken releases it, so the voter can retry and no half-done vote is
 //! left behind.
 
@@ -102,7 +105,7 @@ pub struct VoteAccepted {
         (status = 408, body = ErrorBody, description = "the body did not arrive within `HTTP_HEADER_READ_TIMEOUT_MS`"),
         (status = 415, body = ErrorBody, description = "not `application/json`"),
         (status = 422, body = ErrorBody, description = "invalid choices"), (status = 429, body = ErrorBody),
-        (status = 503, body = ErrorBody, description = "Kafka or Redis unavailable, or the instance has too many votes in flight (`overloaded`); retry after `Retry-After`")))]
+        (status = 503, body = ErrorBody, description = "Kafka or Redis unavailable, the instance has too many votes in flight (`overloaded`), or the poll's vote locks are being restored after Redis lost them or they expired (`vote_locks_restoring`; no vote was taken); retry after `Retry-After`")))]
 async fn vote_by_code(
     State(state): State<AppState>,
     ApiPath(code): ApiPath<String>,
@@ -125,7 +128,7 @@ async fn vote_by_code(
         (status = 408, body = ErrorBody, description = "the body did not arrive within `HTTP_HEADER_READ_TIMEOUT_MS`"),
         (status = 415, body = ErrorBody, description = "not `application/json`"),
         (status = 422, body = ErrorBody, description = "the option is not one of the poll's"), (status = 429, body = ErrorBody),
-        (status = 503, body = ErrorBody)))]
+        (status = 503, body = ErrorBody, description = "as for `POST /api/v1/votes/{code}`, `vote_locks_restoring` included; retry after `Retry-After`")))]
 async fn legacy_vote(
     State(state): State<AppState>,
     caller: Caller,
@@ -274,6 +277,9 @@ async fn lock_and_produce(
                 "poll_closed",
                 "this poll is closed and takes no more votes",
             ));
+        }
+        vote_lock::Outcome::StateUnknown => {
+            return Err(crate::lock_restore::begin(&state, vote.poll_id).await);
         }
     }
 

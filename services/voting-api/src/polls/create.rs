@@ -17,6 +17,7 @@ use super::PollView;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, Caller};
 use crate::state::AppState;
+use crate::vote_lock;
 
 /// Most options a poll may have.
 pub const MAX_OPTIONS: usize = 50;
@@ -219,6 +220,14 @@ pub(super) async fn create_poll(
     let view = PollView::from(&poll);
     let location = format!("/api/v1/polls/{}", poll.code);
     tracing::info!(poll_id = %poll.id, code = %poll.code, "Poll created");
+    // A new poll has no ballots, so its (empty) lock ledger is complete. Without the marker
+    // (Redis down now) the first vote restores it instead: the poll is created either way.
+    let mut redis = state.redis.clone();
+    if let Err(err) =
+        vote_lock::mark_complete(&mut redis, poll.id, state.config.vote_lock_ttl).await
+    {
+        tracing::warn!(poll_id = %poll.id, error = %err, "Cannot mark the new poll's vote locks complete; its first vote restores them");
+    }
     state.polls.insert(poll).await;
     Ok((
         StatusCode::CREATED,

@@ -1,5 +1,6 @@
 //! voting-api while Redis or Kafka is down: bounded `503`s, no lock left behind, readiness
-//! says which dependency is missing, and recovery without a restart once it is back.
+//! says which dependency is missing, and recovery without a restart once it is back (after
+//! Redis lost its keys: once the poll's vote locks are restored from the counted ballots).
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,14 @@ use crate::helpers::{TestApp, option_id, spawn_app_with};
 async fn redis_outage_gives_quick_503s_and_recovers_by_itself() {
     let mut redis = OwnedRedis::start().await;
     let url = redis.url();
-    let app = spawn_app_with(&[("REDIS_URL", &url), ("REDIS_TIMEOUT_MS", "500")]).await;
+    let group = pollstream_testkit::unique_topic("aggregator");
+    let app = spawn_app_with(&[
+        ("REDIS_URL", &url),
+        ("REDIS_TIMEOUT_MS", "500"),
+        ("AGGREGATOR_GROUP_ID", &group),
+        ("KAFKA_PRODUCE_TIMEOUT_MS", "1000"),
+    ])
+    .await;
     let poll = app.create_poll("single", &["a", "b"], None).await;
     let code = poll["code"].as_str().unwrap();
     assert_eq!(
@@ -39,9 +47,27 @@ async fn redis_outage_gives_quick_503s_and_recovers_by_itself() {
     assert_ne!(ready["checks"]["redis"], "ok", "{ready}");
     assert_eq!(ready["checks"]["postgres"], "ok", "{ready}");
 
+    // Redis came back empty: the poll's locks are gone, so no vote is taken until they are
+    // restored, and that waits for the aggregator (none here) to have counted "before".
     redis.resume().await;
-    let recovered = pollstream_testkit::eventually(Duration::from_secs(20), || async {
+    let restoring = pollstream_testkit::eventually(Duration::from_secs(20), || async {
+        let (status, body) = app.vote(code, "during", &[option_id(&poll, 0)]).await;
+        assert_ne!(status, StatusCode::ACCEPTED, "a vote taken without locks");
+        (body["error"] == "vote_locks_restoring").then_some(())
+    })
+    .await;
+    assert!(
+        restoring.is_some(),
+        "votes were not held back for a restore"
+    );
+    assert_eq!(app.get("/readyz").await.0, StatusCode::OK);
+
+    // Counted, as the aggregator would: its ballot, then its group's offsets.
+    app.count_ballot(&poll, "before", 0).await;
+    pollstream_testkit::commit_group_at_ends(&group, &app.raw_votes_topic).await;
+    let recovered = pollstream_testkit::eventually(Duration::from_secs(60), || async {
         let (status, _) = app.vote(code, "during", &[option_id(&poll, 0)]).await;
+        assert_ne!(status, StatusCode::CONFLICT, "\"during\" never got in");
         (status == StatusCode::ACCEPTED).then_some(())
     })
     .await;
@@ -49,7 +75,12 @@ async fn redis_outage_gives_quick_503s_and_recovers_by_itself() {
         recovered.is_some(),
         "voting never recovered after Redis came back"
     );
-    assert_eq!(app.get("/readyz").await.0, StatusCode::OK);
+    let (status, body) = app.vote(code, "before", &[option_id(&poll, 1)]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("already_voted")),
+        "the restored locks hold the counted ballot"
+    );
 }
 
 #[tokio::test]

@@ -1,0 +1,381 @@
+//! Rebuilding a poll's vote locks from PostgreSQL when its lock-ledger marker is missing
+//! (Redis lost its keys, or the marker expired with the lock TTL): see [`crate::vote_lock`].
+//!
+//! One replica at a time restores a poll: it holds a Redis lease (`SET NX PX`,
+//! `vote-locks-restoring:{pollId}`, [`LEASE_TTL`], renewed while the restore runs, so a
+//! replica that dies mid-restore holds the poll back for seconds, not for the whole restore).
+//! Votes for the poll meanwhile get `503 vote_locks_restoring` with `Retry-After`. A restore
+//! must not miss a vote that was accepted but not yet counted, so before it reads the ballots
+//! it fences them off:
+//!
+//! 1. it waits out the longest a request that took a lock in the old Redis can still be
+//!    producing (the vote handler's send deadline, `KAFKA_PRODUCE_TIMEOUT_MS`, plus a margin):
+//!    after that every such vote is in `raw-votes` or was answered with an error;
+//! 2. it reads the high watermark of every `raw-votes` partition;
+//! 3. it waits until the aggregator's consumer group (`AGGREGATOR_GROUP_ID`) has committed
+//!    offsets at or past them: the aggregator commits only after its PostgreSQL flush, so
+//!    every vote accepted before step 1 ended is a ballot by then (or parked as not countable).
+//!
+//! The fence is the slow part and is the same for every poll, so a replica runs one at a time
+//! ([`LockFence`]) and a restore that finds one completed since it noticed the missing marker
+//! uses it: after Redis lost everything, the polls being voted on wait for one fence (two at
+//! most), not one each.
+//!
+//! Then it writes a lock for every counted ballot (the lock TTL, the ballot's [`LockValue`] so
+//! "my vote" stays right), sets the closed flag again if the poll is closed, and sets the
+//! marker, only if the lease is still its own.
+//!
+//! - The locks are overwritten, not `SET NX`: a lock still there when the marker lapsed (the
+//!   TTL case) expires sooner than the new marker would, and the counted ballot is what the
+//!   lock must say anyway (no lock is taken while the marker is missing, so nothing newer can
+//!   be there).
+//! - The lease check keeps the marker for a Redis that stayed up: had Redis lost its keys
+//!   again while the locks were written, the lease would be gone with them.
+//! - A restore that fails (PostgreSQL or Kafka down, the aggregator not caught up within
+//!   [`CATCH_UP_LIMIT`]) leaves the marker unset and frees the lease, so the next vote starts
+//!   another.
+
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use pollstream_store::ballots;
+use pollstream_store::{PollDefinition, closed_flag};
+use pollstream_wire::PollStatus;
+use rdkafka::consumer::Consumer;
+use rdkafka::{Offset, TopicPartitionList};
+use redis::aio::ConnectionManager;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::metric_names::VOTE_LOCK_RESTORES;
+use crate::state::AppState;
+use crate::vote_lock::{self, LockValue};
+
+/// Added to the send deadline before the watermarks are read: the time between a lock taken
+/// and its send starting (a Redis round trip, task scheduling).
+const IN_FLIGHT_MARGIN: Duration = Duration::from_secs(1);
+
+/// How long a restore waits for the aggregator to commit past the watermarks before it gives
+/// up (and a later vote tries again).
+pub const CATCH_UP_LIMIT: Duration = Duration::from_secs(30);
+
+/// How often the aggregator's committed offsets are read while waiting for it.
+const CATCH_UP_POLL: Duration = Duration::from_millis(250);
+
+/// Time allowed for reading the ballots and writing their locks, on top of the waits.
+const LOAD_LIMIT: Duration = Duration::from_secs(60);
+
+/// Bound on each Kafka metadata or offset request.
+const KAFKA_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Locks written per pipelined round trip.
+const LOCKS_PER_BATCH: usize = 500;
+
+/// Lifetime of a restore's lease; it is renewed every [`LEASE_RENEWAL`] while the restore runs.
+pub const LEASE_TTL: Duration = Duration::from_secs(10);
+
+/// How often a running restore renews its lease.
+const LEASE_RENEWAL: Duration = Duration::from_secs(3);
+
+// KEYS: the lease, the poll's marker. ARGV: the lease holder's token, the marker's TTL in ms.
+// Sets the marker only if that holder still has the lease; returns 1 if it did.
+static MARK_IF_LEASED: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[2], 1, 'PX', ARGV[2])
+  return 1
+end
+return 0
+",
+    )
+});
+
+// KEYS: the lease. ARGV: its holder's token, the TTL in ms. Extends the lease only if that
+// holder still has it.
+static RENEW: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+",
+    )
+});
+
+/// The lease's key for `poll_id`.
+pub fn lease_key(poll_id: Uuid) -> String {
+    format!("vote-locks-restoring:{poll_id}")
+}
+
+/// Why a restore did not complete.
+#[derive(Debug, thiserror::Error)]
+enum RestoreError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("postgres: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("the aggregator did not commit past the watermarks within {0:?}")]
+    NotCaughtUp(Duration),
+    #[error("restore took too long: {0}")]
+    TooSlow(&'static str),
+    #[error("task: {0}")]
+    Task(String),
+    #[error("the shared fence failed: {0}")]
+    Fence(String),
+    #[error("the lease was lost (Redis restarted, or it lapsed) before the marker was set")]
+    LeaseLost,
+}
+
+/// Steps 1 to 3 above, run by one restore at a time on this replica and shared by the others.
+#[derive(Default)]
+pub struct LockFence {
+    last: tokio::sync::Mutex<Option<FenceRun>>,
+}
+
+/// A completed fence: when its wait began, and why it failed if it did.
+struct FenceRun {
+    started: Instant,
+    failure: Option<String>,
+}
+
+impl LockFence {
+    /// Returns once every vote whose lock was taken before `since` is counted (or parked): by
+    /// a fence that began at or after `since`, this one's or one another restore ran.
+    async fn pass(&self, state: &AppState, since: Instant) -> Result<(), RestoreError> {
+        let mut last = self.last.lock().await;
+        if let Some(run) = last.as_ref().filter(|run| run.started >= since) {
+            return match &run.failure {
+                None => Ok(()),
+                Some(reason) => Err(RestoreError::Fence(reason.clone())),
+            };
+        }
+        let started = Instant::now();
+        tokio::time::sleep(state.config.kafka.produce_timeout + IN_FLIGHT_MARGIN).await;
+        let result = wait_for_aggregator(state).await;
+        *last = Some(FenceRun {
+            started,
+            failure: result.as_ref().err().map(ToString::to_string),
+        });
+        result
+    }
+}
+
+/// Answer for a vote in `poll_id` whose lock state is unknown: starts a restore on this
+/// replica unless one already runs somewhere, and returns the `503` to send meanwhile.
+pub async fn begin(state: &AppState, poll_id: Uuid) -> ApiError {
+    let noticed = Instant::now();
+    let token = Uuid::new_v4().to_string();
+    let limit = restore_limit(state);
+    let mut redis = state.redis.clone();
+    let acquired: redis::RedisResult<Option<String>> = redis::cmd("SET")
+        .arg(lease_key(poll_id))
+        .arg(&token)
+        .arg("NX")
+        .arg("PX")
+        .arg(LEASE_TTL.as_millis() as u64)
+        .query_async(&mut redis)
+        .await;
+    match acquired {
+        Ok(Some(_)) => {
+            tracing::warn!(%poll_id, "Vote locks of this poll may be incomplete; restoring them from PostgreSQL");
+            let state = state.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let renewal = tokio::spawn(renew_lease(state.clone(), poll_id, token.clone()));
+                let restored =
+                    tokio::time::timeout(limit, restore(&state, poll_id, &token, noticed)).await;
+                renewal.abort();
+                let outcome = match &restored {
+                    Ok(Ok(_)) => "restored",
+                    Ok(Err(_)) => "failed",
+                    Err(_) => "timed_out",
+                };
+                metrics::counter!(VOTE_LOCK_RESTORES, "outcome" => outcome).increment(1);
+                match restored {
+                    Ok(Ok(locks)) => {
+                        tracing::info!(%poll_id, locks, elapsed_ms = started.elapsed().as_millis() as u64, "Vote locks restored");
+                    }
+                    Ok(Err(err)) => {
+                        tracing::error!(%poll_id, error = %err, "Cannot restore vote locks; votes stay refused until a later attempt succeeds");
+                    }
+                    Err(_) => {
+                        tracing::error!(%poll_id, "Restoring vote locks took too long; votes stay refused until a later attempt succeeds");
+                    }
+                }
+                let mut redis = state.redis.clone();
+                vote_lock::release_lock(&mut redis, &lease_key(poll_id), &token).await;
+            });
+            ApiError::LockStateRestoring
+        }
+        Ok(None) => ApiError::LockStateRestoring,
+        Err(err) => ApiError::unavailable("redis", err),
+    }
+}
+
+/// Renews the lease on `poll_id` held with `token` until it is aborted. A failed
+/// renewal is only logged: should the lease lapse, a second replica may restore the same poll
+/// at once, which is harmless (both write the same locks).
+async fn renew_lease(state: AppState, poll_id: Uuid, token: String) {
+    let mut redis = state.redis.clone();
+    let key = lease_key(poll_id);
+    loop {
+        tokio::time::sleep(LEASE_RENEWAL).await;
+        let renewed = RENEW
+            .key(&key)
+            .arg(&token)
+            .arg(LEASE_TTL.as_millis() as u64)
+            .invoke_async::<i64>(&mut redis)
+            .await;
+        if let Err(err) = renewed {
+            tracing::warn!(%poll_id, error = %err, "Cannot renew the lease on restoring vote locks");
+        }
+    }
+}
+
+/// The longest a restore may take: every wait of it (a fence already running, then its own)
+/// and the loading.
+fn restore_limit(state: &AppState) -> Duration {
+    2 * (state.config.kafka.produce_timeout + IN_FLIGHT_MARGIN + CATCH_UP_LIMIT) + LOAD_LIMIT
+}
+
+/// The fence, then the locks, the closed flag and the marker; returns how many ballots were
+/// read. `token` is this restore's lease; `noticed` is when the marker was found missing.
+async fn restore(
+    state: &AppState,
+    poll_id: Uuid,
+    token: &str,
+    noticed: Instant,
+) -> Result<usize, RestoreError> {
+    state.lock_fence.pass(state, noticed).await?;
+
+    let mut redis = state.redis.clone();
+    // The marker must expire no later than the first lock written here.
+    let started = Instant::now();
+    let poll = PollDefinition::load_by_id(&state.db, poll_id).await?;
+    let mut ballots = ballots::all_of(&state.db, poll_id);
+    let mut batch = Vec::with_capacity(LOCKS_PER_BATCH);
+    let mut total = 0;
+    while let Some(ballot) = ballots.try_next().await? {
+        let value = LockValue {
+            vote_id: ballot.vote_id,
+            option_ids: ballot.option_ids,
+        };
+        batch.push((vote_lock::key(poll_id, &ballot.voter_id), value.render()));
+        if batch.len() == LOCKS_PER_BATCH {
+            total += batch.len();
+            write_locks(&mut redis, &batch, state.config.vote_lock_ttl).await?;
+            batch.clear();
+        }
+    }
+    total += batch.len();
+    write_locks(&mut redis, &batch, state.config.vote_lock_ttl).await?;
+
+    let closed = poll
+        .as_ref()
+        .is_none_or(|poll| poll.status_at(chrono::Utc::now()) == PollStatus::Closed);
+    if closed {
+        closed_flag::set(&mut redis, poll_id).await?;
+    }
+    let remaining = state
+        .config
+        .vote_lock_ttl
+        .checked_sub(started.elapsed())
+        .filter(|left| *left >= Duration::from_secs(1))
+        .ok_or(RestoreError::TooSlow(
+            "the locks written would expire before the marker",
+        ))?;
+    let marked: i64 = MARK_IF_LEASED
+        .key(lease_key(poll_id))
+        .key(vote_lock::ledger_key(poll_id))
+        .arg(token)
+        .arg(remaining.as_millis() as u64)
+        .invoke_async(&mut redis)
+        .await?;
+    if marked != 1 {
+        return Err(RestoreError::LeaseLost);
+    }
+    Ok(total)
+}
+
+/// Writes `locks` (key, value) in one pipelined round trip, replacing any lock already there.
+async fn write_locks(
+    redis: &mut ConnectionManager,
+    locks: &[(String, String)],
+    ttl: Duration,
+) -> redis::RedisResult<()> {
+    if locks.is_empty() {
+        return Ok(());
+    }
+    let mut pipe = redis::pipe();
+    for (key, value) in locks {
+        pipe.cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("EX")
+            .arg(ttl.as_secs())
+            .ignore();
+    }
+    pipe.query_async(redis).await
+}
+
+/// Steps 2 and 3 of the fence: reads the high watermarks of `raw-votes`, then waits until the
+/// aggregator's group has committed at or past each, up to [`CATCH_UP_LIMIT`].
+async fn wait_for_aggregator(state: &AppState) -> Result<(), RestoreError> {
+    let kafka = state.config.kafka.clone();
+    let group = state.config.aggregator_group_id.clone();
+    let topic = state.config.raw_votes_topic.clone();
+    tokio::task::spawn_blocking(move || {
+        // Never subscribed: it only reads the group's committed offsets, without joining it.
+        let consumer = kafka.consumer(&group, "earliest")?;
+        let metadata = consumer.fetch_metadata(Some(&topic), KAFKA_REQUEST_TIMEOUT)?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic)
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if partitions.is_empty() {
+            return Err(RestoreError::Kafka(
+                rdkafka::error::KafkaError::MetadataFetch(
+                    rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+                ),
+            ));
+        }
+        let mut marks = Vec::with_capacity(partitions.len());
+        let mut wanted = TopicPartitionList::new();
+        for partition in partitions {
+            let (low, high) =
+                consumer.fetch_watermarks(&topic, partition, KAFKA_REQUEST_TIMEOUT)?;
+            marks.push((partition, low, high));
+            wanted.add_partition(&topic, partition);
+        }
+        let deadline = Instant::now() + CATCH_UP_LIMIT;
+        loop {
+            let committed = consumer.committed_offsets(wanted.clone(), KAFKA_REQUEST_TIMEOUT)?;
+            let behind = marks.iter().any(|&(partition, low, high)| {
+                match committed
+                    .find_partition(&topic, partition)
+                    .map(|p| p.offset())
+                {
+                    Some(Offset::Offset(offset)) => offset < high,
+                    // Nothing committed yet: only an empty partition needs nothing counted.
+                    _ => low < high,
+                }
+            });
+            if !behind {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(RestoreError::NotCaughtUp(CATCH_UP_LIMIT));
+            }
+            std::thread::sleep(CATCH_UP_POLL);
+        }
+    })
+    .await
+    .map_err(|err| RestoreError::Task(err.to_string()))?
+}
