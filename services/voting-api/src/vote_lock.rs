@@ -25,6 +25,7 @@
 
 use std::net::IpAddr;
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use pollstream_store::closed_flag;
@@ -204,13 +205,70 @@ return 0
     )
 });
 
-/// Deletes the lock only if it still holds this vote, so a lock taken by a later attempt is
-/// never removed by an earlier one. A failure is logged: the lock then expires with its TTL.
-pub async fn release_lock(redis: &mut ConnectionManager, key: &str, value: &str) {
-    let released = RELEASE.key(key).arg(value).invoke_async::<i64>(redis).await;
-    if let Err(err) = released {
-        tracing::error!(lock = key, error = %err, "Cannot release vote lock; it expires with its TTL");
+/// How long [`release_lock`] keeps trying when Redis does not answer.
+pub const RELEASE_PERSISTENCE: Duration = Duration::from_secs(60);
+
+/// Background releases allowed at once, so a long Redis outage cannot pile up tasks.
+const MAX_PENDING_RELEASES: usize = 10_000;
+
+static PENDING_RELEASES: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts one background release while it lives.
+struct PendingRelease;
+
+impl Drop for PendingRelease {
+    fn drop(&mut self) {
+        PENDING_RELEASES.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// Deletes the lock only if it still holds this vote, so a lock taken by a later attempt is
+/// never removed by an earlier one. Called when the vote was not accepted after all (its
+/// `take` got no answer, so the script may or may not have run, or Kafka refused it): the
+/// voter's retry must find no lock, or it would be answered `409 already_voted` for a vote
+/// that was never counted. One attempt is awaited, so an immediate retry usually finds the
+/// lock gone; if Redis does not answer, a background task keeps trying with backoff for
+/// [`RELEASE_PERSISTENCE`] (a lock outliving that expires with its TTL, logged as an error).
+pub async fn release_lock(redis: &mut ConnectionManager, key: &str, value: &str) {
+    if RELEASE
+        .key(key)
+        .arg(value)
+        .invoke_async::<i64>(redis)
+        .await
+        .is_ok()
+    {
+        return;
+    }
+    if PENDING_RELEASES.fetch_add(1, Ordering::Relaxed) >= MAX_PENDING_RELEASES {
+        PENDING_RELEASES.fetch_sub(1, Ordering::Relaxed);
+        tracing::error!(
+            lock = key,
+            "Cannot release vote lock; it expires with its TTL"
+        );
+        return;
+    }
+    let (mut redis, key, value) = (redis.clone(), key.to_owned(), value.to_owned());
+    tokio::spawn(async move {
+        let _pending = PendingRelease;
+        let deadline = tokio::time::Instant::now() + RELEASE_PERSISTENCE;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            tokio::time::sleep(pause).await;
+            match RELEASE
+                .key(&key)
+                .arg(&value)
+                .invoke_async::<i64>(&mut redis)
+                .await
+            {
+                Ok(_) => return,
+                Err(err) if tokio::time::Instant::now() >= deadline => {
+                    tracing::error!(lock = %key, error = %err, "Cannot release vote lock; it expires with its TTL");
+                    return;
+                }
+                Err(_) => pause = (pause * 2).min(Duration::from_secs(2)),
+            }
+        }
+    });
 }
 
 #[cfg(test)]

@@ -259,8 +259,18 @@ async fn lock_and_produce(
         state.config.rate_limits.window,
         &limits,
     )
-    .await
-    .map_err(|err| ApiError::unavailable("redis", err))?;
+    .await;
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(err) => {
+            // No answer does not mean the script did not run: a lock taken with no vote behind
+            // it would answer the voter's retry `409 already_voted` for a vote never counted.
+            if err.is_timeout() || err.is_connection_dropped() {
+                release_lock(&mut redis, &lock_key, &lock_value).await;
+            }
+            return Err(ApiError::unavailable("redis", err));
+        }
+    };
     match outcome {
         vote_lock::Outcome::Taken => {}
         vote_lock::Outcome::AlreadyVoted => {

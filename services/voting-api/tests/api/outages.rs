@@ -83,6 +83,62 @@ async fn redis_outage_gives_quick_503s_and_recovers_by_itself() {
     );
 }
 
+/// A vote whose lock script Redis runs only after voting-api stopped waiting (answered `503`)
+/// leaves no lock behind: the voter's retry is taken, not refused as `already_voted`.
+#[tokio::test]
+async fn a_lock_redis_took_after_the_timeout_is_released_for_the_retry() {
+    let redis = OwnedRedis::start().await;
+    let url = redis.url();
+    let app = spawn_app_with(&[("REDIS_URL", &url), ("REDIS_TIMEOUT_MS", "300")]).await;
+    let poll = app.create_poll("single", &["a", "b"], None).await;
+    let code = poll["code"].as_str().unwrap();
+    assert_eq!(
+        app.vote(code, "warm-up", &[option_id(&poll, 0)]).await.0,
+        StatusCode::ACCEPTED,
+        "the lock script is loaded"
+    );
+
+    // A script that keeps Redis busy for 1.5 s: commands sent meanwhile queue and run after.
+    let mut blocker = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let busy_until = Instant::now() + Duration::from_millis(1_600);
+    let busy = tokio::spawn(async move {
+        // Its own answer may time out too (the client's default); the script runs regardless.
+        redis::cmd("EVAL")
+            .arg(
+                "local s = redis.call('TIME') while true do local n = redis.call('TIME') \
+                 if (n[1] - s[1]) * 1000000 + (n[2] - s[2]) > 1500000 then return 1 end end",
+            )
+            .arg(0)
+            .query_async::<i64>(&mut blocker)
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, body) = app.vote(code, "stalled", &[option_id(&poll, 1)]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("redis_unavailable")),
+        "{body}"
+    );
+    let _ = busy.await;
+    tokio::time::sleep_until(busy_until.into()).await;
+
+    let taken = pollstream_testkit::eventually(Duration::from_secs(10), || async {
+        let (status, body) = app.vote(code, "stalled", &[option_id(&poll, 1)]).await;
+        assert_ne!(
+            status,
+            StatusCode::CONFLICT,
+            "the retry was refused: {body}"
+        );
+        (status == StatusCode::ACCEPTED).then_some(())
+    })
+    .await;
+    assert!(taken.is_some(), "the retry was never taken");
+}
+
 #[tokio::test]
 async fn kafka_outage_gives_bounded_503s_leaves_no_lock_and_recovers() {
     let (mut broker, app, poll) = app_on_own_broker("1500", "before").await;
