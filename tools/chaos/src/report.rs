@@ -41,6 +41,26 @@ pub struct ChaosReport {
     pub healthy_after_load_ms: u64,
     /// Processes still unhealthy at the end.
     pub unhealthy_at_end: Vec<String>,
+    /// Second by second (by when votes were due): what they got.
+    pub per_second: Vec<SecondCounts>,
+}
+
+/// The votes due in one second of the load, by outcome.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecondCounts {
+    /// Seconds from the start of the load.
+    pub second: u64,
+    /// Answered `202`.
+    pub accepted: u64,
+    /// Answered `503` or `429`.
+    pub refused: u64,
+    /// Answered with another error status.
+    pub errors: u64,
+    /// No answer.
+    pub unknown: u64,
+    /// Slowest `202`, milliseconds from when the vote was due.
+    pub slowest_accept_ms: u64,
 }
 
 /// One check.
@@ -248,7 +268,35 @@ pub fn build(settings: &ChaosSettings, seen: Observations) -> ChaosReport {
         screens,
         healthy_after_load_ms: ms(seen.healthy_after),
         unhealthy_at_end: seen.unhealthy_at_end.clone(),
+        per_second: per_second(&seen),
     }
+}
+
+fn per_second(seen: &Observations) -> Vec<SecondCounts> {
+    let mut seconds: Vec<SecondCounts> = Vec::new();
+    for vote in &seen.votes {
+        let second = vote.due.saturating_duration_since(seen.started).as_secs() as usize;
+        while seconds.len() <= second {
+            seconds.push(SecondCounts {
+                second: seconds.len() as u64,
+                ..SecondCounts::default()
+            });
+        }
+        let counts = &mut seconds[second];
+        match vote.answer {
+            Answer::Status(202) => {
+                counts.accepted += 1;
+                counts.slowest_accept_ms = counts
+                    .slowest_accept_ms
+                    .max(ms(vote.answered.saturating_duration_since(vote.due)));
+            }
+            Answer::Status(409) => {}
+            Answer::Status(429 | 503) => counts.refused += 1,
+            Answer::Status(_) => counts.errors += 1,
+            Answer::Timeout | Answer::Transport => counts.unknown += 1,
+        }
+    }
+    seconds
 }
 
 fn vote_counts(seen: &Observations) -> VoteCounts {
@@ -431,6 +479,26 @@ impl ChaosReport {
             "votes: {} sent, {} accepted (202), {} refused (503/429), {} other errors, {} unknown, {} duplicate (409), {} skipped",
             v.sent, v.accepted, v.refused, v.errors, v.unknown, v.duplicate, v.skipped
         );
+        let _ = writeln!(
+            out,
+            "by answer: {}",
+            v.by_answer
+                .iter()
+                .map(|(answer, n)| format!("{answer} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let _ = writeln!(
+            out,
+            "\nper second, accepted/failed (refused, errors, unknown):"
+        );
+        for row in self.per_second.chunks(10) {
+            let cells: Vec<String> = row
+                .iter()
+                .map(|c| format!("{:>4}/{:<4}", c.accepted, c.refused + c.errors + c.unknown))
+                .collect();
+            let _ = writeln!(out, "  {:>4} s {}", row[0].second, cells.join(" "));
+        }
         let _ = writeln!(
             out,
             "\ntimeline (each fault's window runs to the next fault):"
