@@ -107,8 +107,11 @@ pub struct VoteCounts {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FaultImpact {
-    /// When the process was killed, milliseconds from the start of the load.
+    /// When the process was killed, milliseconds from the start of the load: the planned time,
+    /// or later when the injector waited for the target to be healthy first.
     pub at_ms: u64,
+    /// When the plan said to kill it.
+    pub planned_at_ms: u64,
     /// What the plan targeted.
     pub target: Target,
     /// The process hit.
@@ -365,6 +368,7 @@ fn fault_impacts(seen: &Observations) -> Vec<FaultImpact> {
         );
         impacts.push(FaultImpact {
             at_ms: ms(from - seen.started),
+            planned_at_ms: ms(fault.planned.at),
             target: fault.planned.target,
             process: fault.process.clone(),
             down_ms: ms(fault.restarted_at - fault.killed_at),

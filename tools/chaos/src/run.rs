@@ -27,7 +27,7 @@ pub struct ChaosSettings {
     pub duration: Duration,
     /// Votes per second, open loop (sent on schedule whatever the answers).
     pub rate: f64,
-    /// Polls voted in, round-robin (several, so every `raw-votes` partition carries votes).
+    /// Polls voted in, round-robin.
     pub polls: usize,
     /// Options of each poll.
     pub options: usize,
@@ -295,7 +295,9 @@ pub async fn run(
     ))
 }
 
-/// Kills what `fault` targets, waits its `down_for`, and starts it again.
+/// Kills what `fault` targets, waits its `down_for`, and starts it again. A replica still
+/// unready after an earlier fault, or a broker still down, is waited for first (a fault on a
+/// target that is already down would measure nothing new), which may delay the fault.
 async fn inject(stack: &mut ReplicaStack, fault: PlannedFault) -> InjectedFault {
     let (process, killed_at) = match fault.target {
         Target::Replica { service, index } => {
