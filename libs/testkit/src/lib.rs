@@ -6,12 +6,14 @@
 //! `KAFKA_BROKERS`, defaulting to the local stack `scripts/test` starts.
 //!
 //! A test runs the services either in its own process ([`server::start_server`] on port 0) or
-//! as the real binaries ([`stack::Stack`]), and prepares its data with [`polls`],
+//! as the real binaries ([`stack::Stack`], or two replicas of each on a Kafka cluster of their
+//! own: [`replicas::ReplicaStack`]), and prepares its data with [`polls`],
 //! [`tokens`] and [`topic_writer`].
 
 pub mod otlp;
 pub mod owned;
 pub mod polls;
+pub mod replicas;
 pub mod server;
 pub mod service_env;
 pub mod socket_client;

@@ -311,6 +311,13 @@ impl OwnedBroker {
         .await;
     }
 
+    /// Starts the process again (after [`OwnedBroker::kill`] or [`OwnedBroker::stop`]) on
+    /// the same ports and data without waiting for it, as a supervisor restarts a crashed node.
+    pub fn start_again(&mut self) {
+        assert!(!self.is_running(), "Kafka node {} is running", self.node_id);
+        self.spawn();
+    }
+
     fn spawn(&mut self) {
         let script = workspace_root().join("scripts/kafka-node");
         let log = std::fs::OpenOptions::new()

@@ -86,7 +86,8 @@ impl BallotPlan {
 
 /// What a vote needs on the wire, prepared once per poll and option.
 pub struct VoteTarget {
-    url: String,
+    /// The poll's vote URL on each voting-api replica.
+    urls: Vec<String>,
     bodies: Vec<String>,
 }
 
@@ -102,6 +103,8 @@ pub struct Voting {
     pub in_flight: AtomicUsize,
     /// Open loop: scheduled votes not sent because `max_in_flight` was reached.
     pub skipped: AtomicU64,
+    /// Attempts started, which picks the replica of the next one (round-robin).
+    started: AtomicU64,
 }
 
 /// How a vote request ended.
@@ -126,14 +129,17 @@ pub struct Outcome {
     pub answered: Instant,
     /// The answer.
     pub answer: Answer,
+    /// Which voting-api replica it went to (index into the run's API URLs).
+    pub api: usize,
 }
 
 impl Voting {
-    /// Prepares the shared state; outcomes go to `outcomes`.
+    /// Prepares the shared state; votes go round-robin to the voting-api replicas at `apis`
+    /// (base URLs, at least one), outcomes go to `outcomes`.
     pub fn new(
         http: reqwest::Client,
         keys: JwtKeys,
-        api: &str,
+        apis: &[String],
         voter_prefix: String,
         polls: &[TargetPoll],
         duplicates: f64,
@@ -142,7 +148,10 @@ impl Voting {
         let targets = polls
             .iter()
             .map(|poll| VoteTarget {
-                url: format!("{api}/api/v1/votes/{}", poll.code),
+                urls: apis
+                    .iter()
+                    .map(|api| format!("{api}/api/v1/votes/{}", poll.code))
+                    .collect(),
                 bodies: poll
                     .options
                     .iter()
@@ -160,6 +169,7 @@ impl Voting {
             outcomes,
             in_flight: AtomicUsize::new(0),
             skipped: AtomicU64::new(0),
+            started: AtomicU64::new(0),
         }
     }
 
@@ -177,10 +187,12 @@ impl Voting {
     async fn cast(&self, ballot: Ballot, due: Instant) -> Option<Duration> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let target = &self.targets[ballot.poll as usize];
+        let api =
+            (self.started.fetch_add(1, Ordering::Relaxed) % target.urls.len() as u64) as usize;
         let token = self.keys.issue(&self.voter_id(ballot.voter), TOKEN_TTL);
         let sent = self
             .http
-            .post(&target.url)
+            .post(&target.urls[api])
             .bearer_auth(token)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(target.bodies[ballot.option as usize].clone())
@@ -214,6 +226,7 @@ impl Voting {
             due,
             answered,
             answer,
+            api,
         });
         retry_after
     }
@@ -421,6 +434,7 @@ mod tests {
             due: now,
             answered: now,
             answer: Answer::Status(202),
+            api: 0,
         };
         tally.record(&Outcome {
             answer: Answer::Timeout,

@@ -4,13 +4,6 @@
 //! Usually run through `scripts/stress-test`, which builds it in release mode and loads the
 //! local settings (`JWT_SECRET`, ports) from `.run/env`.
 
-mod check;
-mod cli;
-mod load;
-mod report;
-mod screens;
-mod setup;
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -26,10 +19,11 @@ use clap::Parser;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::cli::Args;
-use crate::load::{Outcome, Tally, Voting};
-use crate::report::{Percentiles, Summary};
-use crate::screens::{ScreenSettings, Screens};
+use pollstream_stress::cli::Args;
+use pollstream_stress::load::{self, Outcome, Tally, Voting};
+use pollstream_stress::report::{self, Percentiles, Summary};
+use pollstream_stress::screens::{ScreenSettings, Screens};
+use pollstream_stress::{check, setup};
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -121,6 +115,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 server,
                 source_addrs: args.source_addrs.clone(),
                 polls: polls.iter().map(|p| p.id).collect(),
+                reconnect: false,
             },
             args.clients,
             args.connect_concurrency,
@@ -160,7 +155,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let voting = Arc::new(Voting::new(
         http.clone(),
         keys,
-        &api,
+        std::slice::from_ref(&api),
         voter_prefix,
         &polls,
         args.duplicates,

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -65,11 +66,34 @@ pub fn vote_to_screen(
 ) -> (Histogram<u64>, u64) {
     let mut histogram = latency_histogram();
     let mut never = 0;
+    each_vote_on_screen(
+        accepted_at,
+        baselines,
+        logs,
+        |_, _, _, on_screen| match on_screen {
+            Some(delay) => {
+                let _ = histogram.record(delay.as_micros().max(1) as u64);
+            }
+            None => never += 1,
+        },
+    );
+    (histogram, never)
+}
+
+/// Calls `each(screen, poll, accepted, delay)` for every (accepted vote, screen) pair, with
+/// `delay` from the vote's `202` to the first later snapshot on that screen that covers it
+/// (`None`: never), by the rule of [`vote_to_screen`]; `screen` indexes `logs`.
+pub fn each_vote_on_screen(
+    accepted_at: &[Vec<Instant>],
+    baselines: &[i64],
+    logs: &[ScreenLog],
+    mut each: impl FnMut(usize, usize, Instant, Option<Duration>),
+) {
     let mut sorted: Vec<Vec<Instant>> = accepted_at.to_vec();
     for times in &mut sorted {
         times.sort_unstable();
     }
-    for log in logs {
+    for (screen, log) in logs.iter().enumerate() {
         for (poll, times) in sorted.iter().enumerate() {
             let seen: Vec<(Instant, i64)> = log
                 .deliveries
@@ -85,17 +109,11 @@ pub fn vote_to_screen(
                 while next < seen.len() && (seen[next].0 <= *accepted || seen[next].1 < rank) {
                     next += 1;
                 }
-                match seen.get(next) {
-                    Some((received, _)) => {
-                        let micros = (*received - *accepted).as_micros().max(1) as u64;
-                        let _ = histogram.record(micros);
-                    }
-                    None => never += 1,
-                }
+                let delay = seen.get(next).map(|(received, _)| *received - *accepted);
+                each(screen, poll, *accepted, delay);
             }
         }
     }
-    (histogram, never)
 }
 
 /// Fan-out figures: how fast and how completely snapshots reached every screen.
@@ -386,11 +404,13 @@ mod tests {
             total,
             received: at(ms),
             delay_micros: 1,
+            rejoin: false,
         };
         let log = ScreenLog {
             joined_seq: vec![0],
             // 2 counted at 100 ms, 3 at 300 ms.
             deliveries: vec![delivery(100, 2), delivery(300, 3)],
+            ..ScreenLog::default()
         };
         let (histogram, never) = vote_to_screen(&accepted, &[0], &[log]);
         assert_eq!(never, 0);
@@ -408,18 +428,22 @@ mod tests {
             total: seq,
             received: t0,
             delay_micros: 1,
+            rejoin: false,
         };
         let complete = ScreenLog {
             joined_seq: vec![0],
             deliveries: vec![delivery(1), delivery(2), delivery(3)],
+            ..ScreenLog::default()
         };
         let late_joiner = ScreenLog {
             joined_seq: vec![2],
             deliveries: vec![delivery(3)],
+            ..ScreenLog::default()
         };
         let gap = ScreenLog {
             joined_seq: vec![0],
             deliveries: vec![delivery(1), delivery(3)],
+            ..ScreenLog::default()
         };
         let f = fan_out(3, 3, vec![], &[complete, late_joiner, gap], (None, None));
         assert_eq!(f.snapshots, 3);
