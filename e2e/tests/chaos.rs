@@ -5,9 +5,8 @@
 //! leading a `raw-votes` partition, Redis (restarted empty) and PostgreSQL (crash-stopped).
 //! Every `202` must be counted exactly once, every screen must end on the final count without
 //! ever going backwards, and every process must be healthy again on its own.
-//!
-//! Repeat votes are off: until voting-api confirms a repeat against PostgreSQL after Redis lost
-//! its locks, a repeat sent after the Redis restart may get a `202` that is not counted.
+//! One vote in twenty repeats an earlier ballot of its voter: each must be refused, also after
+//! Redis came back without its locks (voting-api restores them from the counted ballots first).
 
 use std::time::Duration;
 
@@ -25,7 +24,7 @@ async fn thirty_seconds_of_faults_lose_and_double_nothing() {
         polls: 6,
         screens_per_replica: 3,
         faults: 6,
-        duplicates: 0.0,
+        duplicates: 0.05,
         settle_timeout: Duration::from_secs(45),
         recovery_timeout: Duration::from_secs(90),
         flush_interval: Duration::from_millis(500),

@@ -44,8 +44,9 @@ struct Args {
     #[arg(long, default_value_t = 4)]
     screens: usize,
 
-    /// Fraction of votes repeating an earlier ballot (each should get 409)
-    #[arg(long, default_value_t = 0.0)]
+    /// Fraction of votes repeating an earlier ballot (each should get 409, also after Redis
+    /// lost its locks); 0 leaves out the check
+    #[arg(long, default_value_t = 0.05)]
     duplicates: f64,
 
     /// The aggregators' flush interval

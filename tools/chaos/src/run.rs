@@ -59,7 +59,7 @@ impl Default for ChaosSettings {
             options: 4,
             screens_per_replica: 4,
             faults: 6,
-            duplicates: 0.0,
+            duplicates: 0.05,
             request_timeout: Duration::from_secs(5),
             settle_timeout: Duration::from_secs(60),
             recovery_timeout: Duration::from_secs(120),
@@ -236,7 +236,7 @@ pub async fn run(
 
     let unhealthy_at_end = stack.unhealthy_after(settings.recovery_timeout).await;
     let healthy_after = load_ended.elapsed();
-    let final_check = check::final_check(
+    let mut final_check = check::final_check(
         &http,
         &apis[0],
         &polls,
@@ -245,25 +245,56 @@ pub async fn run(
         settings.flush_interval,
     )
     .await?;
-    let final_totals: Vec<i64> = polls
-        .iter()
-        .zip(&final_check.polls)
-        .map(|(poll, checked)| poll.baseline_total + checked.counted)
-        .collect();
+    // Votes answered with an unknown outcome may still be counted well after the load (a
+    // message queued in a producer while a broker was down is delivered when it is back), so
+    // the screens are compared with the counts as they are now, read again each round.
     let converging = Instant::now();
+    let live_totals = || async {
+        let mut totals = Vec::with_capacity(polls.len());
+        for poll in &polls {
+            totals.push(setup::results(&http, &apis[0], poll).await.ok()?.total);
+        }
+        Some(totals)
+    };
     let converged = pollstream_testkit::eventually(settings.settle_timeout, || async {
+        let totals = live_totals().await?;
         let all = screens.iter().all(|s| {
-            let totals = &s.totals;
-            (0..totals.screens()).all(|screen| {
-                final_totals
+            let shown = &s.totals;
+            (0..shown.screens()).all(|screen| {
+                totals
                     .iter()
                     .enumerate()
-                    .all(|(poll, total)| totals.get(screen, poll) == Some(*total))
+                    .all(|(poll, total)| shown.get(screen, poll) == Some(*total))
             })
         });
         all.then_some(())
     })
     .await;
+    let final_totals: Vec<i64> = match live_totals().await {
+        Some(totals) => totals,
+        None => polls
+            .iter()
+            .zip(&final_check.polls)
+            .map(|(poll, checked)| poll.baseline_total + checked.counted)
+            .collect(),
+    };
+    let late = polls
+        .iter()
+        .zip(&final_check.polls)
+        .zip(&final_totals)
+        .any(|((poll, checked), total)| poll.baseline_total + checked.counted != *total);
+    if late {
+        // Counted since the check: check again on the counts the screens ended on.
+        final_check = check::final_check(
+            &http,
+            &apis[0],
+            &polls,
+            &tally,
+            settings.settle_timeout,
+            settings.flush_interval,
+        )
+        .await?;
+    }
     let converged_after = converged.map(|()| converging.elapsed());
     let health = monitor.stop().await;
     let mut screen_logs = Vec::new();
