@@ -18,7 +18,7 @@
 //      /proc/PID/stat) over that window.
 // Snapshots go to the server's own Kafka topic through Kafka's console producer;
 // realtime-service consumes it, the reference server reads it through `kcat -C` on its stdin.
-import { fork, spawn } from "node:child_process";
+import { execFileSync, fork, spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
@@ -40,7 +40,7 @@ const { values: args } = parseArgs({
 
 const SETTLE_MS = 15_000;
 const WARM_UP = 2;
-const CLK_TCK = 100;
+const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim());
 
 const servers = (args.server || []).map((spec) => {
   const [name, url, pid, topic] = spec.split(",");
