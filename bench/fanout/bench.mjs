@@ -114,7 +114,7 @@ function producer(topic) {
   };
 }
 
-/** A driver process and a request/answer helper over its IPC channel. */
+/** A driver process, asked questions over its IPC channel (one answer per question, in order). */
 function driver() {
   const child = fork(new URL("./screens.mjs", import.meta.url), [], {
     stdio: ["ignore", "inherit", "inherit", "ipc"],
