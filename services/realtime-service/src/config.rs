@@ -36,6 +36,12 @@ pub struct Config {
     pub jwt: JwtSettings,
     /// How viewers are counted across replicas and how often `poll-presence` goes out.
     pub presence: PresenceSettings,
+    /// Tokio worker threads (`REALTIME_WORKER_THREADS`, default 1, up to 64). With one, a
+    /// broadcast queues its events on every socket before any socket's writer runs, so each
+    /// socket sends an update's `poll-results` and `poll-stats` in one write; with more, idle
+    /// workers take the writers as soon as they wake and send each event on its own (see
+    /// BENCHMARKS.md, fan-out against Node socket.io). Scale out with replicas instead.
+    pub worker_threads: usize,
     /// Origins (`scheme://host[:port]`) of pages served elsewhere that may use the
     /// long-polling transport across origins (`REALTIME_ALLOWED_ORIGINS`, comma-separated;
     /// empty, the default: same origin only).
@@ -88,6 +94,7 @@ impl Config {
             group_prefix: vars.or_default("REALTIME_GROUP_PREFIX", "realtime-service"),
             jwt: JwtSettings::from_vars(vars)?,
             presence: PresenceSettings::from_vars(vars)?,
+            worker_threads: vars.ranged_or("REALTIME_WORKER_THREADS", 1usize, 1..=64)?,
             allowed_origins: allowed_origins(vars)?,
         })
     }
@@ -148,6 +155,7 @@ mod tests {
         assert_eq!(config.poll_updates_topic, "poll-updates");
         assert_eq!(config.presence.interval, Duration::from_secs(1));
         assert_eq!(config.presence.ttl, Duration::from_secs(5));
+        assert_eq!(config.worker_threads, 1);
         assert!(config.allowed_origins.is_empty());
     }
 

@@ -20,8 +20,8 @@ mod waiting_voters;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::routing::get;
 use axum::{Json, Router};
 use pollstream_infra::http::HttpSettings;
@@ -106,6 +106,9 @@ pub async fn run(
 /// Largest Socket.IO message a client may send, on either transport; a `join` is ~100 bytes.
 const MAX_PACKET_BYTES: usize = 16 * 1024;
 
+/// Read buffer of a WebSocket: a larger message is read in several steps.
+const WS_READ_BUFFER_BYTES: usize = 1024;
+
 /// Longest wait for socketioxide to close every socket at shutdown.
 const SOCKETS_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -150,6 +153,9 @@ fn socket_io_layer() -> (SocketIoLayer, SocketIo) {
         // Packets queued per socket before it counts as too slow and misses one; the default
         // (128) drops updates for clients that stall briefly under a burst.
         .max_buffer_size(1024)
+        // Each WebSocket's read buffer is allocated and zeroed whole; clients only send `join`,
+        // `leave` and pongs (a `join` with a token is ~400 bytes). The default is 4 KiB.
+        .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
         .build_layer()
 }
 
@@ -182,7 +188,8 @@ fn router(socket_io: SocketIoLayer, state: HealthState, allowed_origins: &[Strin
             pollstream_infra::metrics::track_http,
         ))
         .with_state(state)
-        .layer(socket_io);
+        .layer(socket_io)
+        .layer(axum::middleware::map_request(detach_request_head));
     match cross_origin(allowed_origins) {
         Some(cors) => app.layer(cors),
         None => app,
@@ -209,6 +216,33 @@ fn cross_origin(allowed_origins: &[String]) -> Option<CorsLayer> {
             .allow_credentials(true)
             .max_age(CORS_MAX_AGE),
     )
+}
+
+/// The request's URI and header values copied out of the connection's read buffer.
+///
+/// hyper parses them as slices of that buffer (8 KiB or more), and engineioxide keeps every
+/// session's request head for the socket's whole life: each WebSocket kept its connection's
+/// whole read buffer alive, ~8 KiB of the ~28 KiB a screen cost (heaptrack, 2,000 screens).
+/// The copies take a few hundred bytes. The router's [`OriginalUri`] is a clone of the URI,
+/// so it is replaced too.
+async fn detach_request_head(request: axum::extract::Request) -> axum::extract::Request {
+    let (mut head, body) = request.into_parts();
+    let detach = |uri: &mut Uri| {
+        if let Ok(copy) = uri.to_string().parse() {
+            *uri = copy;
+        }
+    };
+    detach(&mut head.uri);
+    if let Some(OriginalUri(original)) = head.extensions.get_mut::<OriginalUri>() {
+        detach(original);
+    }
+    for value in head.headers.values_mut() {
+        if let Ok(mut copy) = HeaderValue::from_bytes(value.as_bytes()) {
+            copy.set_sensitive(value.is_sensitive());
+            *value = copy;
+        }
+    }
+    axum::extract::Request::from_parts(head, body)
 }
 
 /// Refreshes `rooms_active` every [`ROOM_GAUGE_INTERVAL`] until `stop` is cancelled.
