@@ -229,6 +229,17 @@ pub mod trace_context {
         })
     }
 
+    /// The context of `span` as message headers, or `None` when it has none to carry (spans
+    /// are not exported): such a message then carries no header block at all, which spares
+    /// the propagator, a map and a librdkafka header list per message.
+    pub fn headers(span: &tracing::Span) -> Option<OwnedHeaders> {
+        use opentelemetry::trace::TraceContextExt;
+        if !span.context().span().span_context().is_valid() {
+            return None;
+        }
+        Some(inject(span, OwnedHeaders::new()))
+    }
+
     /// Makes the context carried by `headers` (if any) the parent of `span`.
     pub fn adopt<H: Headers>(span: &tracing::Span, headers: Option<&H>) {
         let Some(headers) = headers else { return };
@@ -264,5 +275,29 @@ pub mod trace_context {
             .iter()
             .find(|h| h.key == "traceparent")
             .and_then(|h| String::from_utf8(h.value?.to_vec()).ok())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use opentelemetry::trace::TracerProvider as _;
+        use rdkafka::message::Headers;
+        use tracing_subscriber::layer::SubscriberExt;
+
+        #[test]
+        fn only_a_span_with_a_trace_context_gets_headers() {
+            assert!(super::headers(&tracing::Span::none()).is_none());
+            opentelemetry::global::set_text_map_propagator(
+                opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+            );
+            let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+            let subscriber = tracing_subscriber::registry()
+                .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+            tracing::subscriber::with_default(subscriber, || {
+                let span = tracing::info_span!("produce");
+                let headers = super::headers(&span).expect("a traced span carries its context");
+                let keys: Vec<&str> = headers.iter().map(|header| header.key).collect();
+                assert!(keys.contains(&"traceparent"), "{keys:?}");
+            });
+        }
     }
 }

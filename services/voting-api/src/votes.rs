@@ -285,13 +285,10 @@ async fn lock_and_produce(
 
     let payload = vote.encode();
     let key = vote.key();
-    let record = FutureRecord::to(&state.config.raw_votes_topic)
+    let mut record = FutureRecord::to(&state.config.raw_votes_topic)
         .key(&key)
-        .payload(&payload)
-        .headers(trace_context::inject(
-            &tracing::Span::current(),
-            rdkafka::message::OwnedHeaders::new(),
-        ));
+        .payload(&payload);
+    record.headers = trace_context::headers(&tracing::Span::current());
     let started = Instant::now();
     // librdkafka's own `message.timeout.ms` is not a hard bound for an idempotent producer, so
     // the answer is bounded here; a message still queued past the bound may yet reach Kafka,
