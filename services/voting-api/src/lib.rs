@@ -49,13 +49,12 @@ use web::WebApp;
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Every route of the service with its OpenAPI description. Routes are only ever added
-/// through `routes!`, so the document and the router cannot drift apart. At most
-/// `max_votes_in_flight` vote requests are served at once (see [`votes::router`]).
-pub fn api(max_votes_in_flight: usize) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+/// through `routes!`, so the document and the router cannot drift apart.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut openapi) = OpenApiRouter::new()
         .merge(accounts::router())
         .merge(polls::router())
-        .merge(votes::router(max_votes_in_flight))
+        .merge(votes::router())
         .merge(health::router())
         .split_for_parts();
     openapi.info.title = "pollstream voting-api".into();
@@ -100,7 +99,7 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 /// carries the security headers (see `security_headers`): all three, and the HTTP metrics, in
 /// one middleware (`every_request`).
 fn app(state: AppState) -> Router {
-    let (router, openapi) = api(state.config.max_votes_in_flight);
+    let (router, openapi) = api();
     let openapi = Arc::new(openapi);
     let headers = SecurityHeaders::new(state.config.realtime_public_url.as_ref());
     let web = WebApp::load(
@@ -164,6 +163,7 @@ pub async fn run(
     let producer =
         ResilientProducer::new(config.kafka.clone()).map_err(RunError::setup("Kafka producer"))?;
     let state = AppState::new(Shared {
+        vote_slots: Arc::new(tokio::sync::Semaphore::new(config.max_votes_in_flight)),
         jwt: config.jwt.keys(),
         polls: PollCache::new(db.clone(), config.poll_cache_ttl),
         config: Arc::new(config),
