@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use axum::body::{Body, BodyDataStream, Bytes, HttpBody};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -28,15 +28,11 @@ const DRAIN_MAX_BYTES: u64 = 8 * 1024 * 1024;
 /// Longest time spent draining one oversized body.
 const DRAIN_MAX_TIME: Duration = Duration::from_secs(5);
 
-/// Middleware: `413 payload_too_large` for a body over the limit, before the handler runs;
+/// `413 payload_too_large` for a body over the limit, before the handler runs;
 /// and a body that does not arrive whole within `timeout` (the header-read timeout: a client
 /// that sends its head and then trickles or stops sending its body is closed as one that
 /// stops inside its head is) ends in `408 request_timeout`, when the handler reads it.
-pub async fn refuse_oversized(
-    State(timeout): State<Duration>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub async fn refuse_oversized(timeout: Duration, request: Request, next: Next) -> Response {
     let limit = MAX_BODY_BYTES as u64;
     let deadline = tokio::time::Instant::now() + timeout;
     // hyper knows the exact size when the request declared `Content-Length` (0 without a body).

@@ -1,14 +1,14 @@
 //! Every error response is JSON, `{"error": "<code>", "message": "..."}`, whatever produced it.
 //!
 //! Handlers and the extractors of `extract.rs` answer with [`ApiError`]. The router's own
-//! answers go through [`route_not_found`] and [`method_not_allowed`] (axum adds `Allow`). [`ensure_json_errors`] is the last line of defence: any `4xx`/`5xx` that is
-//! not JSON (from a layer, a rejection a future handler forgets to wrap) is rewritten with a
-//! code for its status, keeping the status and the headers.
+//! answers go through [`route_not_found`] and [`method_not_allowed`] (axum adds `Allow`).
+//! [`ensure_json`] is the last line of defence, applied to every response (see
+//! `every_request`): any `4xx`/`5xx` that is not JSON (from a layer, a rejection a future
+//! handler forgets to wrap) is rewritten with a code for its status, keeping the status and
+//! the headers.
 
 use axum::body::Body;
-use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
-use axum::middleware::Next;
 use axum::response::Response;
 use pollstream_wire::ErrorBody;
 
@@ -27,9 +27,9 @@ pub async fn method_not_allowed(method: Method) -> ApiError {
     ApiError::MethodNotAllowed(method.to_string())
 }
 
-/// Middleware: rewrites an error response that is not JSON into the JSON error body.
-pub async fn ensure_json_errors(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+/// Rewrites an error response that is not JSON into the JSON error body; any other response
+/// is returned as it is.
+pub async fn ensure_json(response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) || is_json(&response) {
         return response;
@@ -96,6 +96,7 @@ fn code_for(status: StatusCode) -> &'static str {
 mod tests {
     use super::*;
     use axum::Router;
+    use axum::extract::Request;
     use axum::routing::get;
     use tower::ServiceExt;
 
@@ -132,7 +133,11 @@ mod tests {
             .route("/ok", get(|| async { "fine" }))
             .fallback(route_not_found)
             .method_not_allowed_fallback(method_not_allowed)
-            .layer(axum::middleware::from_fn(ensure_json_errors))
+            .layer(axum::middleware::from_fn(
+                async |request: Request, next: axum::middleware::Next| {
+                    ensure_json(next.run(request).await).await
+                },
+            ))
     }
 
     fn get_request(path: &str) -> Request {

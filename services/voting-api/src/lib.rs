@@ -9,6 +9,7 @@ pub mod web;
 
 mod accounts;
 mod body_limit;
+mod every_request;
 mod extract;
 mod health;
 mod json_errors;
@@ -48,13 +49,12 @@ use web::WebApp;
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Every route of the service with its OpenAPI description. Routes are only ever added
-/// through `routes!`, so the document and the router cannot drift apart. At most
-/// `max_votes_in_flight` vote requests are served at once (see [`votes::router`]).
-pub fn api(max_votes_in_flight: usize) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+/// through `routes!`, so the document and the router cannot drift apart.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut openapi) = OpenApiRouter::new()
         .merge(accounts::router())
         .merge(polls::router())
-        .merge(votes::router(max_votes_in_flight))
+        .merge(votes::router())
         .merge(health::router())
         .split_for_parts();
     openapi.info.title = "pollstream voting-api".into();
@@ -96,9 +96,10 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 /// Builds the router with every route of the service and the web app's pages and files
 /// (`web`). Every error it answers is JSON (see `json_errors`), a body over
 /// [`MAX_BODY_BYTES`] gets a `413` its sender can read (see `body_limit`), and every response
-/// carries the security headers (see `security_headers`).
+/// carries the security headers (see `security_headers`): all three, and the HTTP metrics, in
+/// one middleware (`every_request`).
 fn app(state: AppState) -> Router {
-    let (router, openapi) = api(state.config.max_votes_in_flight);
+    let (router, openapi) = api();
     let openapi = Arc::new(openapi);
     let headers = SecurityHeaders::new(state.config.realtime_public_url.as_ref());
     let web = WebApp::load(
@@ -115,18 +116,13 @@ fn app(state: AppState) -> Router {
         .fallback(move |request: Request| web::fallback(web.clone(), request))
         .method_not_allowed_fallback(json_errors::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
-            state.config.http.header_read_timeout,
-            body_limit::refuse_oversized,
-        ))
-        .layer(axum::middleware::from_fn(json_errors::ensure_json_errors))
-        .layer(axum::middleware::from_fn(
-            pollstream_infra::metrics::track_http,
+            Arc::new(every_request::Rules {
+                body_timeout: state.config.http.header_read_timeout,
+                headers,
+            }),
+            every_request::apply,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn_with_state(
-            headers,
-            security_headers::add,
-        ))
         .layer(cors(&state.config.cors_origins))
         .layer(
             TraceLayer::new_for_http().make_span_with(
@@ -167,6 +163,7 @@ pub async fn run(
     let producer =
         ResilientProducer::new(config.kafka.clone()).map_err(RunError::setup("Kafka producer"))?;
     let state = AppState::new(Shared {
+        vote_slots: Arc::new(tokio::sync::Semaphore::new(config.max_votes_in_flight)),
         jwt: config.jwt.keys(),
         polls: PollCache::new(db.clone(), config.poll_cache_ttl),
         config: Arc::new(config),

@@ -6,11 +6,7 @@
 //! gets one that allows nothing. All get `nosniff`, `no-referrer` and `DENY` framing. No
 //! response sets a cookie: the web app keeps its tokens in `localStorage`.
 
-use std::sync::Arc;
-
-use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
-use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::web::RealtimeUrl;
@@ -39,43 +35,39 @@ pub struct SecurityHeaders {
 
 impl SecurityHeaders {
     /// Headers for a service whose pages connect to `realtime` (or their own origin).
-    pub fn new(realtime: Option<&RealtimeUrl>) -> Arc<Self> {
-        Arc::new(Self {
+    pub fn new(realtime: Option<&RealtimeUrl>) -> Self {
+        Self {
             page_csp: HeaderValue::from_str(&page_csp(realtime))
                 .expect("a parsed realtime URL holds only header-safe characters"),
-        })
+        }
     }
 }
 
-/// Middleware: adds the security headers to the response, the page CSP to HTML.
-pub async fn add(
-    State(headers): State<Arc<SecurityHeaders>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let mut response = next.run(request).await;
-    let is_page = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.trim_start().starts_with("text/html"));
-    let csp = if is_page {
-        headers.page_csp.clone()
-    } else {
-        HeaderValue::from_static(API_CSP)
-    };
-    let set = response.headers_mut();
-    set.insert(header::CONTENT_SECURITY_POLICY, csp);
-    set.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    set.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    set.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    response
+impl SecurityHeaders {
+    /// Adds the security headers to `response`, the page CSP to HTML.
+    pub fn add_to(&self, response: &mut Response) {
+        let is_page = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.trim_start().starts_with("text/html"));
+        let csp = if is_page {
+            self.page_csp.clone()
+        } else {
+            HeaderValue::from_static(API_CSP)
+        };
+        let set = response.headers_mut();
+        set.insert(header::CONTENT_SECURITY_POLICY, csp);
+        set.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        set.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+        set.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use pollstream_infra::jwt::JwtKeys;
 use pollstream_infra::kafka::ResilientProducer;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
+use tokio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::lock_restore::LockFence;
@@ -47,4 +48,6 @@ pub struct Shared {
     pub polls: PollCache,
     /// The wait before vote locks are restored, shared by this replica's restores.
     pub lock_fence: LockFence,
+    /// `MAX_VOTES_IN_FLIGHT` places for vote requests (see `votes::VoteSlot`).
+    pub vote_slots: Arc<Semaphore>,
 }

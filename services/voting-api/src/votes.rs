@@ -9,10 +9,10 @@
 
 use std::time::{Duration, Instant};
 
-use axum::error_handling::HandleErrorLayer;
-use axum::extract::State;
+use axum::Json;
+use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
-use axum::{BoxError, Json};
+use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
 use pollstream_infra::telemetry::trace_context;
 use pollstream_store::PollDefinition;
@@ -20,9 +20,7 @@ use pollstream_store::ballots::{self, ChoiceFault, CountFault};
 use pollstream_wire::{ErrorBody, PollStatus, RawVote, SCHEMA_VERSION};
 use rdkafka::producer::FutureRecord;
 use serde::{Deserialize, Serialize};
-use tower::ServiceBuilder;
-use tower::limit::GlobalConcurrencyLimitLayer;
-use tower::load_shed::LoadShedLayer;
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -36,25 +34,40 @@ use crate::rate_limit::{self, Limit};
 use crate::state::AppState;
 use crate::vote_lock::{self, LockValue, release_lock};
 
-/// Routes that take votes. At most `max_in_flight` of their requests are served at once on
-/// this instance (one semaphore for all of them); past that a request is answered `503
-/// overloaded` at once instead of queueing behind the others. Under a burst beyond what the
-/// instance can do, the votes it takes keep their latency and the rest can retry (or go to
-/// another replica) within a second, rather than every request waiting into its timeout.
-pub fn router(max_in_flight: usize) -> OpenApiRouter<AppState> {
+/// Routes that take votes. At most `MAX_VOTES_IN_FLIGHT` of their requests are served at once
+/// on this instance (one semaphore for all of them, [`VoteSlot`]); past that a request is
+/// answered `503 overloaded` at once instead of queueing behind the others. Under a burst
+/// beyond what the instance can do, the votes it takes keep their latency and the rest can
+/// retry (or go to another replica) within a second, rather than every request waiting into
+/// its timeout.
+pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(vote_by_code))
         .routes(routes!(my_vote))
         .routes(routes!(legacy_vote))
-        .route_layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(|_: BoxError| async {
-                    metrics::counter!(VOTES_REJECTED, "reason" => "overloaded").increment(1);
-                    ApiError::Overloaded
-                }))
-                .layer(LoadShedLayer::new())
-                .layer(GlobalConcurrencyLimitLayer::new(max_in_flight)),
-        )
+}
+
+/// One of the instance's `MAX_VOTES_IN_FLIGHT` places for a vote request, held until the
+/// handler returns. The first extractor of each vote handler, so it is taken before the token
+/// is checked or the body read, as a layer in front of the routes would take it; a plain
+/// `try_acquire` costs no allocation, where a concurrency-limit layer costs a boxed future per
+/// request.
+pub struct VoteSlot {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl FromRequestParts<AppState> for VoteSlot {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match state.vote_slots.clone().try_acquire_owned() {
+            Ok(permit) => Ok(VoteSlot { _permit: permit }),
+            Err(_) => {
+                metrics::counter!(VOTES_REJECTED, "reason" => "overloaded").increment(1);
+                Err(ApiError::Overloaded)
+            }
+        }
+    }
 }
 
 /// Body of `POST /api/v1/votes/{code}`.
@@ -107,6 +120,7 @@ pub struct VoteAccepted {
         (status = 422, body = ErrorBody, description = "invalid choices"), (status = 429, body = ErrorBody),
         (status = 503, body = ErrorBody, description = "Kafka or Redis unavailable, the instance has too many votes in flight (`overloaded`), or the poll's vote locks are being restored after Redis lost them or they expired (`vote_locks_restoring`; no vote was taken); retry after `Retry-After`")))]
 async fn vote_by_code(
+    _slot: VoteSlot,
     State(state): State<AppState>,
     ApiPath(code): ApiPath<String>,
     caller: Caller,
@@ -130,6 +144,7 @@ async fn vote_by_code(
         (status = 422, body = ErrorBody, description = "the option is not one of the poll's"), (status = 429, body = ErrorBody),
         (status = 503, body = ErrorBody, description = "as for `POST /api/v1/votes/{code}`, `vote_locks_restoring` included; retry after `Retry-After`")))]
 async fn legacy_vote(
+    _slot: VoteSlot,
     State(state): State<AppState>,
     caller: Caller,
     ip: ClientIp,
@@ -157,6 +172,7 @@ pub struct MyVote {
     responses((status = 200, body = MyVote), (status = 400, body = ErrorBody, description = "the path is not valid UTF-8"),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn my_vote(
+    _slot: VoteSlot,
     State(state): State<AppState>,
     ApiPath(code): ApiPath<String>,
     caller: Caller,
@@ -295,13 +311,10 @@ async fn lock_and_produce(
 
     let payload = vote.encode();
     let key = vote.key();
-    let record = FutureRecord::to(&state.config.raw_votes_topic)
+    let mut record = FutureRecord::to(&state.config.raw_votes_topic)
         .key(&key)
-        .payload(&payload)
-        .headers(trace_context::inject(
-            &tracing::Span::current(),
-            rdkafka::message::OwnedHeaders::new(),
-        ));
+        .payload(&payload);
+    record.headers = trace_context::headers(&tracing::Span::current());
     let started = Instant::now();
     // librdkafka's own `message.timeout.ms` is not a hard bound for an idempotent producer, so
     // the answer is bounded here; a message still queued past the bound may yet reach Kafka,
