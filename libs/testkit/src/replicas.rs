@@ -509,18 +509,7 @@ impl ReplicaStack {
             let Some(mut child) = replica.child.take() else {
                 continue;
             };
-            if let Some(pid) = child.id() {
-                let _ = std::process::Command::new("kill")
-                    .arg("-TERM")
-                    .arg(pid.to_string())
-                    .status();
-            }
-            if tokio::time::timeout(Duration::from_secs(30), child.wait())
-                .await
-                .is_err()
-            {
-                let _ = child.kill().await;
-            }
+            crate::stack::terminate(&mut child).await;
         }
     }
 }

@@ -297,18 +297,7 @@ impl Stack {
         }
         children.extend(self.replicas.iter_mut());
         for child in children {
-            if let Some(pid) = child.id() {
-                let _ = std::process::Command::new("kill")
-                    .arg("-TERM")
-                    .arg(pid.to_string())
-                    .status();
-            }
-            if tokio::time::timeout(Duration::from_secs(30), child.wait())
-                .await
-                .is_err()
-            {
-                let _ = child.kill().await;
-            }
+            terminate(child).await;
         }
     }
 
@@ -318,6 +307,23 @@ impl Stack {
         self.env
             .get(name)
             .unwrap_or_else(|| panic!("{name} is not set for this stack"))
+    }
+}
+
+/// SIGTERM to a service process, so it drains as in production; SIGKILL if it is still there
+/// 30 s later.
+pub(crate) async fn terminate(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status();
+    }
+    if tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
     }
 }
 

@@ -236,15 +236,17 @@ pub async fn run(
 
     let unhealthy_at_end = stack.unhealthy_after(settings.recovery_timeout).await;
     let healthy_after = load_ended.elapsed();
-    let mut final_check = check::final_check(
-        &http,
-        &apis[0],
-        &polls,
-        &tally,
-        settings.settle_timeout,
-        settings.flush_interval,
-    )
-    .await?;
+    let check_counts = || {
+        check::final_check(
+            &http,
+            &apis[0],
+            &polls,
+            &tally,
+            settings.settle_timeout,
+            settings.flush_interval,
+        )
+    };
+    let mut final_check = check_counts().await?;
     // Votes answered with an unknown outcome may still be counted well after the load (a
     // message queued in a producer while a broker was down is delivered when it is back), so
     // the screens are compared with the counts as they are now, read again each round.
@@ -285,15 +287,7 @@ pub async fn run(
         .any(|((poll, checked), total)| poll.baseline_total + checked.counted != *total);
     if late {
         // Counted since the check: check again on the counts the screens ended on.
-        final_check = check::final_check(
-            &http,
-            &apis[0],
-            &polls,
-            &tally,
-            settings.settle_timeout,
-            settings.flush_interval,
-        )
-        .await?;
+        final_check = check_counts().await?;
     }
     let converged_after = converged.map(|()| converging.elapsed());
     let health = monitor.stop().await;
