@@ -5,8 +5,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use pollstream_testkit::SocketClient;
 use pollstream_testkit::stack::Stack;
+use pollstream_testkit::{SocketClient, metric_sample};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -35,36 +35,6 @@ fn promtool_check(service: &str, exposition: &str) {
     assert!(!report.contains("error"), "{service}: {report}");
 }
 
-/// The value of the first sample of `name` whose labels contain every one of `labels`.
-fn sample(exposition: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    exposition
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter(|line| {
-            line.starts_with(name) && matches!(line.as_bytes().get(name.len()), Some(b' ' | b'{'))
-        })
-        .filter(|line| labels.iter().all(|label| line.contains(label)))
-        .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
-        .reduce(|a, b| a + b)
-}
-
-async fn metrics(stack: &Stack, base: &str) -> String {
-    let response = stack
-        .http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
-    );
-    response.text().await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_parse_and_move_with_votes() {
     let stack = Stack::start("metrics", 200).await;
@@ -89,18 +59,18 @@ async fn metrics_parse_and_move_with_votes() {
     // Give the aggregator's lag reporter one round.
     tokio::time::sleep(Duration::from_secs(6)).await;
 
-    let api = metrics(&stack, &stack.api).await;
+    let api = stack.metrics(&stack.api).await;
     promtool_check("voting-api", &api);
     assert!(
-        sample(&api, "votes_accepted_total", &[]) >= Some(12.0),
+        metric_sample(&api, "votes_accepted_total", &[]) >= Some(12.0),
         "{api}"
     );
     assert!(
-        sample(&api, "votes_rejected_total", &["reason=\"already_voted\""]) >= Some(1.0),
+        metric_sample(&api, "votes_rejected_total", &["reason=\"already_voted\""]) >= Some(1.0),
         "{api}"
     );
     assert!(
-        sample(
+        metric_sample(
             &api,
             "http_request_duration_seconds_count",
             &["route=\"/api/v1/votes/{code}\"", "status=\"202\""]
@@ -108,41 +78,41 @@ async fn metrics_parse_and_move_with_votes() {
         "{api}"
     );
     assert!(
-        sample(&api, "kafka_produce_duration_seconds_count", &[]) >= Some(12.0),
+        metric_sample(&api, "kafka_produce_duration_seconds_count", &[]) >= Some(12.0),
         "{api}"
     );
 
-    let aggregator = metrics(&stack, &stack.aggregator_health).await;
+    let aggregator = stack.metrics(&stack.aggregator_health).await;
     promtool_check("poll-aggregator", &aggregator);
     assert!(
-        sample(&aggregator, "votes_counted_total", &[]) >= Some(12.0),
+        metric_sample(&aggregator, "votes_counted_total", &[]) >= Some(12.0),
         "{aggregator}"
     );
     assert!(
-        sample(&aggregator, "flush_duration_seconds_count", &[]) >= Some(1.0),
+        metric_sample(&aggregator, "flush_duration_seconds_count", &[]) >= Some(1.0),
         "{aggregator}"
     );
     assert!(
-        sample(&aggregator, "flush_batch_votes_count", &[]) >= Some(1.0),
+        metric_sample(&aggregator, "flush_batch_votes_count", &[]) >= Some(1.0),
         "{aggregator}"
     );
     assert!(
-        sample(&aggregator, "kafka_consumer_lag", &[]).is_some(),
+        metric_sample(&aggregator, "kafka_consumer_lag", &[]).is_some(),
         "lag per partition: {aggregator}"
     );
 
-    let realtime = metrics(&stack, &stack.realtime).await;
+    let realtime = stack.metrics(&stack.realtime).await;
     promtool_check("realtime-service", &realtime);
     assert!(
-        sample(&realtime, "sockets_connected", &[]) >= Some(1.0),
+        metric_sample(&realtime, "sockets_connected", &[]) >= Some(1.0),
         "{realtime}"
     );
     assert!(
-        sample(&realtime, "room_broadcasts_total", &[]) >= Some(1.0),
+        metric_sample(&realtime, "room_broadcasts_total", &[]) >= Some(1.0),
         "{realtime}"
     );
     assert!(
-        sample(&realtime, "rooms_active", &[]) >= Some(1.0),
+        metric_sample(&realtime, "rooms_active", &[]) >= Some(1.0),
         "{realtime}"
     );
 

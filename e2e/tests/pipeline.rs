@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use pollstream_testkit::SocketClient;
 use pollstream_testkit::polls::{option_ids, option_votes};
 use pollstream_testkit::stack::Stack;
+use pollstream_testkit::{SocketClient, metric_sample};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -270,15 +270,6 @@ async fn closing_reaches_every_screen_once_with_the_final_count() {
     stack.stop().await;
 }
 
-/// The votes of `votes_counted_total` in a Prometheus exposition.
-fn votes_counted(exposition: &str) -> i64 {
-    exposition
-        .lines()
-        .filter(|line| line.starts_with("votes_counted_total"))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as i64
-}
-
 /// Issue 14: one poll receiving every vote is keyed by voter within the poll, so its votes
 /// land on every partition of `raw-votes` and both aggregator replicas of the group count it;
 /// the ballot key still counts each voter once and screens still only move forward.
@@ -349,16 +340,9 @@ async fn a_hot_poll_uses_every_partition_and_two_aggregators_count_it() {
     let counted_per_replica = || async {
         let mut per_replica = Vec::new();
         for base in &bases {
-            let exposition = stack
-                .http
-                .get(format!("{base}/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            per_replica.push(votes_counted(&exposition));
+            let exposition = stack.metrics(base).await;
+            let counted = metric_sample(&exposition, "votes_counted_total", &[]);
+            per_replica.push(counted.unwrap_or(0.0) as i64);
         }
         per_replica
     };

@@ -148,17 +148,14 @@ async fn a_counted_voter_is_refused_after_redis_loses_its_locks() {
     assert_refused_then_already_voted(&other_answers);
     assert_eq!(stack.counts(poll_id).await, (1, vec![1, 0]));
     assert_eq!(stack.counts(other_id).await, (1, vec![0, 1]));
-    let metrics = stack
-        .http
-        .get(format!("{}/metrics", stack.api))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains(r#"vote_lock_restores_total{outcome="restored"} 2"#),
+    let metrics = stack.metrics(&stack.api).await;
+    assert_eq!(
+        pollstream_testkit::metric_sample(
+            &metrics,
+            "vote_lock_restores_total",
+            &[r#"outcome="restored""#]
+        ),
+        Some(2.0),
         "{metrics}"
     );
 

@@ -160,6 +160,20 @@ impl TestDatabase {
     }
 }
 
+/// The sum of the samples of metric `name` whose labels contain every one of `labels`, in a
+/// Prometheus text exposition (`/metrics`); `None` when there is no such sample.
+pub fn metric_sample(exposition: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| {
+            line.starts_with(name) && matches!(line.as_bytes().get(name.len()), Some(b' ' | b'{'))
+        })
+        .filter(|line| labels.iter().all(|label| line.contains(label)))
+        .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
+        .reduce(|a, b| a + b)
+}
+
 /// A topic name no other test uses.
 pub fn unique_topic(prefix: &str) -> String {
     format!("test-{prefix}-{}", uuid::Uuid::new_v4().simple())

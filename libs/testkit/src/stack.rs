@@ -278,6 +278,27 @@ impl Stack {
             .unwrap()
     }
 
+    /// The Prometheus text exposition a service of this stack serves at `{base}/metrics`
+    /// (`base` one of [`Stack::api`], [`Stack::aggregator_health`], [`Stack::realtime`] or a
+    /// replica's), checked to be a `200` in `text/plain`. Read it with
+    /// [`crate::metric_sample`].
+    pub async fn metrics(&self, base: &str) -> String {
+        let response = self
+            .http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain")
+        );
+        response.text().await.unwrap()
+    }
+
     /// (total, votes per option in position order) straight from PostgreSQL.
     pub async fn counts(&self, poll_id: uuid::Uuid) -> (i64, Vec<i64>) {
         let (_, total, votes) = self.db.counts(poll_id).await;
