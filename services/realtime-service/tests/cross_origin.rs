@@ -1,10 +1,13 @@
 //! Cross-origin long-polling: a page served by another origin (voting-api's) may use the
 //! polling transport only when that origin is listed in `REALTIME_ALLOWED_ORIGINS`.
 
-use pollstream_testkit::server::{RunningServer, start_server};
-use pollstream_testkit::service_env::ServiceEnv;
-use pollstream_testkit::{TestDatabase, unique_topic};
-use realtime_service::{Config, RunError};
+mod common;
+
+use common::{replica_env, start_replica, test_ground};
+
+use pollstream_testkit::TestDatabase;
+use pollstream_testkit::server::RunningServer;
+use realtime_service::RunError;
 use reqwest::header::{
     ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
     ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, CONTENT_TYPE, ORIGIN,
@@ -17,18 +20,12 @@ const STRANGER: &str = "http://evil.example";
 /// A replica with `REALTIME_ALLOWED_ORIGINS` set to `allowed` (unset when `None`), and the
 /// database it needs to run.
 async fn replica(allowed: Option<&str>) -> (RunningServer<RunError>, TestDatabase) {
-    pollstream_testkit::init_logging();
-    let topic = unique_topic("poll-updates");
-    pollstream_testkit::create_topics(&[(&topic, 1)]).await;
-    let db = TestDatabase::create().await;
-    let mut env = ServiceEnv::new(&db.url).set("POLL_UPDATES_TOPIC", &topic);
+    let (topic, db) = test_ground(1).await;
+    let mut env = replica_env(&topic, &db);
     if let Some(allowed) = allowed {
         env = env.set("REALTIME_ALLOWED_ORIGINS", allowed);
     }
-    let config = Config::from_vars(&env.vars()).unwrap();
-    let server =
-        start_server(|listener, shutdown| realtime_service::run(config, listener, shutdown)).await;
-    (server, db)
+    (start_replica(&env).await, db)
 }
 
 /// Opens a long-polling session as a page of `origin` would; returns the answer.

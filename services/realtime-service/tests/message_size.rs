@@ -4,17 +4,20 @@
 //! oversized packets (no Socket.IO client would send them), the official socket.io-client for
 //! the screen that must not notice.
 
+mod common;
+
+use common::{replica_env, start_replica, test_ground};
+
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use pollstream_testkit::polls::{NewPoll, StoredPoll};
-use pollstream_testkit::server::{RunningServer, start_server};
-use pollstream_testkit::service_env::ServiceEnv;
+use pollstream_testkit::server::RunningServer;
 use pollstream_testkit::socket_client::publish_until_seen;
 use pollstream_testkit::topic_writer::TopicWriter;
-use pollstream_testkit::{SocketClient, TestDatabase, unique_topic};
+use pollstream_testkit::{SocketClient, TestDatabase};
 use pollstream_wire::PollStatus;
-use realtime_service::{Config, RunError};
+use realtime_service::RunError;
 use serde_json::json;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -93,15 +96,8 @@ struct Server {
 
 impl Server {
     async fn start() -> Self {
-        pollstream_testkit::init_logging();
-        let topic = unique_topic("poll-updates");
-        pollstream_testkit::create_topics(&[(&topic, 1)]).await;
-        let db = TestDatabase::create().await;
-        let env = ServiceEnv::new(&db.url).set("POLL_UPDATES_TOPIC", &topic);
-        let config = Config::from_vars(&env.vars()).unwrap();
-        let server =
-            start_server(|listener, shutdown| realtime_service::run(config, listener, shutdown))
-                .await;
+        let (topic, db) = test_ground(1).await;
+        let server = start_replica(&replica_env(&topic, &db)).await;
         Self {
             url: server.url.clone(),
             db,

@@ -1,16 +1,19 @@
 //! Presence across replicas: every screen joined to a poll, on any replica, is counted in
 //! `poll-presence`, and a replica that is gone stops counting.
 
+mod common;
+
+use common::{replica_env, start_replica, test_ground};
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pollstream_testkit::polls::{NewPoll, StoredPoll};
-use pollstream_testkit::server::{RunningServer, start_server};
-use pollstream_testkit::service_env::ServiceEnv;
+use pollstream_testkit::server::RunningServer;
 use pollstream_testkit::socket_client::publish_until_seen;
 use pollstream_testkit::topic_writer::TopicWriter;
-use pollstream_testkit::{SocketClient, TestDatabase, unique_topic};
+use pollstream_testkit::{SocketClient, TestDatabase};
 use pollstream_wire::PollStatus;
-use realtime_service::{Config, RunError};
+use realtime_service::RunError;
 use serde_json::{Value, json};
 
 /// Tick of the replicas under test, as in production.
@@ -32,24 +35,14 @@ impl Harness {
 
     /// `replicas` replicas with these settings on top of the test's own.
     async fn with(replicas: usize, settings: &[(&str, &str)]) -> Self {
-        pollstream_testkit::init_logging();
-        let topic = unique_topic("poll-updates");
-        pollstream_testkit::create_topics(&[(&topic, 1)]).await;
-        let db = TestDatabase::create().await;
+        let (topic, db) = test_ground(1).await;
         let mut servers = Vec::new();
         for _ in 0..replicas {
-            let env = ServiceEnv::new(&db.url)
-                .set("POLL_UPDATES_TOPIC", &topic)
+            let env = replica_env(&topic, &db)
                 .set("PRESENCE_INTERVAL_MS", INTERVAL.as_millis().to_string())
                 .set("PRESENCE_TTL_MS", TTL.as_millis().to_string())
                 .set_all(settings);
-            let config = Config::from_vars(&env.vars()).unwrap();
-            servers.push(Some(
-                start_server(|listener, shutdown| {
-                    realtime_service::run(config, listener, shutdown)
-                })
-                .await,
-            ));
+            servers.push(Some(start_replica(&env).await));
         }
         Self {
             db,
@@ -241,8 +234,8 @@ async fn without_redis_presence_pauses_and_broadcasts_go_on() {
             .text()
             .await
             .ok()?;
-        text.lines()
-            .any(|line| line.starts_with("presence_failures_total") && !line.ends_with(" 0"))
+        pollstream_testkit::metric_sample(&text, "presence_failures_total", &[])
+            .is_some_and(|failures| failures > 0.0)
             .then_some(text)
     })
     .await;

@@ -1,17 +1,20 @@
 //! realtime-service with the official socket.io-client against real PostgreSQL, Redis and a
 //! Kafka-compatible broker; snapshots are produced straight to a throwaway `poll-updates`.
 
+mod common;
+
+use common::{replica_env, start_replica, test_ground};
+
 use std::time::Duration;
 
 use pollstream_testkit::polls::{NewPoll, StoredPoll, insert_ballot};
-use pollstream_testkit::server::{RunningServer, start_server};
-use pollstream_testkit::service_env::ServiceEnv;
+use pollstream_testkit::server::RunningServer;
 use pollstream_testkit::socket_client::publish_until_seen;
 use pollstream_testkit::tokens::{claims, sign_claims, token};
 use pollstream_testkit::topic_writer::TopicWriter;
-use pollstream_testkit::{JWT_SECRET, SocketClient, TestDatabase, unique_topic};
+use pollstream_testkit::{JWT_SECRET, SocketClient, TestDatabase};
 use pollstream_wire::PollStatus;
-use realtime_service::{Config, RunError};
+use realtime_service::RunError;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -25,20 +28,10 @@ struct Harness {
 
 impl Harness {
     async fn new(replicas: usize) -> Self {
-        pollstream_testkit::init_logging();
-        let topic = unique_topic("poll-updates");
-        pollstream_testkit::create_topics(&[(&topic, 3)]).await;
-        let db = TestDatabase::create().await;
+        let (topic, db) = test_ground(3).await;
         let mut servers = Vec::new();
         for _ in 0..replicas {
-            let env = ServiceEnv::new(&db.url).set("POLL_UPDATES_TOPIC", &topic);
-            let config = Config::from_vars(&env.vars()).unwrap();
-            servers.push(
-                start_server(|listener, shutdown| {
-                    realtime_service::run(config, listener, shutdown)
-                })
-                .await,
-            );
+            servers.push(start_replica(&replica_env(&topic, &db)).await);
         }
         Self {
             db,
