@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use pollstream_infra::kafka::{ConsumeHandler, GroupConsumer, ResilientProducer, consume};
 use pollstream_infra::telemetry::trace_context;
+use pollstream_store::results_cache::CacheWriteError;
 use pollstream_wire::{DecodeError, RawVote};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
@@ -337,8 +338,8 @@ enum FlushError {
     Database(#[source] sqlx::Error),
     #[error("kafka: {0}")]
     Kafka(#[source] rdkafka::error::KafkaError),
-    #[error("redis: {0}")]
-    Redis(#[source] redis::RedisError),
+    #[error("results cache: {0}")]
+    Cache(#[source] CacheWriteError),
     #[error("task: {0}")]
     Task(String),
     #[error("shutdown before every uncountable vote was parked")]
@@ -349,7 +350,8 @@ impl From<PublishError> for FlushError {
     fn from(err: PublishError) -> Self {
         match err {
             PublishError::Kafka(err) => FlushError::Kafka(err),
-            PublishError::Redis(err) => FlushError::Redis(err),
+            PublishError::Cache(CacheWriteError::Database(err)) => FlushError::Database(err),
+            PublishError::Cache(err) => FlushError::Cache(err),
         }
     }
 }
@@ -360,7 +362,7 @@ impl FlushError {
         match self {
             FlushError::Database(_) => "database",
             FlushError::Kafka(_) => "kafka",
-            FlushError::Redis(_) => "redis",
+            FlushError::Cache(_) => "redis",
             FlushError::Task(_) => "task",
             FlushError::Interrupted => "shutdown",
         }

@@ -79,13 +79,15 @@ enum CloseError {
     Redis(#[from] redis::RedisError),
     #[error("kafka: {0}")]
     Kafka(rdkafka::error::KafkaError),
+    #[error("results cache: {0}")]
+    Cache(pollstream_store::results_cache::CacheWriteError),
 }
 
 impl From<PublishError> for CloseError {
     fn from(err: PublishError) -> Self {
         match err {
             PublishError::Kafka(err) => CloseError::Kafka(err),
-            PublishError::Redis(err) => CloseError::Redis(err),
+            PublishError::Cache(err) => CloseError::Cache(err),
         }
     }
 }

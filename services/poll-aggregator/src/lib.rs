@@ -53,6 +53,7 @@ pub async fn run(
     let publisher = SnapshotPublisher {
         producer: clients.producer.clone(),
         redis: clients.redis.clone(),
+        db: clients.db.clone(),
         topic: config.poll_updates_topic.clone(),
     };
     let closer = spawn_closer(&clients, publisher.clone(), token.clone());

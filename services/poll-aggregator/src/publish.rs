@@ -1,5 +1,6 @@
-//! Publishing poll snapshots: produced to `poll-updates` for the screens, then written into the
-//! results cache (unless it already holds a newer one) for voting-api's results endpoint.
+//! Publishing poll snapshots: written into the results cache (unless it already holds a newer
+//! one), then produced to `poll-updates` for the screens. Cached first, so that a screen that
+//! joins (and reads the cache) after an update was sent never gets an older snapshot.
 //!
 //! The aggregator publishes the snapshots of every flushed batch, the closer those of every
 //! closed poll; both redo the whole publication when any part of it failed, so a snapshot may
@@ -11,7 +12,8 @@
 //! read in its transaction shows exactly the counts of that `seq`; but the replicas publish
 //! independently, so an older `seq` may reach `poll-updates` after a newer one. Consumers take
 //! only newer snapshots: realtime-service's ledger drops an older `seq`, and the results cache
-//! keeps the newer one ([`results_cache::write_if_newer`]).
+//! keeps the newer one ([`results_cache::write_if_newer`], which refills a lost entry from
+//! PostgreSQL rather than trusting the snapshot in hand).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +26,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::FutureRecord;
 use redis::aio::ConnectionManager;
+use sqlx::PgPool;
 use tracing::Instrument;
 
 use crate::batch::VoteBatch;
@@ -39,19 +42,24 @@ pub struct SnapshotPublisher {
     pub producer: Arc<ResilientProducer>,
     /// Results cache.
     pub redis: ConnectionManager,
+    /// Where the results cache is refilled from when Redis lost an entry.
+    pub db: PgPool,
     /// Topic of snapshots (`poll-updates`).
     pub topic: String,
 }
 
 impl SnapshotPublisher {
-    /// Publishes the snapshots of a flushed `batch`: all produced at once, each continuing the
-    /// trace of its poll's first vote in the batch, then cached. Records
+    /// Publishes the snapshots of a flushed `batch`: cached, then all produced at once, each
+    /// continuing the trace of its poll's first vote in the batch. Records
     /// `kafka_produce_duration_seconds{topic="poll-updates"}` for the whole production.
     pub async fn publish_counted(
         &mut self,
         snapshots: &[PollSnapshot],
         batch: &VoteBatch,
     ) -> Result<(), PublishError> {
+        for snapshot in snapshots {
+            self.cache(snapshot).await?;
+        }
         let deliveries = snapshots.iter().map(|snapshot| {
             let span = tracing::info_span!("publish_snapshot", poll_id = %snapshot.poll_id, seq = snapshot.seq, total = snapshot.total);
             if let Some(traceparent) = batch.traceparent(snapshot.poll_id) {
@@ -64,16 +72,13 @@ impl SnapshotPublisher {
         futures::future::try_join_all(deliveries).await?;
         metrics::histogram!(names::KAFKA_PRODUCE_DURATION_SECONDS, "topic" => "poll-updates")
             .record(started.elapsed().as_secs_f64());
-        for snapshot in snapshots {
-            self.cache(snapshot).await?;
-        }
         Ok(())
     }
 
-    /// Publishes the snapshot of a closed poll: produced, then cached.
+    /// Publishes the snapshot of a closed poll: cached, then produced.
     pub async fn publish_closing(&mut self, snapshot: &PollSnapshot) -> Result<(), PublishError> {
-        self.produce(snapshot, None).await?;
-        self.cache(snapshot).await
+        self.cache(snapshot).await?;
+        self.produce(snapshot, None).await
     }
 
     /// Produces `snapshot` keyed by its poll, so that one poll's snapshots reach a consumer in
@@ -97,10 +102,10 @@ impl SnapshotPublisher {
     }
 
     async fn cache(&mut self, snapshot: &PollSnapshot) -> Result<(), PublishError> {
-        results_cache::write_if_newer(&mut self.redis, snapshot)
+        results_cache::write_if_newer(&mut self.redis, &self.db, snapshot)
             .await
             .map(drop)
-            .map_err(PublishError::Redis)
+            .map_err(PublishError::Cache)
     }
 }
 
@@ -110,7 +115,7 @@ pub enum PublishError {
     /// A snapshot was not produced.
     #[error("kafka: {0}")]
     Kafka(#[source] KafkaError),
-    /// A snapshot was produced but not cached.
-    #[error("redis: {0}")]
-    Redis(#[source] redis::RedisError),
+    /// A snapshot was not cached.
+    #[error("results cache: {0}")]
+    Cache(#[source] results_cache::CacheWriteError),
 }

@@ -150,6 +150,50 @@ async fn every_ballot_is_counted_once_and_snapshots_are_published() {
     running.stop().await;
 }
 
+/// The scenario of a chaos run: replica A flushes `seq` n, replica B flushes n + 1 and caches
+/// it, Redis restarts empty, then A's delayed cache write arrives. Caching A's snapshot would
+/// hand screens that join now an older count than they were sent.
+#[tokio::test]
+async fn a_results_entry_lost_with_redis_is_refilled_from_postgresql_not_from_an_older_snapshot() {
+    let h = Harness::new().await;
+    let (poll_id, options) = h.poll(2, 1).await;
+    let running = h.start("50").await;
+    h.send_vote(poll_id, "a", &[options[0]]).await;
+    h.wait_for_total(poll_id, 1).await;
+    h.send_vote(poll_id, "b", &[options[1]]).await;
+    let (seq, _, _) = h.wait_for_total(poll_id, 2).await;
+    running.stop().await;
+
+    let mut redis = pollstream_testkit::redis_connection();
+    let mut stale = pollstream_store::snapshots::load(&h.db.pool, poll_id)
+        .await
+        .unwrap()
+        .unwrap();
+    stale.seq -= 1;
+    stale.total -= 1;
+    stale.options[1].votes -= 1;
+    let _: () = redis::cmd("DEL")
+        .arg(pollstream_wire::results_cache_key(poll_id))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let stored = pollstream_store::results_cache::write_if_newer(&mut redis, &h.db.pool, &stale)
+        .await
+        .unwrap();
+    let cached = pollstream_store::results_cache::read(&mut redis, poll_id)
+        .await
+        .unwrap()
+        .expect("the entry was refilled");
+    assert!(stored);
+    assert_eq!((cached.seq, cached.total), (seq, 2));
+    assert!(
+        !pollstream_store::results_cache::write_if_newer(&mut redis, &h.db.pool, &stale)
+            .await
+            .unwrap(),
+        "an older snapshot replaced the refilled entry"
+    );
+}
+
 #[tokio::test]
 async fn multiple_choice_ballot_counts_each_chosen_option() {
     let h = Harness::new().await;

@@ -143,20 +143,24 @@ async fn results_come_from_postgres_then_from_the_cache() {
         at: chrono::Utc::now(),
     };
     let mut redis = pollstream_testkit::redis_connection();
-    assert!(
-        pollstream_store::results_cache::write_if_newer(&mut redis, &snapshot)
+    let write = async |redis: &mut _, snapshot: &PollSnapshot| {
+        pollstream_store::results_cache::write_if_newer(redis, &app.db.pool, snapshot)
             .await
             .unwrap()
-    );
+    };
+    // Nothing cached yet: the entry is filled from PostgreSQL (seq 0), not from the snapshot.
+    assert!(write(&mut redis, &snapshot).await);
+    let cached = pollstream_store::results_cache::read(&mut redis, poll_id)
+        .await
+        .unwrap()
+        .expect("an entry");
+    assert_eq!((cached.seq, cached.total), (0, 0));
+    assert!(write(&mut redis, &snapshot).await);
     let older = PollSnapshot {
         seq: 3,
         ..snapshot.clone()
     };
-    assert!(
-        !pollstream_store::results_cache::write_if_newer(&mut redis, &older)
-            .await
-            .unwrap()
-    );
+    assert!(!write(&mut redis, &older).await);
 
     let (_, results) = app.get(&format!("/api/v1/polls/{code}/results")).await;
     assert_eq!(results["seq"], 4);
