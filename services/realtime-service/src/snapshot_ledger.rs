@@ -21,8 +21,9 @@ pub struct Broadcast {
     pub closed_now: bool,
 }
 
-/// Newest snapshot broadcast per poll. Only updates from Kafka enter it: a snapshot read for
-/// a joining client must not make the room skip that update when it arrives.
+/// Newest snapshot broadcast per poll. Updates from Kafka enter it, and so does a newer
+/// snapshot read for a joining client, which is then broadcast too: the room may skip that
+/// update when it arrives from Kafka, having been shown it already.
 #[derive(Debug, Default)]
 pub struct SnapshotLedger {
     latest: Mutex<HashMap<Uuid, PollSnapshot>>,

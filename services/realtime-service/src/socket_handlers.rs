@@ -91,12 +91,15 @@ async fn join(
         socket.join(presenter_room_name(poll_id));
     }
     hub.presence.joined(poll_id);
-    let snapshot = current_snapshot(hub, poll_id).await?;
+    let current = current_snapshot(hub, poll_id).await?;
+    let snapshot = current.snapshot.clone();
     if access.visibility.allows(rights, snapshot.status) {
+        current.show_room(hub, socket).await;
         return Ok(serde_json::to_value(snapshot).expect("a snapshot serialises"));
     }
     socket.leave(room_name(poll_id));
     socket.join(waiting_room_name(poll_id));
+    current.show_room(hub, socket).await;
     if access.visibility.needs_ballot()
         && let Some(voter) = viewer
     {
@@ -112,8 +115,9 @@ async fn join(
             hub.waiting.stop_waiting(Some(poll_id), socket.id);
             socket.leave(waiting_room_name(poll_id));
             socket.join(room_name(poll_id));
-            let snapshot = current_snapshot(hub, poll_id).await?;
-            return Ok(serde_json::to_value(snapshot).expect("a snapshot serialises"));
+            let current = current_snapshot(hub, poll_id).await?;
+            current.show_room(hub, socket).await;
+            return Ok(serde_json::to_value(current.snapshot).expect("a snapshot serialises"));
         }
     }
     Ok(serde_json::json!({
@@ -124,8 +128,28 @@ async fn join(
     }))
 }
 
+/// The newest snapshot of a poll, and whether its room has been shown it.
+struct CurrentSnapshot {
+    snapshot: PollSnapshot,
+    ahead_of_room: bool,
+}
+
+impl CurrentSnapshot {
+    /// Broadcasts the snapshot to its room if the room has not been shown it, as if it came
+    /// from Kafka: the ledger then drops the older updates still on their way (this replica is
+    /// behind on `poll-updates`, or just started), which would otherwise reach the joining
+    /// client after its acknowledgement and move its counts backwards. Called once `joiner`
+    /// is in the room it may be in, so no one sees counts they may not see; `joiner` itself
+    /// is left out, its acknowledgement answers it.
+    async fn show_room(&self, hub: &Hub, joiner: &SocketRef) {
+        if self.ahead_of_room {
+            crate::broadcast::publish_except(hub, self.snapshot.clone(), Some(joiner)).await;
+        }
+    }
+}
+
 /// The newest snapshot available: broadcast already, in the results cache, or in PostgreSQL.
-async fn current_snapshot(hub: &Hub, poll_id: Uuid) -> Result<PollSnapshot, ErrorBody> {
+async fn current_snapshot(hub: &Hub, poll_id: Uuid) -> Result<CurrentSnapshot, ErrorBody> {
     let broadcast = hub.ledger.latest(poll_id);
     let mut redis = hub.redis.clone();
     let stored = snapshots::current(&hub.db, &mut redis, poll_id)
@@ -137,11 +161,20 @@ async fn current_snapshot(hub: &Hub, poll_id: Uuid) -> Result<PollSnapshot, Erro
                 "results are temporarily unavailable, retry shortly",
             )
         })?;
-    [broadcast, stored]
-        .into_iter()
-        .flatten()
-        .max_by_key(|snapshot| snapshot.seq)
-        .ok_or_else(|| ErrorBody::new("poll_not_found", format!("no poll with id {poll_id}")))
+    match stored {
+        Some(stored) if broadcast.as_ref().is_none_or(|b| stored.seq > b.seq) => {
+            Ok(CurrentSnapshot {
+                snapshot: stored,
+                ahead_of_room: true,
+            })
+        }
+        _ => broadcast
+            .map(|snapshot| CurrentSnapshot {
+                snapshot,
+                ahead_of_room: false,
+            })
+            .ok_or_else(|| ErrorBody::new("poll_not_found", format!("no poll with id {poll_id}"))),
+    }
 }
 
 fn send_ack(ack: AckSender, reply: Result<serde_json::Value, ErrorBody>) {

@@ -158,6 +158,57 @@ async fn updates_reach_the_room_in_order_and_stale_ones_are_dropped() {
     outsider.close().await;
 }
 
+/// A replica behind on `poll-updates` answers a join from PostgreSQL with a newer snapshot
+/// than its room was sent: the room is shown it too, and the older update arriving later is
+/// dropped instead of moving the newcomer's counts backwards.
+#[tokio::test]
+async fn a_join_newer_than_the_room_shows_the_room_and_older_updates_are_dropped() {
+    let h = Harness::new(1).await;
+    let poll = h.poll().await;
+    let mut member = SocketClient::connect(&h.urls[0]).await;
+    member.request("join", json!({ "pollId": poll.id })).await;
+    h.warm_up(&poll, &mut [&mut member]).await;
+    // Counted up to seq 3 while this replica has only broadcast seq 1.
+    sqlx::query("UPDATE polls SET seq = 3, total = 2 WHERE id = $1")
+        .bind(poll.id)
+        .execute(&h.db.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE options SET votes = 1 WHERE poll_id = $1")
+        .bind(poll.id)
+        .execute(&h.db.pool)
+        .await
+        .unwrap();
+
+    let mut newcomer = SocketClient::connect(&h.urls[0]).await;
+    let ack = newcomer.request("join", json!({ "pollId": poll.id })).await;
+    assert_eq!(
+        (ack["seq"].as_i64(), ack["total"].as_i64()),
+        (Some(3), Some(2))
+    );
+    h.publish(&poll, 2, [1, 0], PollStatus::Open).await; // on its way before the join: stale now
+    h.publish(&poll, 4, [2, 1], PollStatus::Open).await;
+    for client in [&mut member, &mut newcomer] {
+        client
+            .wait_for(Duration::from_secs(10), |line| {
+                line["event"] == "poll-results" && line["data"]["seq"] == 4
+            })
+            .await
+            .expect("seq 4 never arrived");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(seqs(&member.events("poll-results")), vec![1, 3, 4]);
+    assert!(
+        seqs(&newcomer.events("poll-results"))
+            .iter()
+            .all(|&seq| seq >= 3),
+        "the newcomer was sent an update older than its acknowledgement: {:?}",
+        seqs(&newcomer.events("poll-results"))
+    );
+    member.close().await;
+    newcomer.close().await;
+}
+
 #[tokio::test]
 async fn leaving_stops_updates_and_closing_is_announced_once() {
     let h = Harness::new(1).await;
