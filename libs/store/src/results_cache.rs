@@ -11,6 +11,8 @@
 //! every counted `seq`. A per-poll refill token proves that Redis was not emptied again
 //! between the read from PostgreSQL and the write.
 
+use std::sync::LazyLock;
+
 use pollstream_wire::{PollSnapshot, results_cache_key};
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
@@ -27,7 +29,9 @@ const REFILL_ATTEMPTS: usize = 3;
 // Stored as "seq|json" so the script can compare without decoding JSON. Returns 1 when
 // written, 0 when an entry as new is cached, and the refill token when there is no entry and
 // ARGV[4] (the token of a refill from PostgreSQL, or "") does not match the stored one.
-const WRITE_IF_NEWER: &str = r"
+static WRITE_IF_NEWER: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
 local current = redis.call('GET', KEYS[1])
 if current then
   local sep = string.find(current, '|', 1, true)
@@ -47,7 +51,9 @@ else
 end
 redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'EX', ARGV[3])
 return 1
-";
+",
+    )
+});
 
 /// Why the cache could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +107,7 @@ async fn write(
     refill_token: &str,
 ) -> redis::RedisResult<Written> {
     let json = String::from_utf8(snapshot.encode()).expect("JSON is UTF-8");
-    let reply: redis::Value = redis::Script::new(WRITE_IF_NEWER)
+    let reply: redis::Value = WRITE_IF_NEWER
         .key(results_cache_key(snapshot.poll_id))
         .key(refill_key)
         .arg(snapshot.seq)
