@@ -7,6 +7,7 @@ pub mod health;
 pub mod http;
 pub mod jwt;
 pub mod kafka;
+pub mod log_throttle;
 pub mod metrics;
 pub mod postgres;
 pub mod redis;

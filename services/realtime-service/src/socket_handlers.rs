@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use pollstream_infra::log_throttle::LogThrottle;
 use pollstream_store::{Viewer, snapshots};
 use pollstream_wire::{ErrorBody, PollSnapshot, RoomRequest};
 use socketioxide::extract::{AckSender, SocketRef, TryData};
@@ -155,7 +156,11 @@ async fn current_snapshot(hub: &Hub, poll_id: Uuid) -> Result<CurrentSnapshot, E
     let stored = snapshots::current(&hub.db, &mut redis, poll_id)
         .await
         .map_err(|err| {
-            tracing::warn!(poll_id = %poll_id, error = %err, "Cannot read snapshot");
+            // Every join fails alike while PostgreSQL is down: one line a second.
+            static CANNOT_READ: LogThrottle = LogThrottle::new(1_000);
+            if let Some(held_back) = CANNOT_READ.admit() {
+                tracing::warn!(poll_id = %poll_id, error = %err, held_back, "Cannot read snapshot");
+            }
             ErrorBody::new(
                 "unavailable",
                 "results are temporarily unavailable, retry shortly",

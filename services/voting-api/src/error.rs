@@ -8,6 +8,7 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use pollstream_infra::log_throttle::LogThrottle;
 use pollstream_wire::ErrorBody;
 
 use crate::metric_names::DATABASE_ERRORS_TOTAL;
@@ -245,7 +246,9 @@ impl IntoResponse for ApiError {
                 if *dependency == "postgres" {
                     metrics::counter!(DATABASE_ERRORS_TOTAL).increment(1);
                 }
-                tracing::warn!(dependency, error = %detail, "Dependency unavailable");
+                if let Some(held_back) = unavailable_log(dependency).admit() {
+                    tracing::warn!(dependency, error = %detail, held_back, "Dependency unavailable");
+                }
                 format!("{dependency} is unavailable, retry shortly")
             }
             ApiError::Internal(detail) => {
@@ -280,5 +283,18 @@ impl IntoResponse for ApiError {
                 .into_response(),
             _ => (status, body).into_response(),
         }
+    }
+}
+
+/// One "Dependency unavailable" line a second per dependency: while one is down, every request
+/// fails the same way, and a line each would flood the logs (`held_back` counts the others).
+fn unavailable_log(dependency: &str) -> &'static LogThrottle {
+    static KAFKA: LogThrottle = LogThrottle::new(1_000);
+    static REDIS: LogThrottle = LogThrottle::new(1_000);
+    static POSTGRES: LogThrottle = LogThrottle::new(1_000);
+    match dependency {
+        "kafka" => &KAFKA,
+        "redis" => &REDIS,
+        _ => &POSTGRES,
     }
 }

@@ -125,9 +125,16 @@ fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(cors(&state.config.cors_origins))
         .layer(
-            TraceLayer::new_for_http().make_span_with(
-                tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::INFO),
-            ),
+            TraceLayer::new_for_http()
+                .make_span_with(
+                    tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::INFO),
+                )
+                // Every 5xx is logged where it is decided (`ApiError::into_response`: internal
+                // errors as errors, an unavailable dependency as a warning) or counted
+                // (`votes_rejected_total{reason="overloaded"}`); the layer's own line per 5xx
+                // repeated those, and wrote one per shed vote just when the instance is
+                // already past its capacity.
+                .on_failure(()),
         )
         .with_state(state)
 }
