@@ -94,6 +94,15 @@ impl SocketClient {
         ack["data"].clone()
     }
 
+    /// Waits up to `timeout` for the `poll-results` event carrying `seq`; `None` if it did not
+    /// come.
+    pub async fn wait_for_results(&mut self, seq: i64, timeout: Duration) -> Option<Value> {
+        self.wait_for(timeout, |line| {
+            line["event"] == "poll-results" && line["data"]["seq"] == seq
+        })
+        .await
+    }
+
     /// Waits up to `timeout` for a line matching `predicate`, keeping every line in
     /// [`SocketClient::received`]. Lines received earlier are searched first.
     pub async fn wait_for(
@@ -157,9 +166,7 @@ pub async fn publish_until_seen(
         let mut all = true;
         for client in clients.iter_mut() {
             let seen = client
-                .wait_for(Duration::from_millis(300), |line| {
-                    line["event"] == "poll-results" && line["data"]["seq"] == snapshot.seq
-                })
+                .wait_for_results(snapshot.seq, Duration::from_millis(300))
                 .await;
             all &= seen.is_some();
         }

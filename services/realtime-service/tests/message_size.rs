@@ -54,9 +54,7 @@ async fn oversized_websocket_packets_close_only_their_socket() {
     // The screen noticed nothing: still connected, still receiving.
     server.publish(&poll, 2).await;
     screen
-        .wait_for(Duration::from_secs(10), |line| {
-            line["event"] == "poll-results" && line["data"]["seq"] == 2
-        })
+        .wait_for_results(2, Duration::from_secs(10))
         .await
         .expect("the other screen stopped receiving updates");
     assert!(

@@ -135,9 +135,7 @@ async fn updates_reach_the_room_in_order_and_stale_ones_are_dropped() {
     h.publish(&poll, 2, [1, 1], PollStatus::Open).await; // stale: must not be shown
     h.publish(&poll, 4, [2, 2], PollStatus::Open).await;
     member
-        .wait_for(Duration::from_secs(10), |line| {
-            line["event"] == "poll-results" && line["data"]["seq"] == 4
-        })
+        .wait_for_results(4, Duration::from_secs(10))
         .await
         .expect("seq 4 never arrived");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -190,9 +188,7 @@ async fn a_join_newer_than_the_room_shows_the_room_and_older_updates_are_dropped
     h.publish(&poll, 4, [2, 1], PollStatus::Open).await;
     for client in [&mut member, &mut newcomer] {
         client
-            .wait_for(Duration::from_secs(10), |line| {
-                line["event"] == "poll-results" && line["data"]["seq"] == 4
-            })
+            .wait_for_results(4, Duration::from_secs(10))
             .await
             .expect("seq 4 never arrived");
     }
@@ -252,9 +248,7 @@ async fn every_replica_delivers_every_update() {
     h.publish(&poll, 5, [3, 2], PollStatus::Open).await;
     for client in [&mut first, &mut second] {
         client
-            .wait_for(Duration::from_secs(10), |line| {
-                line["event"] == "poll-results" && line["data"]["seq"] == 5
-            })
+            .wait_for_results(5, Duration::from_secs(10))
             .await
             .expect("a replica missed the update");
     }
