@@ -1,13 +1,14 @@
 //! Client → server: the Socket.IO handlers `join` and `leave` a poll's room, and disconnect.
 //!
-//! A joining client is put in the room *before* its snapshot is read, so no update can fall
-//! between the snapshot it gets as acknowledgement and the first broadcast it receives.
+//! A joining client that may see counts is put in the room *before* its snapshot is read, so no
+//! update can fall between the snapshot it gets as acknowledgement and the first broadcast it
+//! receives; one that may not yet is never put there, even for a moment.
 
 use std::sync::Arc;
 
 use pollstream_infra::log_throttle::LogThrottle;
 use pollstream_store::{Viewer, snapshots};
-use pollstream_wire::{ErrorBody, PollSnapshot, RoomRequest};
+use pollstream_wire::{ErrorBody, PollSnapshot, PollStatus, RoomRequest};
 use socketioxide::extract::{AckSender, SocketRef, TryData};
 use uuid::Uuid;
 
@@ -86,8 +87,16 @@ async fn join(
         async |voter| hub.polls.has_counted_ballot(poll_id, voter).await,
     )
     .await?;
-    // Join before reading, so no broadcast falls between the snapshot and the first event.
-    socket.join(room_name(poll_id));
+    // A viewer who may see counts whatever the poll's status (a close only ever shows more)
+    // joins the results room before the snapshot is read, so no broadcast falls between the
+    // snapshot and the first event. Anyone else joins the waiting room, which is never sent
+    // counts they may not see, until the snapshot shows they may see them.
+    let sees_counts_while_open = access.visibility.allows(rights, PollStatus::Open);
+    socket.join(if sees_counts_while_open {
+        room_name(poll_id)
+    } else {
+        waiting_room_name(poll_id)
+    });
     if rights.is_owner {
         socket.join(presenter_room_name(poll_id));
     }
@@ -95,11 +104,14 @@ async fn join(
     let current = current_snapshot(hub, poll_id).await?;
     let snapshot = current.snapshot.clone();
     if access.visibility.allows(rights, snapshot.status) {
+        if !sees_counts_while_open {
+            // Shown at close: the poll is closed, its counts final.
+            socket.leave(waiting_room_name(poll_id));
+            socket.join(room_name(poll_id));
+        }
         current.show_room(hub, socket).await;
         return Ok(serde_json::to_value(snapshot).expect("a snapshot serialises"));
     }
-    socket.leave(room_name(poll_id));
-    socket.join(waiting_room_name(poll_id));
     current.show_room(hub, socket).await;
     if access.visibility.needs_ballot()
         && let Some(voter) = viewer

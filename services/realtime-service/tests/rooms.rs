@@ -309,6 +309,65 @@ async fn owner_only_counts_reach_only_the_owner() {
     stranger.close().await;
 }
 
+/// A `join` used to put every socket in the results room before it knew whether it may see
+/// counts, and take it out again after reading the snapshot: an update broadcast in between
+/// reached a viewer who may not see counts. Updates stream while a stranger joins and leaves
+/// an owner-only poll again and again; it must never get one.
+#[tokio::test]
+async fn a_viewer_who_may_not_see_counts_gets_none_while_joining() {
+    let h = Harness::new(1).await;
+    let poll = h.poll_with("owner_only").await;
+    let mut owner = SocketClient::connect(&h.urls[0]).await;
+    owner
+        .request(
+            "join",
+            json!({ "pollId": poll.id, "token": token("owner") }),
+        )
+        .await;
+    h.warm_up(&poll, &mut [&mut owner]).await;
+    let mut stranger = SocketClient::connect(&h.urls[0]).await;
+    let joining = std::cell::Cell::new(true);
+    let updates = async {
+        let mut seq = 2;
+        while joining.get() {
+            h.publish(&poll, seq, [seq, 1], PollStatus::Open).await;
+            seq += 1;
+        }
+        seq - 1
+    };
+    let joins = async {
+        for _ in 0..60 {
+            let ack = stranger
+                .request(
+                    "join",
+                    json!({ "pollId": poll.id, "token": token("someone") }),
+                )
+                .await;
+            assert_eq!(ack["hidden"], true, "{ack}");
+            stranger
+                .request("leave", json!({ "pollId": poll.id }))
+                .await;
+        }
+        joining.set(false);
+    };
+    let (last_seq, ()) = tokio::join!(updates, joins);
+    owner
+        .wait_for_results(last_seq, Duration::from_secs(10))
+        .await
+        .expect("the owner missed updates");
+    assert!(
+        owner.events("poll-results").len() > 10,
+        "too few updates streamed to test anything"
+    );
+    assert!(
+        stranger.events("poll-results").is_empty() && stranger.events("poll-stats").is_empty(),
+        "counts leaked to a stranger while joining: {:?}",
+        seqs(&stranger.events("poll-results"))
+    );
+    owner.close().await;
+    stranger.close().await;
+}
+
 /// The owner's own token, but not valid yet (`nbf`), issued in the future (`iat`) or with a
 /// subject no service accepts: the `join` is refused like a forged token, no counts shown.
 #[tokio::test]
