@@ -19,7 +19,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use pollstream_infra::http::HttpSettings;
-use pollstream_infra::kafka::{GroupConsumer, ResilientProducer};
+use pollstream_infra::kafka::{GroupConsumer, Progress, ResilientProducer};
 use rdkafka::consumer::Consumer;
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -99,6 +99,7 @@ impl Clients {
                 "earliest",
                 config.fetch_wait,
                 config.instance_id.as_deref(),
+                Progress::CommittedByHand,
                 &[&config.raw_votes_topic],
             )
             .map_err(RunError::setup("Kafka consumer"))?,

@@ -25,7 +25,7 @@ use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::routing::get;
 use axum::{Json, Router};
 use pollstream_infra::http::HttpSettings;
-use pollstream_infra::kafka::{ConsumeHandler, GroupConsumer, KafkaSettings, consume};
+use pollstream_infra::kafka::{ConsumeHandler, GroupConsumer, KafkaSettings, Progress, consume};
 use pollstream_wire::{DecodeError, PollSnapshot};
 use rdkafka::Message;
 use rdkafka::consumer::Consumer;
@@ -123,7 +123,10 @@ const CORS_MAX_AGE: Duration = Duration::from_secs(3600);
 const ROOM_GAUGE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A consumer of `topic` in `group_id`, a group of its own, from the newest update: a replica
-/// receives every update, and only those sent after it started.
+/// receives every update, and only those sent after it started. Its position is committed in
+/// the background, so that a rebalance (its session lapsed while the group coordinator's
+/// broker was down) resumes where it was: from `latest`, the updates sent while it rejoined
+/// were skipped, and a poll whose last update fell there stayed wrong on its screens.
 fn subscribe_to_updates(
     kafka: &KafkaSettings,
     group_id: &str,
@@ -135,6 +138,7 @@ fn subscribe_to_updates(
         "latest",
         KafkaSettings::DEFAULT_FETCH_WAIT,
         None,
+        Progress::AutoCommitted,
         &[topic],
     )
 }

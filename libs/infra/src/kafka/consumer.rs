@@ -11,7 +11,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use tokio_util::sync::CancellationToken;
 
-use super::KafkaSettings;
+use super::{KafkaSettings, Progress};
 
 /// A consumer subscribed to its topics in a consumer group, replaced by a fresh one when
 /// librdkafka reports it failed fatally.
@@ -32,6 +32,7 @@ struct GroupSpec {
     offset_reset: String,
     fetch_wait: Duration,
     instance_id: Option<String>,
+    progress: Progress,
     topics: Vec<String>,
 }
 
@@ -42,6 +43,7 @@ impl GroupSpec {
             &self.offset_reset,
             self.fetch_wait,
             self.instance_id.as_deref(),
+            self.progress,
         )?;
         let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
@@ -62,6 +64,7 @@ impl GroupConsumer {
         offset_reset: &str,
         fetch_wait: Duration,
         instance_id: Option<&str>,
+        progress: Progress,
         topics: &[&str],
     ) -> Result<Self, KafkaError> {
         let spec = GroupSpec {
@@ -70,6 +73,7 @@ impl GroupConsumer {
             offset_reset: offset_reset.to_owned(),
             fetch_wait,
             instance_id: instance_id.map(str::to_owned),
+            progress,
             topics: topics.iter().map(|t| (*t).to_owned()).collect(),
         };
         let first = spec.consumer()?;

@@ -2,7 +2,8 @@
 //!
 //! Producers are idempotent with `acks=all`, so a delivery report means the message is durable
 //! and a retry inside librdkafka cannot duplicate it. Consumers commit offsets by hand, only
-//! after the side effect of the messages they cover succeeded.
+//! after the side effect of the messages they cover succeeded, unless reading has no effect to
+//! redo ([`Progress`]).
 //!
 //! - [`KafkaSettings`]: where the brokers are; builds producers, consumers and topics.
 //! - [`ResilientProducer`]: sends, and rebuilds itself after a failed send.
@@ -17,4 +18,4 @@ mod settings;
 pub use consume_loop::{ConsumeHandler, consume};
 pub use consumer::GroupConsumer;
 pub use producer::ResilientProducer;
-pub use settings::KafkaSettings;
+pub use settings::{KafkaSettings, Progress};

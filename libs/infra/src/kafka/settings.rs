@@ -103,14 +103,21 @@ impl KafkaSettings {
     /// that restarts with the same id after a crash takes its partitions back at once, with no
     /// rebalance and no wait for the dead member's session to expire. Two live members must
     /// never share an id (the broker fences the older one).
+    /// `progress` says how its position is kept ([`Progress`]).
     pub fn consumer_in_group(
         &self,
         group_id: &str,
         offset_reset: &str,
         fetch_wait: Duration,
         instance_id: Option<&str>,
+        progress: Progress,
     ) -> Result<StreamConsumer, KafkaError> {
         let mut config = self.consumer_config(group_id, offset_reset, fetch_wait);
+        if progress == Progress::AutoCommitted {
+            config
+                .set("enable.auto.commit", "true")
+                .set("enable.auto.offset.store", "true");
+        }
         if let Some(instance_id) = instance_id {
             config
                 .set("group.instance.id", instance_id)
@@ -168,6 +175,22 @@ impl KafkaSettings {
         }
         Ok(())
     }
+}
+
+/// How a group member's position in its partitions is kept, which decides where it resumes
+/// when the group gives it partitions again: after a restart, and after a rebalance (its
+/// session lapsed while the group coordinator's broker was down, and the member rejoined).
+/// Without a committed offset it starts at `auto.offset.reset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Committed by the caller, only after the side effects of the messages it covers
+    /// succeeded: what was read and not committed is read again (at least once).
+    CommittedByHand,
+    /// Committed by librdkafka in the background (`enable.auto.commit`, every 5 s), as
+    /// messages are handed out: the member resumes where it was, within those 5 s, instead of
+    /// at `auto.offset.reset`, so a rebalance loses no message (a few are read twice). For a
+    /// member whose reading has no effect to redo, such as realtime-service's.
+    AutoCommitted,
 }
 
 /// `session.timeout.ms` of a static group member; see [`KafkaSettings::consumer_in_group`].
