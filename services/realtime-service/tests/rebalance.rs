@@ -8,14 +8,62 @@ use common::{replica_env, start_replica, test_ground};
 
 use std::time::Duration;
 
-use pollstream_testkit::polls::NewPoll;
-use pollstream_testkit::socket_client::publish_until_seen;
-use pollstream_testkit::topic_writer::TopicWriter;
+use pollstream_testkit::polls::{NewPoll, StoredPoll};
 use pollstream_testkit::{SocketClient, unique_topic};
-use pollstream_wire::PollStatus;
+use pollstream_wire::{PollSnapshot, PollStatus};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
+
+/// Writes snapshots to chosen partitions of the test's `poll-updates`.
+struct Updates {
+    topic: String,
+    producer: FutureProducer,
+}
+
+impl Updates {
+    fn new(topic: &str) -> Self {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", pollstream_testkit::kafka_brokers())
+            .create()
+            .unwrap();
+        Self {
+            topic: topic.to_owned(),
+            producer,
+        }
+    }
+
+    async fn send(&self, partition: i32, snapshot: &PollSnapshot) {
+        let key = snapshot.poll_id.to_string();
+        let payload = snapshot.encode();
+        let record = FutureRecord::to(&self.topic)
+            .partition(partition)
+            .key(&key)
+            .payload(&payload);
+        self.producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .map_err(|(err, _)| err)
+            .unwrap();
+    }
+
+    /// Sends `snapshot` to `partition` until `screen` shows it (the replica reads from the
+    /// newest offset once it has its partitions).
+    async fn warm_up(&self, partition: i32, snapshot: &PollSnapshot, screen: &mut SocketClient) {
+        for _ in 0..100 {
+            self.send(partition, snapshot).await;
+            if screen
+                .wait_for_results(snapshot.seq, Duration::from_millis(300))
+                .await
+                .is_some()
+            {
+                return;
+            }
+        }
+        panic!("the replica never delivered an update");
+    }
+}
 
 /// The replica's group, found by its unique prefix.
 async fn group_of(prefix: &str) -> String {
@@ -35,57 +83,110 @@ async fn group_of(prefix: &str) -> String {
     .expect("the replica's consumer group never showed up")
 }
 
-/// Another member joins the replica's group and takes the topic's one partition (the range
-/// assignor gives it to the member whose id sorts first: `0-…` before `rdkafka-…`); an
-/// update is sent while it holds it; then it leaves and the partition goes back. The replica
-/// must deliver that update: it resumes from its own position, not from the newest offset.
-#[tokio::test]
-async fn an_update_sent_while_the_group_rebalances_still_reaches_the_screens() {
-    let (topic, db) = test_ground(1).await;
-    let prefix = unique_topic("realtime-rebalance");
-    let replica =
-        start_replica(&replica_env(&topic, &db).set("REALTIME_GROUP_PREFIX", &prefix)).await;
-    let updates = TopicWriter::new(&topic);
-    let poll = NewPoll::new(2).insert(&db.pool).await;
-    let mut screen = SocketClient::connect(&replica.url).await;
-    screen.request("join", json!({ "pollId": poll.id })).await;
-    publish_until_seen(
-        &updates,
-        &poll.snapshot(1, &[1, 0], PollStatus::Open),
-        &mut [&mut screen],
-    )
-    .await;
-    // Let the replica's background commit record its position (every 5 s).
-    tokio::time::sleep(Duration::from_secs(6)).await;
-
-    let group = group_of(&prefix).await;
+/// Another member that joins `group`, holds partition 0 of `topic` (the range assignor gives
+/// the first partitions to the member whose id sorts first: `0-…` before `rdkafka-…`) while
+/// `during` runs, then leaves, so that the replica gets the partition back.
+async fn rebalance_around(group: &str, topic: &str, during: impl Future<Output = ()>) {
     let intruder: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", pollstream_testkit::kafka_brokers())
-        .set("group.id", &group)
+        .set("group.id", group)
         .set("client.id", "0-intruder")
         .set("enable.auto.commit", "false")
         .set("partition.assignment.strategy", "range,roundrobin")
         .create()
         .unwrap();
-    intruder.subscribe(&[&topic]).unwrap();
+    intruder.subscribe(&[topic]).unwrap();
     let holds_it = pollstream_testkit::eventually(Duration::from_secs(30), || async {
-        // Polling serves the rebalance; the intruder reads nothing it commits.
+        // Polling serves the rebalance; the intruder commits nothing.
         let _ = intruder.poll(Duration::from_millis(100));
         let assigned = intruder.assignment().ok()?;
-        (assigned.count() == 1).then_some(())
+        assigned
+            .elements()
+            .iter()
+            .any(|e| e.partition() == 0)
+            .then_some(())
     })
     .await;
-    assert!(holds_it.is_some(), "the intruder never got the partition");
-    updates
-        .send_snapshot(&poll.snapshot(2, &[2, 0], PollStatus::Open))
-        .await;
+    assert!(holds_it.is_some(), "the intruder never got partition 0");
+    during.await;
     intruder.unsubscribe();
-    drop(intruder);
+}
+
+/// A replica of its own group (prefix returned) reading `topic`, and a screen on `poll`.
+async fn replica_with_screen(
+    topic: &str,
+    db: &pollstream_testkit::TestDatabase,
+    poll: &StoredPoll,
+) -> (
+    pollstream_testkit::server::RunningServer<realtime_service::RunError>,
+    String,
+    SocketClient,
+) {
+    let prefix = unique_topic("realtime-rebalance");
+    let replica =
+        start_replica(&replica_env(topic, db).set("REALTIME_GROUP_PREFIX", &prefix)).await;
+    let mut screen = SocketClient::connect(&replica.url).await;
+    screen.request("join", json!({ "pollId": poll.id })).await;
+    (replica, prefix, screen)
+}
+
+/// The partition the update goes to was read from before the rebalance.
+#[tokio::test]
+async fn an_update_sent_while_the_group_rebalances_still_reaches_the_screens() {
+    let (topic, db) = test_ground(1).await;
+    let poll = NewPoll::new(2).insert(&db.pool).await;
+    let (replica, prefix, mut screen) = replica_with_screen(&topic, &db, &poll).await;
+    let updates = Updates::new(&topic);
+    updates
+        .warm_up(0, &poll.snapshot(1, &[1, 0], PollStatus::Open), &mut screen)
+        .await;
+    // Let the replica's background commit record its position (every 5 s).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+
+    let group = group_of(&prefix).await;
+    rebalance_around(&group, &topic, async {
+        updates
+            .send(0, &poll.snapshot(2, &[2, 0], PollStatus::Open))
+            .await;
+    })
+    .await;
 
     let seen = screen.wait_for_results(2, Duration::from_secs(30)).await;
     assert!(
         seen.is_some(),
         "the update sent during the rebalance never reached the screen"
+    );
+    screen.close().await;
+    drop(replica);
+}
+
+/// The partition the update goes to had nothing to read since the replica started (one poll's
+/// updates all go to one partition, so most partitions are quiet): it has no message offset
+/// to commit, and must still not start again at the newest offset after the rebalance.
+#[tokio::test]
+async fn an_update_on_a_partition_quiet_until_the_rebalance_still_reaches_the_screens() {
+    let (topic, db) = test_ground(2).await;
+    let poll = NewPoll::new(2).insert(&db.pool).await;
+    let (replica, prefix, mut screen) = replica_with_screen(&topic, &db, &poll).await;
+    let updates = Updates::new(&topic);
+    // The replica reads partition 1 only, before the rebalance.
+    updates
+        .warm_up(1, &poll.snapshot(1, &[1, 0], PollStatus::Open), &mut screen)
+        .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+
+    let group = group_of(&prefix).await;
+    rebalance_around(&group, &topic, async {
+        updates
+            .send(0, &poll.snapshot(2, &[2, 0], PollStatus::Open))
+            .await;
+    })
+    .await;
+
+    let seen = screen.wait_for_results(2, Duration::from_secs(30)).await;
+    assert!(
+        seen.is_some(),
+        "the update sent to a quiet partition during the rebalance never reached the screen"
     );
     screen.close().await;
     drop(replica);

@@ -6,12 +6,13 @@
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use rdkafka::Offset;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
+use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::{KafkaSettings, Progress};
+use crate::log_throttle::LogThrottle;
 
 /// A consumer subscribed to its topics in a consumer group, replaced by a fresh one when
 /// librdkafka reports it failed fatally.
@@ -127,6 +128,34 @@ impl GroupConsumer {
         }
     }
 
+    /// For a [`Progress::AutoCommitted`] member: once the consumer first holds partitions,
+    /// commits the end of each one it has read nothing from yet, then returns (or when
+    /// `shutdown` is cancelled). librdkafka auto-commits only the offsets of messages it handed
+    /// out, so a partition quiet since the start has no committed offset, and after a rebalance
+    /// it would start again at `auto.offset.reset` (`latest`), skipping what was sent while
+    /// the group rebalanced. Looks every 200 ms.
+    pub async fn anchor_positions(&self, shutdown: CancellationToken) {
+        let failures = LogThrottle::new(5_000);
+        let mut ticker = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = ticker.tick() => {
+                    let consumer = self.get();
+                    let error = match tokio::task::spawn_blocking(move || anchor(&consumer)).await {
+                        Ok(Ok(true)) => return,
+                        Ok(Ok(false)) => continue,
+                        Ok(Err(err)) => err.to_string(),
+                        Err(err) => err.to_string(),
+                    };
+                    if let Some(held_back) = failures.admit() {
+                        tracing::warn!(error, held_back, "Cannot commit where the consumer starts; retrying");
+                    }
+                }
+            }
+        }
+    }
+
     /// Every `period` until `shutdown` is cancelled, sets `kafka_consumer_lag{topic, partition}`
     /// for each partition the consumer holds: the messages between its position and the
     /// partition's end.
@@ -142,6 +171,30 @@ impl GroupConsumer {
             }
         }
     }
+}
+
+/// Commits the end of every partition `consumer` holds and has read nothing from; `false` while
+/// it holds none yet. Blocking (one watermark request per partition).
+fn anchor(consumer: &StreamConsumer) -> Result<bool, KafkaError> {
+    if consumer.assignment()?.count() == 0 {
+        return Ok(false);
+    }
+    let mut ends = TopicPartitionList::new();
+    for element in consumer.position()?.elements() {
+        if let Offset::Offset(_) = element.offset() {
+            continue;
+        }
+        let (_, high) = consumer.fetch_watermarks(
+            element.topic(),
+            element.partition(),
+            Duration::from_secs(5),
+        )?;
+        ends.add_partition_offset(element.topic(), element.partition(), Offset::Offset(high))?;
+    }
+    if ends.count() > 0 {
+        consumer.commit(&ends, CommitMode::Sync)?;
+    }
+    Ok(true)
 }
 
 /// Sets `kafka_consumer_lag{topic, partition}` for every partition `consumer` holds. Blocking

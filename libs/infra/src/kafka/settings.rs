@@ -189,7 +189,8 @@ pub enum Progress {
     /// Committed by librdkafka in the background (`enable.auto.commit`, every 5 s), as
     /// messages are handed out: the member resumes where it was, within those 5 s, instead of
     /// at `auto.offset.reset`, so a rebalance loses no message (a few are read twice). For a
-    /// member whose reading has no effect to redo, such as realtime-service's.
+    /// member whose reading has no effect to redo, such as realtime-service's; it must also run
+    /// [`crate::kafka::GroupConsumer::anchor_positions`], for partitions nothing was read from.
     AutoCommitted,
 }
 
