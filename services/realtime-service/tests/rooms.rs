@@ -75,6 +75,17 @@ fn seqs(events: &[Value]) -> Vec<i64> {
     events.iter().map(|e| e["seq"].as_i64().unwrap()).collect()
 }
 
+/// The `seq`s of the `poll-results` `client` got, once `last` arrived and 300 ms more passed
+/// (an update sent before it but delivered late would show by then).
+async fn seqs_once_settled(client: &mut SocketClient, last: i64) -> Vec<i64> {
+    client
+        .wait_for_results(last, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|| panic!("seq {last} never arrived"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    seqs(&client.events("poll-results"))
+}
+
 #[tokio::test]
 async fn join_by_code_acknowledges_the_current_snapshot() {
     let h = Harness::new(1).await;
@@ -134,12 +145,7 @@ async fn updates_reach_the_room_in_order_and_stale_ones_are_dropped() {
     h.publish(&poll, 3, [1, 2], PollStatus::Open).await;
     h.publish(&poll, 2, [1, 1], PollStatus::Open).await; // stale: must not be shown
     h.publish(&poll, 4, [2, 2], PollStatus::Open).await;
-    member
-        .wait_for_results(4, Duration::from_secs(10))
-        .await
-        .expect("seq 4 never arrived");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(seqs(&member.events("poll-results")), vec![1, 3, 4]);
+    assert_eq!(seqs_once_settled(&mut member, 4).await, vec![1, 3, 4]);
 
     let stats = member.events("poll-stats");
     let last = stats.last().unwrap();
@@ -186,20 +192,11 @@ async fn a_join_newer_than_the_room_shows_the_room_and_older_updates_are_dropped
     );
     h.publish(&poll, 2, [1, 0], PollStatus::Open).await; // on its way before the join: stale now
     h.publish(&poll, 4, [2, 1], PollStatus::Open).await;
-    for client in [&mut member, &mut newcomer] {
-        client
-            .wait_for_results(4, Duration::from_secs(10))
-            .await
-            .expect("seq 4 never arrived");
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(seqs(&member.events("poll-results")), vec![1, 3, 4]);
+    assert_eq!(seqs_once_settled(&mut member, 4).await, vec![1, 3, 4]);
+    let shown = seqs_once_settled(&mut newcomer, 4).await;
     assert!(
-        seqs(&newcomer.events("poll-results"))
-            .iter()
-            .all(|&seq| seq >= 3),
-        "the newcomer was sent an update older than its acknowledgement: {:?}",
-        seqs(&newcomer.events("poll-results"))
+        shown.iter().all(|&seq| seq >= 3),
+        "the newcomer was sent an update older than its acknowledgement: {shown:?}"
     );
     member.close().await;
     newcomer.close().await;
