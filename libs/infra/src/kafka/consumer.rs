@@ -133,8 +133,12 @@ impl GroupConsumer {
     /// `shutdown` is cancelled). librdkafka auto-commits only the offsets of messages it handed
     /// out, so a partition quiet since the start has no committed offset, and after a rebalance
     /// it would start again at `auto.offset.reset` (`latest`), skipping what was sent while
-    /// the group rebalanced. Looks every 200 ms.
+    /// the group rebalanced. Looks every 200 ms. Returns at once for a
+    /// [`Progress::CommittedByHand`] member, whose unread messages must not be skipped.
     pub async fn anchor_positions(&self, shutdown: CancellationToken) {
+        if self.spec.progress != Progress::AutoCommitted {
+            return;
+        }
         let failures = LogThrottle::new(5_000);
         let mut ticker = tokio::time::interval(Duration::from_millis(200));
         loop {
