@@ -4,7 +4,7 @@
 // Usage: node reference-server.mjs PORT < snapshots
 // stdin: `poll-updates` snapshots, one JSON document per line (bench.mjs pipes in
 //   `kcat -C` reading the benchmark's topic, so both servers get the same Kafka messages).
-// Socket.IO, as in DESIGN.md: `join` {pollId} or {code} joins `poll:{id}` and is acknowledged
+// Socket.IO, as in docs/api.md: `join` {pollId} or {code} joins `poll:{id}` and is acknowledged
 // with the newest snapshot; every newer snapshot goes to the room as `poll-results`, plus one
 // `poll-stats` {pollId, optionId, newCount} per option whose count changed; a snapshot whose
 // `seq` is not newer than the last one broadcast is dropped. `leave` leaves the room.

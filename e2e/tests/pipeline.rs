@@ -270,7 +270,7 @@ async fn closing_reaches_every_screen_once_with_the_final_count() {
     stack.stop().await;
 }
 
-/// Issue 14: one poll receiving every vote is keyed by voter within the poll, so its votes
+/// One poll receiving every vote is keyed by voter within the poll, so its votes
 /// land on every partition of `raw-votes` and both aggregator replicas of the group count it;
 /// the ballot key still counts each voter once and screens still only move forward.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,5 @@
-//! The web app in a real browser against the real stack (issue 13): voting-api serves the
-//! built pages (`web/dist`) and points them at realtime-service; `web/tests/browser.spec.mjs`
+//! The web app in a real browser against the real stack: voting-api serves the built
+//! pages (`web/dist`) and points them at realtime-service; `web/tests/browser.spec.mjs`
 //! drives Debian's Chromium through `playwright-core` as a presenter, a big screen and three
 //! phones. Its output is streamed as it runs; screenshots go to `target/screenshots`.
 //!
