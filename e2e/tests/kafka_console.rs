@@ -1,6 +1,6 @@
-//! README.md's "Kafka console workflow", run for real: the three services as processes, then
+//! docs/operations.md's "Kafka console workflow", run for real: the three services as processes, then
 //! Apache Kafka's console tools (`scripts/kafka-*`, the distribution's classes) and Debian's
-//! `kcat` with the README's command lines, on the stack's own topics and consumer group.
+//! `kcat` with that section's command lines, on the stack's own topics and consumer group.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -262,7 +262,7 @@ async fn readme_console_workflow_on_the_running_stack() {
     let (partition, alice_vote) = (alice.partition.clone(), alice.value.clone());
 
     // (b) An undecodable message produced by hand (under alice's key, `key<TAB>value` as the
-    // README does it) lands in the dead-letter topic, with why.
+    // docs/operations.md does it) lands in the dead-letter topic, with why.
     console
         .kcat(
             &[
