@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034  # variables used by the scripts that source lib.sh
 # The three services and their settings: .run/env (ensure_env), starting a service or its
 # second replica from the release build and waiting until it is healthy (scripts/up), stopping
 # a service and its replica (scripts/down), and dropping what earlier test runs left behind.
@@ -60,4 +61,56 @@ clean_test_leftovers() {
         (kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BROKERS" \
             --delete --if-exists --topic 'test-.*') >/dev/null
     fi
+}
+
+BIN_DIR="$ROOT/target/release" # the release build scripts/up starts the services from
+
+# start_service NAME PORT_VARIABLE [REPLICA]: starts the service NAME (its binary) on the port
+# in PORT_VARIABLE; REPLICA 2 runs a second replica, named NAME-2 in its pid file, log and
+# process list, on the port in PORT_VARIABLE_2, the aggregator with its own static membership id.
+start_service() {
+    local name="$1" port_var="$2" replica="${3:-1}"
+    local bin="$BIN_DIR/$1" process="$1" overrides=() pid
+    if [[ $replica != 1 ]]; then
+        process="$name-$replica"
+        port_var="${port_var}_$replica"
+        overrides=("$2=${!port_var}" "AGGREGATOR_INSTANCE_ID=poll-aggregator-$((replica - 1))")
+    fi
+    local port="${!port_var}" logfile="$LOG_DIR/$process.log"
+    [[ -x $bin ]] || die "$bin was not built"
+    if pid="$(running_pid "$process")"; then
+        if [[ "$(readlink "/proc/$pid/exe" 2>/dev/null || true)" == *" (deleted)" ]]; then
+            log "$process (pid $pid) runs an older build; restarting it"
+            stop_process "$process"
+        else
+            log "$process is already running (pid $pid)"
+            return 0
+        fi
+    fi
+    if port_open 127.0.0.1 "$port"; then
+        die "port $port is taken by a process these scripts did not start; free it or set $port_var in $ENV_FILE"
+    fi
+    log "starting $process on port $port (log: $logfile)"
+    # exec -a: the process list and running_pid tell the replicas apart by their argv[0].
+    # shellcheck disable=SC2016 # $0 and $1 are bash -c's arguments
+    env "${overrides[@]}" setsid bash -c 'exec -a "$0" "$1"' "$process" "$bin" >>"$logfile" 2>&1 </dev/null &
+    echo $! >"$PID_DIR/$process.pid"
+}
+
+# wait_healthy NAME PORT_VARIABLE: NAME is the process name (voting-api-2 for a replica).
+wait_healthy() {
+    local name="$1" port="${!2}" pid
+    pid="$(running_pid "$name")" || {
+        show_log_tail "$LOG_DIR/$name.log"
+        die "$name exited right after it started"
+    }
+    log "waiting for $name: http://127.0.0.1:$port/healthz"
+    wait_until "$name" 90 "$pid" "$LOG_DIR/$name.log" \
+        curl -fsS --max-time 2 "http://127.0.0.1:$port/healthz"
+}
+
+# stop_service NAME TIMEOUT_S: the service and its second replica, if one runs.
+stop_service() {
+    stop_process "$1" "$2"
+    if running_pid "$1-2" >/dev/null; then stop_process "$1-2" "$2"; fi
 }

@@ -34,21 +34,16 @@ ensure_node() {
 # web_sources_hash: one hash of everything the web build reads (lockfile, sources, config).
 web_sources_hash() {
     (
-        cd "$ROOT/web"
+        cd "$ROOT/web" || exit 1
         find package.json package-lock.json index.html tsconfig.json vite.config.ts src public \
             -type f -print0 2>/dev/null | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1
     )
 }
 
-# ensure_web_build: web/dist, the built web app voting-api serves (WEB_DIR). `npm ci` (from the
-# committed lockfile) runs when the lockfile changed since the last install, `npm run build`
-# when any source changed since the last build (a hash in web/dist/.sources.sha256). Sets
-# WEB_REBUILT=1 when it built, so a running voting-api (which reads index.html at start) can
-# be restarted.
-WEB_REBUILT=0
-ensure_web_build() {
-    local dir="$ROOT/web" want stamp="$ROOT/web/dist/.sources.sha256"
-    [[ -f $dir/package.json ]] || return 0
+# ensure_web_deps: the web app's Node.js packages (web/node_modules), installed with `npm ci`
+# from the committed lockfile when that lockfile changed since the last install.
+ensure_web_deps() {
+    local dir="$ROOT/web"
     ensure_node
     local installed="$dir/node_modules/.package-lock.json"
     if [[ -f $installed && $installed -nt $dir/package-lock.json ]]; then
@@ -57,6 +52,17 @@ ensure_web_build() {
         log "installing Node.js packages in web (npm ci)"
         (cd "$dir" && npm ci --no-audit --no-fund)
     fi
+}
+
+# ensure_web_build: web/dist, the built web app voting-api serves (WEB_DIR). Its packages come
+# from ensure_web_deps; `npm run build` runs when any source changed since the last build (a
+# hash in web/dist/.sources.sha256). Sets WEB_REBUILT=1 when it built, so a running voting-api
+# (which reads index.html at start) can be restarted.
+WEB_REBUILT=0
+ensure_web_build() {
+    local dir="$ROOT/web" want stamp="$ROOT/web/dist/.sources.sha256"
+    [[ -f $dir/package.json ]] || return 0
+    ensure_web_deps
     want="$(web_sources_hash)"
     if [[ -f $dir/dist/index.html && "$(cat "$stamp" 2>/dev/null)" == "$want" ]]; then
         log "web app build is up to date (web/dist)"
