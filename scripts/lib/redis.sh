@@ -5,6 +5,7 @@
 REDIS_HOST="127.0.0.1"
 REDIS_PORT="6379"
 
+# redis_pong: true when Redis answers PING on 127.0.0.1:6379.
 redis_pong() {
     [[ "$(redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]
 }
