@@ -15,7 +15,7 @@ KAFKA_LIBS_DIR="$KAFKA_RUN_DIR/libs"
 KAFKA_CONFIG_DIR="$ROOT/scripts/kafka" # the pinned release (pom.xml) and its logging
 
 # Debian packages needed to build the workspace (rdkafka builds librdkafka with cmake and
-# needs curl headers) and to run the local infrastructure (kcat: the README's Kafka console).
+# needs curl headers) and to run the local infrastructure (kcat: the Kafka console workflow of docs/operations.md).
 BUILD_PACKAGES=(build-essential pkg-config cmake libcurl4-openssl-dev zlib1g-dev
     ca-certificates curl)
 INFRA_PACKAGES=(postgresql postgresql-client redis-server redis-tools kcat)
