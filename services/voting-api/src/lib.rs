@@ -8,11 +8,13 @@ pub mod error;
 pub mod web;
 
 mod accounts;
+mod body_deadline;
 mod body_limit;
 mod every_request;
 mod extract;
 mod health;
 mod json_errors;
+mod lock_fence;
 mod lock_restore;
 mod metric_names;
 mod poll_cache;
@@ -177,7 +179,7 @@ pub async fn run(
         db,
         redis,
         producer: Arc::new(producer),
-        lock_fence: lock_restore::LockFence::default(),
+        lock_fence: lock_fence::LockFence::default(),
     });
     let producer = state.producer.clone();
     let http = state.config.http.clone();

@@ -9,7 +9,7 @@ use sqlx::PgPool;
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
-use crate::lock_restore::LockFence;
+use crate::lock_fence::LockFence;
 use crate::poll_cache::PollCache;
 
 /// Connections and caches shared by all requests. Handlers clone it several times per
