@@ -9,7 +9,7 @@ use pollstream_infra::jwt::JwtSettings;
 use pollstream_infra::kafka::KafkaSettings;
 use pollstream_infra::redis::RedisSettings;
 
-use crate::web::{self, RealtimeUrl};
+use crate::http::web::{self, RealtimeUrl};
 
 /// Everything voting-api needs to run.
 #[derive(Debug, Clone)]

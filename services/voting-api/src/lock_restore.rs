@@ -34,7 +34,7 @@ use pollstream_wire::PollStatus;
 use redis::aio::ConnectionManager;
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::lock_fence::{self, FenceError};
 use crate::metric_names::VOTE_LOCK_RESTORES;
 use crate::state::AppState;

@@ -9,7 +9,7 @@
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
 
-use crate::web::RealtimeUrl;
+use crate::http::web::RealtimeUrl;
 
 /// CSP of everything that is not a page: nothing may load, nothing may frame it.
 pub const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";

@@ -1,4 +1,4 @@
-//! Refuses request bodies over [`MAX_BODY_BYTES`](crate::MAX_BODY_BYTES) with a `413` the
+//! Refuses request bodies over [`MAX_BODY_BYTES`](crate::http::body_limit::MAX_BODY_BYTES) with a `413` the
 //! client can read.
 //!
 //! A server that answers before reading a body and then closes leaves the unread bytes in its
@@ -18,9 +18,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 
-use crate::MAX_BODY_BYTES;
-use crate::body_deadline::{BodyError, within_deadline};
-use crate::error::ApiError;
+use crate::http::body_deadline::{BodyError, within_deadline};
+use crate::http::error::ApiError;
+
+/// Largest request body accepted; a vote or a poll is far smaller.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Most bytes of an oversized body read (and dropped) so its sender can read the `413`; a
 /// larger body's sender may see its connection reset, which bounds what one request costs.
