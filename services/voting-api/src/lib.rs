@@ -1,7 +1,7 @@
 //! voting-api: takes votes over HTTP and produces them to Kafka `raw-votes`.
 //!
 //! A vote is answered `202` only after Kafka acknowledged it with `acks=all`; a Redis lock
-//! per poll and voter turns repeats into `409`. See `DESIGN.md` for the contract.
+//! per poll and voter turns repeats into `409`. See `docs/api.md` for the contract.
 
 pub mod config;
 pub mod http;
