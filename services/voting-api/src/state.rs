@@ -1,4 +1,5 @@
-//! Shared state handed to every handler.
+//! The shared state handed to every handler: [`AppState`], built once in `run`. Each
+//! pollstream service names its shared state `AppState`, in its own `state.rs`.
 
 use std::sync::Arc;
 
