@@ -23,8 +23,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::error::ApiError;
-use crate::extract::{ApiJson, ClientIp};
+use crate::http::error::ApiError;
+use crate::http::extract::{ApiJson, ClientIp};
 use crate::rate_limit::{self, Limit};
 use crate::state::AppState;
 
@@ -45,7 +45,7 @@ pub struct Credentials {
     /// Case-insensitive; stored lower-cased. Surrounding whitespace is ignored; once trimmed,
     /// 3 to 254 bytes, `local@domain` with a dot inside the domain, no whitespace or control
     /// characters.
-    #[schema(schema_with = crate::schema::email)]
+    #[schema(schema_with = crate::http::schema::email)]
     email: String,
     /// 8 to 128 characters.
     #[schema(min_length = 8, max_length = 128)]
@@ -207,9 +207,6 @@ async fn open_session(
 /// Creates an account and logs it in.
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = Credentials,
     responses((status = 201, body = Session), (status = 400, body = pollstream_wire::ErrorBody, description = "malformed JSON"),
-        (status = 413, body = pollstream_wire::ErrorBody, description = "body over 64 KiB"),
-        (status = 408, body = pollstream_wire::ErrorBody, description = "the body did not arrive within `HTTP_HEADER_READ_TIMEOUT_MS`"),
-        (status = 415, body = pollstream_wire::ErrorBody, description = "not `application/json`"),
         (status = 422, body = pollstream_wire::ErrorBody, description = "invalid email, weak password, or not the documented shape"),
         (status = 409, body = pollstream_wire::ErrorBody, description = "email taken"),
         (status = 429, body = pollstream_wire::ErrorBody), (status = 503, body = pollstream_wire::ErrorBody)))]
@@ -239,9 +236,6 @@ async fn register(
 /// Logs in with email and password.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = Credentials,
     responses((status = 200, body = Session), (status = 400, body = pollstream_wire::ErrorBody, description = "malformed JSON"),
-        (status = 413, body = pollstream_wire::ErrorBody, description = "body over 64 KiB"),
-        (status = 408, body = pollstream_wire::ErrorBody, description = "the body did not arrive within `HTTP_HEADER_READ_TIMEOUT_MS`"),
-        (status = 415, body = pollstream_wire::ErrorBody, description = "not `application/json`"),
         (status = 422, body = pollstream_wire::ErrorBody, description = "the body does not have the documented shape"),
         (status = 401, body = pollstream_wire::ErrorBody, description = "wrong email or password"),
         (status = 429, body = pollstream_wire::ErrorBody), (status = 503, body = pollstream_wire::ErrorBody)))]
@@ -278,9 +272,6 @@ const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$
 /// Trades a refresh token for a new pair; the old one stops working.
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses((status = 200, body = Session), (status = 400, body = pollstream_wire::ErrorBody, description = "malformed JSON"),
-        (status = 413, body = pollstream_wire::ErrorBody, description = "body over 64 KiB"),
-        (status = 408, body = pollstream_wire::ErrorBody, description = "the body did not arrive within `HTTP_HEADER_READ_TIMEOUT_MS`"),
-        (status = 415, body = pollstream_wire::ErrorBody, description = "not `application/json`"),
         (status = 422, body = pollstream_wire::ErrorBody, description = "the body does not have the documented shape"),
         (status = 401, body = pollstream_wire::ErrorBody, description = "unknown, expired, revoked or reused token"),
         (status = 429, body = pollstream_wire::ErrorBody), (status = 503, body = pollstream_wire::ErrorBody)))]
@@ -331,9 +322,6 @@ async fn refresh(
 /// Revokes the refresh token's whole family. Unknown tokens are accepted silently.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
     responses((status = 204, description = "logged out"), (status = 400, body = pollstream_wire::ErrorBody, description = "malformed JSON"),
-        (status = 413, body = pollstream_wire::ErrorBody, description = "body over 64 KiB"),
-        (status = 408, body = pollstream_wire::ErrorBody, description = "the body did not arrive within `HTTP_HEADER_READ_TIMEOUT_MS`"),
-        (status = 415, body = pollstream_wire::ErrorBody, description = "not `application/json`"),
         (status = 422, body = pollstream_wire::ErrorBody, description = "the body does not have the documented shape"),
         (status = 503, body = pollstream_wire::ErrorBody)))]
 async fn logout(

@@ -9,7 +9,7 @@ use pollstream_infra::jwt::JwtSettings;
 use pollstream_infra::kafka::KafkaSettings;
 use pollstream_infra::redis::RedisSettings;
 
-use crate::web::{self, RealtimeUrl};
+use crate::http::web::{self, RealtimeUrl};
 
 /// Everything voting-api needs to run.
 #[derive(Debug, Clone)]
@@ -40,9 +40,10 @@ pub struct Config {
     pub port: u16,
     /// Header-read (and idle keep-alive) timeout, total and per-address connection caps of the
     /// HTTP listener (`HTTP_HEADER_READ_TIMEOUT_MS` default 10,000 ms, `HTTP_MAX_CONNECTIONS`
-    /// default 16,384, `HTTP_MAX_CONNECTIONS_PER_IP` default 8,192, `0` off): issue 11, finding
-    /// 8; see `pollstream_infra::http`. Behind ingress-nginx every connection comes from the
-    /// proxy, so the per-address cap is off there (`k8s/base/config.env`).
+    /// default 16,384, `HTTP_MAX_CONNECTIONS_PER_IP` default 8,192, `0` off), so slow or idle
+    /// clients cannot hold every connection; see `pollstream_infra::http`. Behind ingress-nginx
+    /// every connection comes from the proxy, so the per-address cap is off there
+    /// (`k8s/base/config.env`).
     pub http: HttpSettings,
     /// Lifetime of the per-voter lock that turns a second vote into `409`.
     pub vote_lock_ttl: Duration,

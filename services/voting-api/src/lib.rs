@@ -1,25 +1,18 @@
 //! voting-api: takes votes over HTTP and produces them to Kafka `raw-votes`.
 //!
 //! A vote is answered `202` only after Kafka acknowledged it with `acks=all`; a Redis lock
-//! per poll and voter turns repeats into `409`. See `DESIGN.md` for the contract.
+//! per poll and voter turns repeats into `409`. See `docs/api.md` for the contract.
 
 pub mod config;
-pub mod error;
-pub mod web;
+pub mod http;
 
 mod accounts;
-mod body_limit;
-mod every_request;
-mod extract;
-mod health;
-mod json_errors;
+mod lock_fence;
 mod lock_restore;
 mod metric_names;
 mod poll_cache;
 mod polls;
 mod rate_limit;
-mod schema;
-mod security_headers;
 mod state;
 mod vote_lock;
 mod votes;
@@ -28,76 +21,42 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderValue, Method, header};
 use axum::routing::get;
 use axum::{Json, Router};
 use pollstream_infra::kafka::ResilientProducer;
 use tokio::net::TcpListener;
-use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 
 pub use config::Config;
+use http::body_limit::MAX_BODY_BYTES;
+pub use http::openapi::OPENAPI_PATH;
+use http::security_headers::SecurityHeaders;
+use http::web::{self, WebApp};
+use http::{cors, every_request, json_errors};
 use poll_cache::PollCache;
 pub use pollstream_infra::RunError;
-use security_headers::SecurityHeaders;
 use state::{AppState, Shared};
-use web::WebApp;
 
-/// Largest request body accepted; a vote or a poll is far smaller.
-const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// Every route of the service with its OpenAPI description. Routes are only ever added
-/// through `routes!`, so the document and the router cannot drift apart.
+/// Every route of the service with its OpenAPI description: each domain module's router,
+/// then the operations routes. Routes are only ever added through `routes!`, so the document
+/// and the router cannot drift apart.
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut openapi) = OpenApiRouter::new()
         .merge(accounts::router())
         .merge(polls::router())
         .merge(votes::router())
-        .merge(health::router())
+        .merge(http::health::router())
         .split_for_parts();
-    openapi.info.title = "pollstream voting-api".into();
-    openapi.info.version = env!("CARGO_PKG_VERSION").into();
-    openapi.info.description = Some(
-        "Live polls: accounts, polls, votes and results. Errors are `{error, message}`.".into(),
-    );
-    openapi
-        .components
-        .get_or_insert_with(Default::default)
-        .add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    openapi.paths.paths.insert(
-        OPENAPI_PATH.into(),
-        utoipa::openapi::PathItem::new(
-            utoipa::openapi::HttpMethod::Get,
-            utoipa::openapi::path::OperationBuilder::new()
-                .summary(Some("This document"))
-                .tag("operations")
-                .response(
-                    "200",
-                    utoipa::openapi::Response::new("OpenAPI 3.1 document"),
-                ),
-        ),
-    );
+    http::openapi::complete(&mut openapi);
     (router, openapi)
 }
 
-/// Where the OpenAPI document is served.
-pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
-
 /// Builds the router with every route of the service and the web app's pages and files
-/// (`web`). Every error it answers is JSON (see `json_errors`), a body over
-/// [`MAX_BODY_BYTES`] gets a `413` its sender can read (see `body_limit`), and every response
-/// carries the security headers (see `security_headers`): all three, and the HTTP metrics, in
-/// one middleware (`every_request`).
+/// (`http::web`). Every error it answers is JSON (see `http::json_errors`), a body over
+/// [`MAX_BODY_BYTES`] gets a `413` its sender can read (see `http::body_limit`), and every
+/// response carries the security headers (see `http::security_headers`): all three, and the
+/// HTTP metrics, in one middleware (`http::every_request`).
 fn app(state: AppState) -> Router {
     let (router, openapi) = api();
     let openapi = Arc::new(openapi);
@@ -123,7 +82,7 @@ fn app(state: AppState) -> Router {
             every_request::apply,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(cors(&state.config.cors_origins))
+        .layer(cors::layer(&state.config.cors_origins))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(
@@ -137,20 +96,6 @@ fn app(state: AppState) -> Router {
                 .on_failure(()),
         )
         .with_state(state)
-}
-
-/// CORS for browser frontends on other origins, from `CORS_ALLOWED_ORIGINS`.
-fn cors(origins: &[String]) -> CorsLayer {
-    let allow = if origins.iter().any(|o| o == "*") {
-        AllowOrigin::any()
-    } else {
-        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
-    };
-    CorsLayer::new()
-        .allow_origin(allow)
-        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
-        .max_age(std::time::Duration::from_secs(600))
 }
 
 /// Serves voting-api on `listener` until `shutdown` completes, then drains in-flight
@@ -177,7 +122,7 @@ pub async fn run(
         db,
         redis,
         producer: Arc::new(producer),
-        lock_fence: lock_restore::LockFence::default(),
+        lock_fence: lock_fence::LockFence::default(),
     });
     let producer = state.producer.clone();
     let http = state.config.http.clone();

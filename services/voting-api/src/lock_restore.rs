@@ -6,20 +6,9 @@
 //! replica that dies mid-restore holds the poll back for seconds, not for the whole restore).
 //! Votes for the poll meanwhile get `503 vote_locks_restoring` with `Retry-After`. A restore
 //! must not miss a vote that was accepted but not yet counted, so before it reads the ballots
-//! it fences them off:
-//!
-//! 1. it waits out the longest a request that took a lock in the old Redis can still be
-//!    producing (the vote handler's send deadline, `KAFKA_PRODUCE_TIMEOUT_MS`, plus a margin):
-//!    after that every such vote is in `raw-votes` or was answered with an error;
-//! 2. it reads the high watermark of every `raw-votes` partition;
-//! 3. it waits until the aggregator's consumer group (`AGGREGATOR_GROUP_ID`) has committed
-//!    offsets at or past them: the aggregator commits only after its PostgreSQL flush, so
-//!    every vote accepted before step 1 ended is a ballot by then (or parked as not countable).
-//!
-//! The fence is the slow part and is the same for every poll, so a replica runs one at a time
-//! ([`LockFence`]) and a restore that finds one completed since it noticed the missing marker
-//! uses it: after Redis lost everything, the polls being voted on wait for one fence (two at
-//! most), not one each.
+//! it passes the fence of `lock_fence` (the send deadline waited out, then the aggregator
+//! caught up with `raw-votes`), shared by this replica's restores: after Redis lost
+//! everything, the polls being voted on wait for one fence (two at most), not one each.
 //!
 //! Then it writes a lock for every counted ballot (the lock TTL, the ballot's [`LockValue`] so
 //! "my vote" stays right), sets the closed flag again if the poll is closed, and sets the
@@ -32,8 +21,8 @@
 //! - The lease check keeps the marker for a Redis that stayed up: had Redis lost its keys
 //!   again while the locks were written, the lease would be gone with them.
 //! - A restore that fails (PostgreSQL or Kafka down, the aggregator not caught up within
-//!   [`CATCH_UP_LIMIT`]) leaves the marker unset and frees the lease, so the next vote starts
-//!   another.
+//!   [`CATCH_UP_LIMIT`](crate::lock_fence::CATCH_UP_LIMIT)) leaves the marker unset and
+//!   frees the lease, so the next vote starts another.
 
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
@@ -42,32 +31,17 @@ use futures::TryStreamExt;
 use pollstream_store::ballots;
 use pollstream_store::{PollDefinition, closed_flag};
 use pollstream_wire::PollStatus;
-use rdkafka::consumer::Consumer;
-use rdkafka::{Offset, TopicPartitionList};
 use redis::aio::ConnectionManager;
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
+use crate::lock_fence::{self, FenceError};
 use crate::metric_names::VOTE_LOCK_RESTORES;
 use crate::state::AppState;
 use crate::vote_lock::{self, LockValue};
 
-/// Added to the send deadline before the watermarks are read: the time between a lock taken
-/// and its send starting (a Redis round trip, task scheduling).
-const IN_FLIGHT_MARGIN: Duration = Duration::from_secs(1);
-
-/// How long a restore waits for the aggregator to commit past the watermarks before it gives
-/// up (and a later vote tries again).
-pub const CATCH_UP_LIMIT: Duration = Duration::from_secs(30);
-
-/// How often the aggregator's committed offsets are read while waiting for it.
-const CATCH_UP_POLL: Duration = Duration::from_millis(250);
-
 /// Time allowed for reading the ballots and writing their locks, on top of the waits.
 const LOAD_LIMIT: Duration = Duration::from_secs(60);
-
-/// Bound on each Kafka metadata or offset request.
-const KAFKA_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Locks written per pipelined round trip.
 const LOCKS_PER_BATCH: usize = 500;
@@ -117,52 +91,12 @@ enum RestoreError {
     Redis(#[from] redis::RedisError),
     #[error("postgres: {0}")]
     Database(#[from] sqlx::Error),
-    #[error("kafka: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
-    #[error("the aggregator did not commit past the watermarks within {0:?}")]
-    NotCaughtUp(Duration),
     #[error("restore took too long: {0}")]
     TooSlow(&'static str),
-    #[error("task: {0}")]
-    Task(String),
-    #[error("the shared fence failed: {0}")]
-    Fence(String),
+    #[error(transparent)]
+    Fence(#[from] FenceError),
     #[error("the lease was lost (Redis restarted, or it lapsed) before the marker was set")]
     LeaseLost,
-}
-
-/// Steps 1 to 3 above, run by one restore at a time on this replica and shared by the others.
-#[derive(Default)]
-pub struct LockFence {
-    last: tokio::sync::Mutex<Option<FenceRun>>,
-}
-
-/// A completed fence: when its wait began, and why it failed if it did.
-struct FenceRun {
-    started: Instant,
-    failure: Option<String>,
-}
-
-impl LockFence {
-    /// Returns once every vote whose lock was taken before `since` is counted (or parked): by
-    /// a fence that began at or after `since`, this one's or one another restore ran.
-    async fn pass(&self, state: &AppState, since: Instant) -> Result<(), RestoreError> {
-        let mut last = self.last.lock().await;
-        if let Some(run) = last.as_ref().filter(|run| run.started >= since) {
-            return match &run.failure {
-                None => Ok(()),
-                Some(reason) => Err(RestoreError::Fence(reason.clone())),
-            };
-        }
-        let started = Instant::now();
-        tokio::time::sleep(state.config.kafka.produce_timeout + IN_FLIGHT_MARGIN).await;
-        let result = wait_for_aggregator(state).await;
-        *last = Some(FenceRun {
-            started,
-            failure: result.as_ref().err().map(ToString::to_string),
-        });
-        result
-    }
 }
 
 /// Answer for a vote in `poll_id` whose lock state is unknown: starts a restore on this
@@ -240,7 +174,7 @@ async fn renew_lease(state: AppState, poll_id: Uuid, token: String) {
 /// The longest a restore may take: every wait of it (a fence already running, then its own)
 /// and the loading.
 fn restore_limit(state: &AppState) -> Duration {
-    2 * (state.config.kafka.produce_timeout + IN_FLIGHT_MARGIN + CATCH_UP_LIMIT) + LOAD_LIMIT
+    2 * lock_fence::longest_wait(&state.config) + LOAD_LIMIT
 }
 
 /// The fence, then the locks, the closed flag and the marker; returns how many ballots were
@@ -251,7 +185,7 @@ async fn restore(
     token: &str,
     noticed: Instant,
 ) -> Result<usize, RestoreError> {
-    state.lock_fence.pass(state, noticed).await?;
+    state.lock_fence.pass(&state.config, noticed).await?;
 
     let mut redis = state.redis.clone();
     // The marker must expire no later than the first lock written here.
@@ -321,61 +255,4 @@ async fn write_locks(
             .ignore();
     }
     pipe.query_async(redis).await
-}
-
-/// Steps 2 and 3 of the fence: reads the high watermarks of `raw-votes`, then waits until the
-/// aggregator's group has committed at or past each, up to [`CATCH_UP_LIMIT`].
-async fn wait_for_aggregator(state: &AppState) -> Result<(), RestoreError> {
-    let kafka = state.config.kafka.clone();
-    let group = state.config.aggregator_group_id.clone();
-    let topic = state.config.raw_votes_topic.clone();
-    tokio::task::spawn_blocking(move || {
-        // Never subscribed: it only reads the group's committed offsets, without joining it.
-        let consumer = kafka.consumer(&group, "earliest")?;
-        let metadata = consumer.fetch_metadata(Some(&topic), KAFKA_REQUEST_TIMEOUT)?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .filter(|t| t.name() == topic)
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
-        if partitions.is_empty() {
-            return Err(RestoreError::Kafka(
-                rdkafka::error::KafkaError::MetadataFetch(
-                    rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
-                ),
-            ));
-        }
-        let mut marks = Vec::with_capacity(partitions.len());
-        let mut wanted = TopicPartitionList::new();
-        for partition in partitions {
-            let (low, high) =
-                consumer.fetch_watermarks(&topic, partition, KAFKA_REQUEST_TIMEOUT)?;
-            marks.push((partition, low, high));
-            wanted.add_partition(&topic, partition);
-        }
-        let deadline = Instant::now() + CATCH_UP_LIMIT;
-        loop {
-            let committed = consumer.committed_offsets(wanted.clone(), KAFKA_REQUEST_TIMEOUT)?;
-            let behind = marks.iter().any(|&(partition, low, high)| {
-                match committed
-                    .find_partition(&topic, partition)
-                    .map(|p| p.offset())
-                {
-                    Some(Offset::Offset(offset)) => offset < high,
-                    // Nothing committed yet: only an empty partition needs nothing counted.
-                    _ => low < high,
-                }
-            });
-            if !behind {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(RestoreError::NotCaughtUp(CATCH_UP_LIMIT));
-            }
-            std::thread::sleep(CATCH_UP_POLL);
-        }
-    })
-    .await
-    .map_err(|err| RestoreError::Task(err.to_string()))?
 }

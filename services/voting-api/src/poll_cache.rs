@@ -14,7 +14,7 @@ use pollstream_store::{JoinCode, PollDefinition};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// How a request names a poll.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

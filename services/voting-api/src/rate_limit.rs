@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// One limit to check: a counter key and how many requests its window allows.
 #[derive(Debug, Clone)]

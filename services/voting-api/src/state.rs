@@ -1,4 +1,5 @@
-//! Shared state handed to every handler.
+//! The shared state handed to every handler: [`AppState`], built once in `run`. Each
+//! pollstream service names its shared state `AppState`, in its own `state.rs`.
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use sqlx::PgPool;
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
-use crate::lock_restore::LockFence;
+use crate::lock_fence::LockFence;
 use crate::poll_cache::PollCache;
 
 /// Connections and caches shared by all requests. Handlers clone it several times per

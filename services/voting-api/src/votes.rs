@@ -27,8 +27,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiPath, Caller, ClientIp};
+use crate::http::error::ApiError;
+use crate::http::extract::{ApiJson, ApiPath, Caller, ClientIp};
 use crate::metric_names::{KAFKA_PRODUCE_DURATION_SECONDS, VOTES_ACCEPTED, VOTES_REJECTED};
 use crate::rate_limit::{self, Limit};
 use crate::state::AppState;
@@ -81,7 +81,7 @@ pub struct CastVote {
 }
 
 fn option_ids_schema() -> utoipa::openapi::schema::ArrayBuilder {
-    crate::schema::distinct_uuids(
+    crate::http::schema::distinct_uuids(
         1,
         crate::polls::MAX_OPTIONS,
         "the chosen options of this poll, distinct, as many as it allows (`minChoices` to `maxChoices`)",
@@ -114,9 +114,6 @@ pub struct VoteAccepted {
         (status = 403, body = ErrorBody, description = "a guest voting in a poll that needs accounts (`guests_not_allowed`)"),
         (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "already voted, or poll closed"),
-        (status = 413, body = ErrorBody, description = "body over 64 KiB"),
-        (status = 408, body = ErrorBody, description = "the body did not arrive within `HTTP_HEADER_READ_TIMEOUT_MS`"),
-        (status = 415, body = ErrorBody, description = "not `application/json`"),
         (status = 422, body = ErrorBody, description = "invalid choices"), (status = 429, body = ErrorBody),
         (status = 503, body = ErrorBody, description = "Kafka or Redis unavailable, the instance has too many votes in flight (`overloaded`), or the poll's vote locks are being restored after Redis lost them or they expired (`vote_locks_restoring`; no vote was taken); retry after `Retry-After`")))]
 async fn vote_by_code(
@@ -138,9 +135,6 @@ async fn vote_by_code(
         (status = 403, body = ErrorBody, description = "a guest voting in a poll that needs accounts (`guests_not_allowed`)"),
         (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "already voted, or poll closed"),
-        (status = 413, body = ErrorBody, description = "body over 64 KiB"),
-        (status = 408, body = ErrorBody, description = "the body did not arrive within `HTTP_HEADER_READ_TIMEOUT_MS`"),
-        (status = 415, body = ErrorBody, description = "not `application/json`"),
         (status = 422, body = ErrorBody, description = "the option is not one of the poll's"), (status = 429, body = ErrorBody),
         (status = 503, body = ErrorBody, description = "as for `POST /api/v1/votes/{code}`, `vote_locks_restoring` included; retry after `Retry-After`")))]
 async fn legacy_vote(

@@ -14,8 +14,8 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::PollView;
-use crate::error::ApiError;
-use crate::extract::{ApiJson, Caller};
+use crate::http::error::ApiError;
+use crate::http::extract::{ApiJson, Caller};
 use crate::state::AppState;
 use crate::vote_lock;
 
@@ -63,7 +63,7 @@ fn guests_allowed_by_default() -> bool {
 }
 
 fn question_schema() -> utoipa::openapi::schema::ObjectBuilder {
-    crate::schema::text(
+    crate::http::schema::text(
         input::MAX_QUESTION_CHARS,
         "1 to 500 visible characters once normalised; no control characters",
     )
@@ -71,7 +71,7 @@ fn question_schema() -> utoipa::openapi::schema::ObjectBuilder {
 
 fn options_schema() -> utoipa::openapi::schema::ArrayBuilder {
     utoipa::openapi::schema::ArrayBuilder::new()
-        .items(crate::schema::text(
+        .items(crate::http::schema::text(
             input::MAX_OPTION_CHARS,
             "1 to 200 visible characters once normalised; no control characters",
         ))
@@ -199,9 +199,6 @@ fn text_problem(err: input::TextError) -> String {
     responses((status = 201, body = PollView, headers(("location" = String, description = "where the poll is read"))),
         (status = 400, body = ErrorBody, description = "malformed JSON"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "guests cannot create polls"),
-        (status = 413, body = ErrorBody, description = "body over 64 KiB"),
-        (status = 408, body = ErrorBody, description = "the body did not arrive within `HTTP_HEADER_READ_TIMEOUT_MS`"),
-        (status = 415, body = ErrorBody, description = "not `application/json`"),
         (status = 422, body = ErrorBody, description = "invalid poll: texts, duplicate options, choices, `closesAt` in the past"),
         (status = 503, body = ErrorBody, description = "database unavailable; retry after `Retry-After`")))]
 pub(super) async fn create_poll(

@@ -12,8 +12,8 @@ use pollstream_wire::ErrorBody;
 use uuid::Uuid;
 
 use super::owned_poll;
-use crate::error::ApiError;
-use crate::extract::{ApiPath, Caller};
+use crate::http::error::ApiError;
+use crate::http::extract::{ApiPath, Caller};
 use crate::state::AppState;
 
 /// Every ballot of a poll as CSV, streamed; owner only.

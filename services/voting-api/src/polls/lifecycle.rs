@@ -10,8 +10,8 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::{PollView, owned_poll};
-use crate::error::ApiError;
-use crate::extract::{ApiPath, ApiQuery, Caller};
+use crate::http::error::ApiError;
+use crate::http::extract::{ApiPath, ApiQuery, Caller};
 use crate::state::AppState;
 
 /// Closes a poll now. Idempotent. Every screen receives `poll-closed` with the final

@@ -18,8 +18,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::error::ApiError;
-use crate::extract::{ApiPath, Caller};
+use crate::http::error::ApiError;
+use crate::http::extract::{ApiPath, Caller};
 use crate::state::AppState;
 
 pub use create::MAX_OPTIONS;

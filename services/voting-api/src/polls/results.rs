@@ -9,8 +9,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::error::ApiError;
-use crate::extract::{ApiPath, Caller, MaybeCaller};
+use crate::http::error::ApiError;
+use crate::http::extract::{ApiPath, Caller, MaybeCaller};
 use crate::state::AppState;
 
 /// Body of `GET /api/v1/polls/{code}/results`.

@@ -1,5 +1,5 @@
-//! Every error is the JSON `{error, message}` body, and a `413` reaches a client that is still
-//! sending its body (issue 11, findings 4 and 7).
+//! Every error is the JSON `{error, message}` body, whatever produced it, and a `413` reaches a
+//! client that is still sending its body instead of a connection reset.
 
 use std::time::Duration;
 

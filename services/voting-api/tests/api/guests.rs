@@ -1,4 +1,4 @@
-//! Polls that need accounts (`allowGuests: false`, issue 13): guests are refused on both vote
+//! Polls that need accounts (`allowGuests: false`): guests are refused on both vote
 //! routes before any lock is taken; accounts vote as usual.
 
 use reqwest::StatusCode;

@@ -171,8 +171,9 @@ async fn auth_endpoints_are_limited_per_address_across_replicas() {
     );
 }
 
-/// Issue 13: a hall of 5,000 people behind one venue address all get guest tokens within a
-/// minute with the default limits, while login stays at its strict default.
+/// A venue's audience shares one address (its NAT): a hall of 5,000 people behind it all get
+/// guest tokens within a minute with the default limits, while login stays at its strict
+/// default.
 #[tokio::test]
 async fn a_hall_of_guests_behind_one_address_gets_tokens_with_the_defaults() {
     const GUESTS: usize = 5_000;

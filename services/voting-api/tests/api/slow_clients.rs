@@ -1,7 +1,7 @@
-//! Slow and idle clients cannot starve voting-api (issue 11, finding 8): thousands of
-//! connections that send half a request line and then nothing are closed after the header-read
-//! timeout, a body that stops arriving gets `408` after the same timeout, one address cannot hold more than its cap, and the service answers everyone else
-//! meanwhile.
+//! Slow and idle clients cannot starve voting-api: thousands of connections that send half a
+//! request line and then nothing are closed after the header-read timeout, a body that stops
+//! arriving gets `408` after the same timeout, one address cannot hold more than its cap, and
+//! the service answers everyone else meanwhile.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};

@@ -1,5 +1,5 @@
-//! The web app served by voting-api (issue 13): pages, built files, their caching, and the
-//! security headers on pages and API responses.
+//! The web app served by voting-api from the API's own origin: pages, built files, their
+//! caching, and the security headers on pages and API responses.
 
 use std::path::PathBuf;
 

@@ -14,8 +14,8 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tower_http::services::ServeDir;
 
-use crate::error::ApiError;
-use crate::json_errors;
+use crate::http::error::ApiError;
+use crate::http::json_errors;
 
 /// `Cache-Control` of `/assets/*`: their names carry a hash of their content.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";

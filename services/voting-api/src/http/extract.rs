@@ -16,7 +16,7 @@ use pollstream_infra::jwt::Role;
 use pollstream_store::PollDefinition;
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::state::AppState;
 
 /// The subject of a valid `Authorization: Bearer` token: the voter, or the presenter creating

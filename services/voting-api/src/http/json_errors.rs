@@ -12,7 +12,7 @@ use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use pollstream_wire::ErrorBody;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Most bytes of a plain-text error body kept as the message.
 const MAX_MESSAGE_BYTES: usize = 1024;

@@ -16,9 +16,9 @@ use axum::middleware::Next;
 use axum::response::Response;
 use pollstream_infra::metrics::HttpTimer;
 
-use crate::body_limit;
-use crate::json_errors;
-use crate::security_headers::SecurityHeaders;
+use crate::http::body_limit;
+use crate::http::json_errors;
+use crate::http::security_headers::SecurityHeaders;
 
 /// What [`apply`] needs, built once at start.
 #[derive(Debug)]

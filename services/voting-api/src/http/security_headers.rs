@@ -1,4 +1,6 @@
-//! Security headers on every response, pages and API alike (issue 13).
+//! Security headers on every response, pages and API alike: the web app is served from the
+//! API's origin, so a page that could run a foreign script or be framed would act with its
+//! users' tokens.
 //!
 //! An HTML page gets a Content-Security-Policy that allows only this origin's scripts, styles
 //! and images (the built page has no inline script or style) and connections to this origin
@@ -9,7 +11,7 @@
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
 
-use crate::web::RealtimeUrl;
+use crate::http::web::RealtimeUrl;
 
 /// CSP of everything that is not a page: nothing may load, nothing may frame it.
 pub const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";

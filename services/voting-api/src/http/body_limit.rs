@@ -1,4 +1,4 @@
-//! Refuses request bodies over [`MAX_BODY_BYTES`](crate::MAX_BODY_BYTES) with a `413` the
+//! Refuses request bodies over [`MAX_BODY_BYTES`](crate::http::body_limit::MAX_BODY_BYTES) with a `413` the
 //! client can read.
 //!
 //! A server that answers before reading a body and then closes leaves the unread bytes in its
@@ -11,15 +11,18 @@
 
 use std::time::Duration;
 
-use axum::body::{Body, BodyDataStream, Bytes, HttpBody};
+use axum::body::{Body, BodyDataStream, HttpBody};
 use axum::extract::Request;
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 
-use crate::MAX_BODY_BYTES;
-use crate::error::ApiError;
+use crate::http::body_deadline::{BodyError, within_deadline};
+use crate::http::error::ApiError;
+
+/// Largest request body accepted; a vote or a poll is far smaller.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Most bytes of an oversized body read (and dropped) so its sender can read the `413`; a
 /// larger body's sender may see its connection reset, which bounds what one request costs.
@@ -80,75 +83,6 @@ pub async fn refuse_oversized(timeout: Duration, request: Request, next: Next) -
     }
     next.run(Request::from_parts(parts, Body::from(buffered)))
         .await
-}
-
-/// A body that did not arrive whole in time.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("the request body did not arrive within {} ms", .0.as_millis())]
-pub struct BodyTimedOut(Duration);
-
-/// Why a body could not be read.
-#[derive(Debug, thiserror::Error)]
-enum BodyError {
-    #[error(transparent)]
-    TimedOut(BodyTimedOut),
-    #[error(transparent)]
-    Unreadable(axum::Error),
-}
-
-/// The [`BodyTimedOut`] behind a JSON body rejection, if that is why the body was not read.
-pub fn timed_out(rejection: &(dyn std::error::Error + 'static)) -> Option<BodyTimedOut> {
-    let mut error = Some(rejection);
-    while let Some(current) = error {
-        if let Some(timed_out) = current.downcast_ref::<BodyTimedOut>() {
-            return Some(*timed_out);
-        }
-        if let Some(BodyError::TimedOut(timed_out)) = current.downcast_ref::<BodyError>() {
-            return Some(*timed_out);
-        }
-        error = current.source();
-    }
-    None
-}
-
-/// `stream`'s chunks until `deadline`; then one [`BodyError::TimedOut`] and the end.
-fn within_deadline(
-    stream: BodyDataStream,
-    deadline: tokio::time::Instant,
-    timeout: Duration,
-) -> DeadlineStream {
-    DeadlineStream {
-        inner: Some(stream),
-        deadline,
-        timeout,
-    }
-}
-
-/// See [`within_deadline`].
-struct DeadlineStream {
-    inner: Option<BodyDataStream>,
-    deadline: tokio::time::Instant,
-    timeout: Duration,
-}
-
-impl DeadlineStream {
-    /// What is left of the body, to drain.
-    fn into_inner(self) -> BodyDataStream {
-        self.inner
-            .unwrap_or_else(|| Body::empty().into_data_stream())
-    }
-
-    async fn next(&mut self) -> Option<Result<Bytes, BodyError>> {
-        let inner = self.inner.as_mut()?;
-        match tokio::time::timeout_at(self.deadline, inner.next()).await {
-            Ok(Some(chunk)) => Some(chunk.map_err(BodyError::Unreadable)),
-            Ok(None) => None,
-            Err(_) => {
-                self.inner = None;
-                Some(Err(BodyError::TimedOut(BodyTimedOut(self.timeout))))
-            }
-        }
-    }
 }
 
 async fn too_large(request: Request, drain_body: bool) -> Response {

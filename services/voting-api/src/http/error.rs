@@ -74,7 +74,7 @@ pub enum ApiError {
     PayloadTooLarge,
     /// The body did not arrive within the header-read timeout.
     #[error("{0}")]
-    BodyTimeout(crate::body_limit::BodyTimedOut),
+    BodyTimeout(crate::http::body_deadline::BodyTimedOut),
     /// A dependency (Kafka, Redis, PostgreSQL) cannot serve the request right now.
     #[error("{dependency} is unavailable")]
     Unavailable {
@@ -190,7 +190,7 @@ impl From<sqlx::Error> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
-        if let Some(timed_out) = crate::body_limit::timed_out(&rejection) {
+        if let Some(timed_out) = crate::http::body_deadline::timed_out(&rejection) {
             return ApiError::BodyTimeout(timed_out);
         }
         match rejection {
