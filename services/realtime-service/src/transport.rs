@@ -62,7 +62,8 @@ pub(crate) fn socket_io_layer() -> (SocketIoLayer, SocketIo) {
         .ping_timeout(Duration::from_secs(20))
         // One limit on both transports: a long-polling request body (`max_payload`) and a
         // WebSocket message or frame. Past it the connection is closed, as a polling request
-        // over the limit is refused (issue 11, finding 5: before, WebSocket took 8 MiB).
+        // over the limit is refused; before, a WebSocket message could be 8 MiB while a
+        // polling request was refused past 16 KiB.
         .max_payload(MAX_PACKET_BYTES as u64)
         .ws_max_message_size(MAX_PACKET_BYTES)
         .ws_max_frame_size(MAX_PACKET_BYTES)
