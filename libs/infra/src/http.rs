@@ -2,7 +2,7 @@
 //!
 //! `axum::serve` keeps a connection for as long as its client does, even one that sent half a
 //! request line and then nothing: 20,000 of those from one address exhausted voting-api's file
-//! descriptors (issue 11, finding 8). [`serve`] runs the same router with three bounds, read
+//! descriptors (bounded since `dc70364`). [`serve`] runs the same router with three bounds, read
 //! once from the environment by [`HttpSettings`]:
 //!
 //! - **a header-read timeout.** hyper starts its clock whenever a connection waits for a

@@ -3,7 +3,7 @@
 //! A rule two services must agree on is written once, here: when a poll is closed
 //! ([`polls::status_at`]), which choices a ballot may hold ([`ballots::check_choices`]), who
 //! may see counts ([`visibility`]), what a join code looks like ([`join_code`]), and where the
-//! current snapshot is read from ([`snapshots::current`]: the Redis cache the aggregator
+//! current snapshot is read from ([`results_cache::current`]: the Redis cache the aggregator
 //! refreshes, then PostgreSQL). Services hold no SQL of their own for polls, ballots or
 //! accounts; they call the functions of these modules.
 

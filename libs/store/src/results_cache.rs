@@ -1,7 +1,8 @@
 //! The Redis cache of each poll's latest snapshot.
 //!
 //! The aggregator writes it after every flush, before the snapshot goes to `poll-updates`;
-//! readers use it to avoid a PostgreSQL query per results request or socket join. A write only
+//! readers use it to avoid a PostgreSQL query per results request or socket join, through
+//! [`current`], the one "current snapshot" read: the cache first, then PostgreSQL. A write only
 //! lands if its `seq` is newer than what is cached, so a slow writer can never move the cache
 //! backwards, and the cache is never behind a snapshot a screen has been sent.
 //!
@@ -141,4 +142,25 @@ pub async fn read(
         let (_, json) = stored.split_once('|')?;
         PollSnapshot::decode(json.as_bytes()).ok()
     }))
+}
+
+/// The current snapshot of `poll_id`, or `None` if there is no such poll: the one in the
+/// results cache the aggregator refreshes, else PostgreSQL's. A cache that cannot be read is
+/// logged and skipped, since it is only an optimisation.
+pub async fn current(
+    db: &PgPool,
+    redis: &mut ConnectionManager,
+    poll_id: Uuid,
+) -> Result<Option<PollSnapshot>, sqlx::Error> {
+    let cached = match read(redis, poll_id).await {
+        Ok(cached) => cached,
+        Err(err) => {
+            tracing::warn!(poll_id = %poll_id, error = %err, "Results cache unreadable, using PostgreSQL");
+            None
+        }
+    };
+    match cached {
+        Some(snapshot) => Ok(Some(snapshot)),
+        None => snapshots::load(db, poll_id).await,
+    }
 }

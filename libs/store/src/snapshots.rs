@@ -1,34 +1,12 @@
-//! Snapshots read from PostgreSQL, the source of truth behind the Redis cache, and the one
-//! "current snapshot" read: the cache first, then PostgreSQL.
+//! Snapshots read from PostgreSQL, the source of truth behind the Redis cache: the cache
+//! ([`crate::results_cache`]) falls back on them when it misses and refills itself from them.
 
 use chrono::{DateTime, Utc};
 use pollstream_wire::{OptionCount, PollSnapshot, SCHEMA_VERSION};
-use redis::aio::ConnectionManager;
-use sqlx::{PgExecutor, PgPool};
+use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use crate::{polls, results_cache};
-
-/// The current snapshot of `poll_id`, or `None` if there is no such poll: the one in the
-/// results cache the aggregator refreshes, else PostgreSQL's. A cache that cannot be read is
-/// logged and skipped, since it is only an optimisation.
-pub async fn current(
-    db: &PgPool,
-    redis: &mut ConnectionManager,
-    poll_id: Uuid,
-) -> Result<Option<PollSnapshot>, sqlx::Error> {
-    let cached = match results_cache::read(redis, poll_id).await {
-        Ok(cached) => cached,
-        Err(err) => {
-            tracing::warn!(poll_id = %poll_id, error = %err, "Results cache unreadable, using PostgreSQL");
-            None
-        }
-    };
-    match cached {
-        Some(snapshot) => Ok(Some(snapshot)),
-        None => load(db, poll_id).await,
-    }
-}
+use crate::polls;
 
 /// The current snapshot of `poll_id`, or `None` if there is no such poll.
 pub async fn load<'e>(

@@ -1,10 +1,10 @@
 //! The consume → buffer → flush → publish → commit loop.
 //!
 //! Order matters for the guarantees: a batch's offsets are committed only after its ballots
-//! are committed in PostgreSQL, the votes it cannot count are parked in the dead-letter topic,
-//! *and* its snapshots are in `poll-updates` and the results cache. A failure anywhere keeps
-//! the batch and redoes the whole flush, which is harmless because counting is idempotent (see
-//! [`crate::flush`]).
+//! are committed in PostgreSQL, the votes it cannot count are parked in the dead-letter topic
+//! ([`crate::dead_letter`]), *and* its snapshots are in `poll-updates` and the results cache.
+//! A failure anywhere keeps the batch and redoes the whole flush, which is harmless because
+//! counting is idempotent (see [`crate::flush`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,8 +14,7 @@ use pollstream_infra::telemetry::trace_context;
 use pollstream_store::results_cache::CacheWriteError;
 use pollstream_wire::{DecodeError, RawVote};
 use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
-use rdkafka::producer::FutureRecord;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
 use tokio::time::{Interval, MissedTickBehavior};
@@ -23,12 +22,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch::VoteBatch;
 use crate::config::Config;
-use crate::flush::{FlushOutcome, Rejected, flush_batch};
+use crate::dead_letter::DeadLetters;
+use crate::flush::{FlushOutcome, flush_batch};
 use crate::metric_names as names;
 use crate::publish::{PublishError, SnapshotPublisher};
-
-/// Longest pause between two attempts at a failing flush.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+use crate::retry::{MAX_BACKOFF, sleep_or_cancel};
 
 /// The clients the counting loop drives.
 pub struct Aggregator {
@@ -143,59 +141,14 @@ impl Aggregator {
                 batch.push(vote, partition, offset);
             }
             Err(err) => {
-                let reason = err.to_string();
-                tracing::warn!(partition, offset, error = %reason, "Undecodable vote, parking it in the dead-letter topic");
-                let headers =
-                    dead_letter_headers(&self.config.raw_votes_topic, partition, offset, &reason);
-                let payload = message.payload().unwrap_or_default().to_vec();
-                let key = message.key().map(<[u8]>::to_vec);
-                let label = match err {
-                    DecodeError::Malformed(_) => "malformed",
-                    DecodeError::UnsupportedVersion(_) => "unsupported_version",
-                };
                 // Not parked means shutdown: leave its offset out of the batch, so that it is
                 // read again rather than committed unparked.
                 if self
-                    .dead_letter(key.as_deref(), &payload, headers, label, shutdown)
+                    .dead_letters()
+                    .park_undecodable(message, err, shutdown)
                     .await
                 {
                     batch.skip(partition, offset);
-                }
-            }
-        }
-    }
-
-    /// Produces one dead letter, retrying until the broker takes it (`true`) or shutdown
-    /// (`false`): a message is skipped only once it is parked. `reason` labels
-    /// `votes_parked_total` and must be a stable name.
-    async fn dead_letter(
-        &self,
-        key: Option<&[u8]>,
-        payload: &[u8],
-        headers: OwnedHeaders,
-        reason: &'static str,
-        shutdown: &CancellationToken,
-    ) -> bool {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let mut record = FutureRecord::to(&self.config.dead_letter_topic)
-                .payload(payload)
-                .headers(headers.clone());
-            if let Some(key) = key {
-                record = record.key(key);
-            }
-            match self.producer.send(record, Duration::from_secs(1)).await {
-                Ok(_) => {
-                    metrics::counter!(names::DEAD_LETTERS_TOTAL).increment(1);
-                    metrics::counter!(names::VOTES_PARKED_TOTAL, "reason" => reason).increment(1);
-                    return true;
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "Cannot produce dead letter, retrying");
-                    if sleep_or_cancel(backoff, shutdown).await {
-                        return false;
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
@@ -255,7 +208,7 @@ impl Aggregator {
             .await
             .map_err(FlushError::Database)?;
         for rejected in &outcome.rejected {
-            if !self.park(rejected, shutdown).await {
+            if !self.dead_letters().park(rejected, shutdown).await {
                 return Err(FlushError::Interrupted);
             }
         }
@@ -266,43 +219,12 @@ impl Aggregator {
         Ok(outcome)
     }
 
-    /// Parks a vote the flush could not count, under its source partition and offset; `false`
-    /// if shutdown came first.
-    async fn park(&self, rejected: &Rejected, shutdown: &CancellationToken) -> bool {
-        let Rejected {
-            vote: received,
-            reason,
-            refusal,
-        } = rejected;
-        let vote = &received.vote;
-        let mut headers = dead_letter_headers(
-            &self.config.raw_votes_topic,
-            received.partition,
-            received.offset,
-            reason,
-        );
-        if let Some(refusal) = refusal {
-            tracing::warn!(poll_id = %vote.poll_id, vote_id = %vote.vote_id, partition = received.partition, offset = received.offset, reason, sqlstate = %refusal.sqlstate, error = %refusal.message, "PostgreSQL refused a vote, parking it");
-            headers = headers
-                .insert(Header {
-                    key: "dlq-sqlstate",
-                    value: Some(refusal.sqlstate.as_str()),
-                })
-                .insert(Header {
-                    key: "dlq-database-message",
-                    value: Some(refusal.message.as_str()),
-                });
-        } else {
-            tracing::warn!(poll_id = %vote.poll_id, vote_id = %vote.vote_id, partition = received.partition, offset = received.offset, reason, "Vote not countable, parking it");
+    /// Where the votes this loop cannot count are parked.
+    fn dead_letters(&self) -> DeadLetters<'_> {
+        DeadLetters {
+            producer: &self.producer,
+            config: &self.config,
         }
-        self.dead_letter(
-            Some(vote.key().as_bytes()),
-            &vote.encode(),
-            headers,
-            reason,
-            shutdown,
-        )
-        .await
     }
 
     /// Commits the batch's offsets synchronously.
@@ -366,35 +288,5 @@ impl FlushError {
             FlushError::Task(_) => "task",
             FlushError::Interrupted => "shutdown",
         }
-    }
-}
-
-fn dead_letter_headers(topic: &str, partition: i32, offset: i64, reason: &str) -> OwnedHeaders {
-    let partition = partition.to_string();
-    let offset = offset.to_string();
-    OwnedHeaders::new()
-        .insert(Header {
-            key: "dlq-reason",
-            value: Some(reason),
-        })
-        .insert(Header {
-            key: "dlq-source-topic",
-            value: Some(topic),
-        })
-        .insert(Header {
-            key: "dlq-source-partition",
-            value: Some(partition.as_str()),
-        })
-        .insert(Header {
-            key: "dlq-source-offset",
-            value: Some(offset.as_str()),
-        })
-}
-
-/// Sleeps for `duration`; returns `true` if `shutdown` was cancelled first.
-async fn sleep_or_cancel(duration: Duration, shutdown: &CancellationToken) -> bool {
-    tokio::select! {
-        () = shutdown.cancelled() => true,
-        () = tokio::time::sleep(duration) => false,
     }
 }

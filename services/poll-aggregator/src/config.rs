@@ -22,7 +22,8 @@ pub struct Config {
     /// Header-read (and idle keep-alive) timeout, total and per-address connection caps of the
     /// health and metrics server (`HTTP_HEADER_READ_TIMEOUT_MS` default 10,000 ms,
     /// `HTTP_MAX_CONNECTIONS` default 16,384, `HTTP_MAX_CONNECTIONS_PER_IP` default 8,192, `0`
-    /// off): issue 11, finding 8; see `pollstream_infra::http`.
+    /// off), so that clients that open connections and never finish a request cannot exhaust
+    /// the file descriptors; see `pollstream_infra::http`.
     pub http: HttpSettings,
     /// A batch is flushed at least this often (`FLUSH_INTERVAL_MS`).
     pub flush_interval: Duration,

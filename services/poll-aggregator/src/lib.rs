@@ -8,8 +8,10 @@ pub mod rules;
 
 mod aggregator;
 mod closer;
+mod dead_letter;
 mod metric_names;
 mod publish;
+mod retry;
 
 use std::sync::Arc;
 use std::time::Duration;

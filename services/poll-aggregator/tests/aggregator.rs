@@ -256,8 +256,8 @@ async fn undecodable_and_invalid_votes_are_parked_and_the_rest_counted() {
     running.stop().await;
 }
 
-/// Issue 11, finding 1: one vote PostgreSQL cannot store (a NUL in the voter id, an index key
-/// over 2.7 KB) used to fail every flush of its batch forever, and nothing was counted again.
+/// One vote PostgreSQL cannot store (a NUL in the voter id, an index key over 2.7 KB) used to
+/// fail every flush of its batch forever, and nothing was counted again (fixed in `b1f3356`).
 #[tokio::test]
 async fn poisonous_votes_are_parked_and_the_votes_around_them_counted() {
     let h = Harness::new().await;

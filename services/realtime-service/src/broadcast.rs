@@ -1,13 +1,21 @@
-//! Kafka → screens: each accepted snapshot is emitted to its poll's room, and the clients it
-//! makes eligible leave the waiting room.
+//! Kafka → screens: this replica's consumer of `poll-updates` hands each update over
+//! ([`forward_updates`]); each accepted snapshot is emitted to its poll's room, and the clients
+//! it makes eligible leave the waiting room.
 
+use std::sync::Arc;
+
+use pollstream_infra::kafka::{ConsumeHandler, GroupConsumer, KafkaSettings, Progress, consume};
 use pollstream_store::ResultsVisibility;
-use pollstream_wire::{PollSnapshot, PollStatus};
+use pollstream_wire::{DecodeError, PollSnapshot, PollStatus};
+use rdkafka::Message;
+use rdkafka::message::BorrowedMessage;
 use serde_json::json;
 use socketioxide::extract::SocketRef;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::hub::Hub;
-use crate::metric_names::{ROOM_BROADCASTS_TOTAL, STALE_SNAPSHOTS_DROPPED_TOTAL};
+use crate::metric_names::{self, ROOM_BROADCASTS_TOTAL, STALE_SNAPSHOTS_DROPPED_TOTAL};
 use crate::rooms::{room_name, waiting_room_name};
 
 /// Broadcasts an update from `poll-updates` to its room, unless it is stale, and lets in
@@ -83,5 +91,68 @@ async fn release_at_close(hub: &Hub, except: Option<&SocketRef>, snapshot: &Poll
     } else {
         let hidden = json!({ "pollId": poll_id, "status": PollStatus::Closed, "hidden": true });
         emit(hub, except, &waiting, "poll-closed", &hidden).await
+    }
+}
+
+/// A consumer of `topic` in `group_id`, a group of its own, from the newest update: a replica
+/// receives every update, and only those sent after it started. Its position is committed in
+/// the background, so that a rebalance (its session lapsed while the group coordinator's
+/// broker was down) resumes where it was: from `latest`, the updates sent while it rejoined
+/// were skipped, and a poll whose last update fell there stayed wrong on its screens.
+pub(crate) fn subscribe_to_updates(
+    kafka: &KafkaSettings,
+    group_id: &str,
+    topic: &str,
+) -> Result<GroupConsumer, rdkafka::error::KafkaError> {
+    GroupConsumer::subscribe(
+        kafka,
+        group_id,
+        "latest",
+        KafkaSettings::DEFAULT_FETCH_WAIT,
+        None,
+        Progress::AutoCommitted,
+        &[topic],
+    )
+}
+
+/// Forwards every update from `poll-updates` to its room until `shutdown`.
+pub(crate) async fn forward_updates(
+    consumer: Arc<GroupConsumer>,
+    hub: Arc<Hub>,
+    shutdown: CancellationToken,
+) {
+    consume(&consumer, &mut UpdateForwarder { hub }, &shutdown).await;
+}
+
+/// Hands each decoded update to the hub, which broadcasts it unless it is stale; skips the
+/// undecodable ones.
+struct UpdateForwarder {
+    hub: Arc<Hub>,
+}
+
+impl ConsumeHandler for UpdateForwarder {
+    type Value = PollSnapshot;
+    type DecodeError = DecodeError;
+
+    fn decode(payload: &[u8]) -> Result<PollSnapshot, DecodeError> {
+        PollSnapshot::decode(payload)
+    }
+
+    async fn handle(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        snapshot: Result<PollSnapshot, DecodeError>,
+    ) {
+        match snapshot {
+            Ok(snapshot) => {
+                let span = tracing::info_span!("broadcast", poll_id = %snapshot.poll_id, seq = snapshot.seq);
+                pollstream_infra::telemetry::trace_context::adopt(&span, message.headers());
+                publish(&self.hub, snapshot).instrument(span).await;
+            }
+            Err(err) => {
+                metrics::counter!(metric_names::UNDECODABLE_UPDATES_TOTAL).increment(1);
+                tracing::warn!(partition = message.partition(), offset = message.offset(), error = %err, "Undecodable poll update skipped");
+            }
+        }
     }
 }

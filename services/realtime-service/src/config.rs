@@ -24,8 +24,9 @@ pub struct Config {
     /// Header-read (and idle keep-alive) timeout, total and per-address connection caps of the
     /// HTTP listener: handshakes, long-polling and health; an upgraded WebSocket counts in the
     /// total only (`HTTP_HEADER_READ_TIMEOUT_MS` default 10,000 ms, `HTTP_MAX_CONNECTIONS`
-    /// default 16,384, `HTTP_MAX_CONNECTIONS_PER_IP` default 8,192, `0` off): issue 11, finding
-    /// 8; see `pollstream_infra::http`.
+    /// default 16,384, `HTTP_MAX_CONNECTIONS_PER_IP` default 8,192, `0` off), so that clients
+    /// that open connections and never finish a request cannot exhaust the file descriptors; see
+    /// `pollstream_infra::http`.
     pub http: HttpSettings,
     /// Topic snapshots are consumed from.
     pub poll_updates_topic: String,

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use pollstream_infra::log_throttle::LogThrottle;
-use pollstream_store::{Viewer, snapshots};
+use pollstream_store::{Viewer, results_cache};
 use pollstream_wire::{ErrorBody, PollSnapshot, PollStatus, RoomRequest};
 use socketioxide::extract::{AckSender, SocketRef, TryData};
 use uuid::Uuid;
@@ -165,7 +165,7 @@ impl CurrentSnapshot {
 async fn current_snapshot(hub: &Hub, poll_id: Uuid) -> Result<CurrentSnapshot, ErrorBody> {
     let broadcast = hub.ledger.latest(poll_id);
     let mut redis = hub.redis.clone();
-    let stored = snapshots::current(&hub.db, &mut redis, poll_id)
+    let stored = results_cache::current(&hub.db, &mut redis, poll_id)
         .await
         .map_err(|err| {
             // Every join fails alike while PostgreSQL is down: one line a second.

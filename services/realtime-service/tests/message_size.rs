@@ -1,6 +1,6 @@
-//! One Socket.IO message size limit on both transports (issue 11, finding 5): a packet over
-//! 16 KiB is refused over long-polling (`413`) and closes its WebSocket, while another screen
-//! on the same server keeps receiving updates. Real clients: raw WebSocket and HTTP for the
+//! One Socket.IO message size limit on both transports (a WebSocket once took 8 MiB where
+//! long-polling refused 16 KiB): a packet over 16 KiB is refused over long-polling (`413`) and
+//! closes its WebSocket, while another screen on the same server keeps receiving updates. Real clients: raw WebSocket and HTTP for the
 //! oversized packets (no Socket.IO client would send them), the official socket.io-client for
 //! the screen that must not notice.
 

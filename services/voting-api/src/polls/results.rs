@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use chrono::Utc;
-use pollstream_store::{PollDefinition, ResultsVisibility, Viewer, ballots, snapshots};
+use pollstream_store::{PollDefinition, ResultsVisibility, Viewer, ballots, results_cache};
 use pollstream_wire::{ErrorBody, PollSnapshot, PollStatus};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -49,7 +49,7 @@ pub(super) async fn get_results(
     let poll = state.polls.by_code(&code).await?;
     check_visibility(&state, &poll, caller.as_ref()).await?;
     let mut redis = state.redis.clone();
-    let snapshot = snapshots::current(&state.db, &mut redis, poll.id)
+    let snapshot = results_cache::current(&state.db, &mut redis, poll.id)
         .await?
         .ok_or_else(|| ApiError::PollNotFound(code.clone()))?;
     Ok(Json(results_view(&poll, &snapshot)))
