@@ -12,8 +12,9 @@ use pollstream_stress::report::{Percentiles, each_vote_on_screen};
 use pollstream_stress::screens::ScreenLog;
 use serde::Serialize;
 
+use crate::observations::{Observations, VoteRecord};
 use crate::plan::Target;
-use crate::run::{ChaosSettings, Observations, VoteRecord};
+use crate::settings::ChaosSettings;
 
 /// The whole result of a run.
 #[derive(Debug, Clone, Serialize)]
