@@ -18,6 +18,7 @@ use crate::monitor::Monitor;
 use crate::observations::{InjectedFault, Observations, VoteRecord};
 use crate::plan::{self, PlannedFault, Target};
 use crate::report::{self, ChaosReport};
+// Callers (the CLI, the chaos test) name the settings beside the run they configure.
 pub use crate::settings::ChaosSettings;
 
 /// Partitions of `raw-votes` in the replica stack, whose leaders the plan may kill.
