@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use pollstream_chaos::run::{ChaosSettings, run};
-use pollstream_stress::cli::parse_duration;
+use pollstream_stress::cli::{check_load_options, parse_duration, run_to_exit};
 use pollstream_testkit::replicas::{ReplicaSettings, ReplicaStack};
 
 /// Chaos run: faults injected into a multi-replica stack under steady load.
@@ -64,22 +64,8 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if !(args.rate > 0.0 && args.rate.is_finite()) {
-        anyhow::bail!("--rate must be a positive number");
-    }
-    if !(0.0..=1.0).contains(&args.duplicates) {
-        anyhow::bail!("--duplicates must be between 0 and 1");
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
-    let passed = runtime.block_on(chaos(args))?;
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    if !passed {
-        std::process::exit(1);
-    }
-    Ok(())
+    check_load_options(Some(args.rate), args.duplicates)?;
+    run_to_exit(chaos(args))
 }
 
 async fn chaos(args: Args) -> anyhow::Result<bool> {

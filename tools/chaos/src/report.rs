@@ -11,9 +11,11 @@ use pollstream_stress::load::{Answer, latency_histogram};
 use pollstream_stress::report::{Percentiles, each_vote_on_screen};
 use pollstream_stress::screens::ScreenLog;
 use serde::Serialize;
+use tokio::time::Instant;
 
+use crate::observations::{Observations, VoteRecord};
 use crate::plan::Target;
-use crate::run::{ChaosSettings, Observations, VoteRecord};
+use crate::settings::ChaosSettings;
 
 /// The whole result of a run.
 #[derive(Debug, Clone, Serialize)]
@@ -190,71 +192,11 @@ pub fn build(settings: &ChaosSettings, seen: Observations) -> ChaosReport {
     let faults = fault_impacts(&seen);
     let screens = screen_verdict(&seen);
     let mut checks = vec![
-        Check {
-            name: "every 202 counted exactly once, per option; unknown outcomes at most once"
-                .to_owned(),
-            passed: seen.final_check.passed,
-            detail: format!(
-                "accepted {}, counted {}, unknown {}, lost {}, doubled {}, options off {}",
-                seen.final_check
-                    .polls
-                    .iter()
-                    .map(|p| p.accepted)
-                    .sum::<i64>(),
-                seen.final_check
-                    .polls
-                    .iter()
-                    .map(|p| p.counted)
-                    .sum::<i64>(),
-                seen.final_check
-                    .polls
-                    .iter()
-                    .map(|p| p.unknown)
-                    .sum::<i64>(),
-                seen.final_check.lost,
-                seen.final_check.doubled,
-                seen.final_check
-                    .polls
-                    .iter()
-                    .map(|p| p.option_mismatches)
-                    .sum::<usize>(),
-            ),
-        },
-        Check {
-            name: "a repeated ballot never gets a 202 it will not be counted for".to_owned(),
-            passed: votes.duplicates_accepted == 0,
-            detail: format!(
-                "{} repeats sent, {} answered 202",
-                votes.duplicates_sent, votes.duplicates_accepted
-            ),
-        },
-        Check {
-            name: "every screen on every realtime replica converges to the final count".to_owned(),
-            passed: screens.connected == screens.screens && screens.not_converged.is_empty(),
-            detail: format!(
-                "{}/{} screens joined, {} reconnections, converged after {}",
-                screens.connected,
-                screens.screens,
-                screens.reconnects,
-                screens
-                    .converged_after_ms
-                    .map_or("never".to_owned(), |ms| format!("{ms} ms")),
-            ),
-        },
-        Check {
-            name: "no screen saw seq or a count go backwards".to_owned(),
-            passed: screens.went_backwards == 0,
-            detail: format!("{} backward steps", screens.went_backwards),
-        },
-        Check {
-            name: "every process healthy again with no human action".to_owned(),
-            passed: seen.unhealthy_at_end.is_empty(),
-            detail: if seen.unhealthy_at_end.is_empty() {
-                format!("all healthy {} ms after the load", ms(seen.healthy_after))
-            } else {
-                format!("still unhealthy: {}", seen.unhealthy_at_end.join(", "))
-            },
-        },
+        exactly_once(&seen.final_check),
+        repeats_refused(&votes),
+        screens_converged(&screens),
+        screens_never_backwards(&screens),
+        healthy_again(&seen),
     ];
     if settings.duplicates == 0.0 {
         checks.remove(1);
@@ -272,6 +214,74 @@ pub fn build(settings: &ChaosSettings, seen: Observations) -> ChaosReport {
         healthy_after_load_ms: ms(seen.healthy_after),
         unhealthy_at_end: seen.unhealthy_at_end.clone(),
         per_second: per_second(&seen),
+    }
+}
+
+fn exactly_once(check: &FinalCheck) -> Check {
+    Check {
+        name: "every 202 counted exactly once, per option; unknown outcomes at most once"
+            .to_owned(),
+        passed: check.passed,
+        detail: format!(
+            "accepted {}, counted {}, unknown {}, lost {}, doubled {}, options off {}",
+            check.polls.iter().map(|p| p.accepted).sum::<i64>(),
+            check.polls.iter().map(|p| p.counted).sum::<i64>(),
+            check.polls.iter().map(|p| p.unknown).sum::<i64>(),
+            check.lost,
+            check.doubled,
+            check
+                .polls
+                .iter()
+                .map(|p| p.option_mismatches)
+                .sum::<usize>(),
+        ),
+    }
+}
+
+fn repeats_refused(votes: &VoteCounts) -> Check {
+    Check {
+        name: "a repeated ballot never gets a 202 it will not be counted for".to_owned(),
+        passed: votes.duplicates_accepted == 0,
+        detail: format!(
+            "{} repeats sent, {} answered 202",
+            votes.duplicates_sent, votes.duplicates_accepted
+        ),
+    }
+}
+
+fn screens_converged(screens: &ScreenVerdict) -> Check {
+    Check {
+        name: "every screen on every realtime replica converges to the final count".to_owned(),
+        passed: screens.connected == screens.screens && screens.not_converged.is_empty(),
+        detail: format!(
+            "{}/{} screens joined, {} reconnections, converged after {}",
+            screens.connected,
+            screens.screens,
+            screens.reconnects,
+            screens
+                .converged_after_ms
+                .map_or("never".to_owned(), |ms| format!("{ms} ms")),
+        ),
+    }
+}
+
+fn screens_never_backwards(screens: &ScreenVerdict) -> Check {
+    Check {
+        name: "no screen saw seq or a count go backwards".to_owned(),
+        passed: screens.went_backwards == 0,
+        detail: format!("{} backward steps", screens.went_backwards),
+    }
+}
+
+fn healthy_again(seen: &Observations) -> Check {
+    Check {
+        name: "every process healthy again with no human action".to_owned(),
+        passed: seen.unhealthy_at_end.is_empty(),
+        detail: if seen.unhealthy_at_end.is_empty() {
+            format!("all healthy {} ms after the load", ms(seen.healthy_after))
+        } else {
+            format!("still unhealthy: {}", seen.unhealthy_at_end.join(", "))
+        },
     }
 }
 
@@ -325,75 +335,103 @@ fn vote_counts(seen: &Observations) -> VoteCounts {
 }
 
 fn fault_impacts(seen: &Observations) -> Vec<FaultImpact> {
-    let mut impacts = Vec::with_capacity(seen.faults.len());
-    let logs: Vec<&ScreenLog> = seen.screens.iter().flat_map(|(_, _, logs)| logs).collect();
-    let owned: Vec<ScreenLog> = logs.into_iter().cloned().collect();
-    let baselines = vec![0; seen.tally.accepted_at.len()];
-    for (i, fault) in seen.faults.iter().enumerate() {
-        let from = fault.killed_at;
-        let until = seen
-            .faults
-            .get(i + 1)
-            .map_or(seen.load_ended, |next| next.killed_at);
-        let window: Vec<&VoteRecord> = seen
-            .votes
-            .iter()
-            .filter(|v| v.due >= from && v.due < until)
-            .collect();
-        let failed: Vec<&&VoteRecord> = window
-            .iter()
-            .filter(|v| !matches!(v.answer, Answer::Status(202 | 409)))
-            .collect();
-        let refused_for = match (
-            failed.iter().map(|v| v.due).min(),
-            failed.iter().map(|v| v.answered).max(),
-        ) {
-            (Some(first), Some(last)) => last.saturating_duration_since(first),
-            _ => Duration::ZERO,
-        };
-        let mut lag = latency_histogram();
-        // Ranks count from the run's start: the baselines are the totals before the run.
-        each_vote_on_screen(
-            &seen.tally.accepted_at,
-            &baselines,
-            &owned,
-            |_, _, accepted, delay| {
-                if accepted >= from
-                    && accepted < until
-                    && let Some(delay) = delay
-                {
-                    let _ = lag.record(delay.as_micros().max(1) as u64);
-                }
-            },
-        );
-        impacts.push(FaultImpact {
-            at_ms: ms(from - seen.started),
-            planned_at_ms: ms(fault.planned.at),
-            target: fault.planned.target,
-            process: fault.process.clone(),
-            down_ms: ms(fault.restarted_at - fault.killed_at),
-            process_healthy_after_ms: seen
-                .health
-                .healthy_from(&fault.process, fault.restarted_at)
-                .map(|at| ms(at - from)),
-            all_healthy_after_ms: seen
-                .health
-                .all_healthy_from(fault.restarted_at)
-                .map(|at| ms(at - from)),
-            votes: window.len() as u64,
-            refused: count(&window, |a| matches!(a, Answer::Status(429 | 503))),
-            errors: count(
-                &window,
-                |a| matches!(a, Answer::Status(s) if !matches!(s, 202 | 409 | 429 | 503)),
-            ),
-            unknown: count(&window, |a| {
-                matches!(a, Answer::Timeout | Answer::Transport)
-            }),
-            refused_for_ms: ms(refused_for),
-            screen_lag: (!lag.is_empty()).then(|| Percentiles::of(&lag)),
-        });
+    let logs = all_screen_logs(seen);
+    (0..seen.faults.len())
+        .map(|i| fault_impact(seen, i, &logs))
+        .collect()
+}
+
+/// Every screen's log, all replicas.
+fn all_screen_logs(seen: &Observations) -> Vec<ScreenLog> {
+    seen.screens
+        .iter()
+        .flat_map(|(_, _, logs)| logs)
+        .cloned()
+        .collect()
+}
+
+/// The impact of fault `i`, over its window: from its kill to the next fault's (or the end of
+/// the load).
+fn fault_impact(seen: &Observations, i: usize, logs: &[ScreenLog]) -> FaultImpact {
+    let fault = &seen.faults[i];
+    let from = fault.killed_at;
+    let until = seen
+        .faults
+        .get(i + 1)
+        .map_or(seen.load_ended, |next| next.killed_at);
+    let window: Vec<&VoteRecord> = seen
+        .votes
+        .iter()
+        .filter(|v| v.due >= from && v.due < until)
+        .collect();
+    FaultImpact {
+        at_ms: ms(from - seen.started),
+        planned_at_ms: ms(fault.planned.at),
+        target: fault.planned.target,
+        process: fault.process.clone(),
+        down_ms: ms(fault.restarted_at - fault.killed_at),
+        process_healthy_after_ms: seen
+            .health
+            .healthy_from(&fault.process, fault.restarted_at)
+            .map(|at| ms(at - from)),
+        all_healthy_after_ms: seen
+            .health
+            .all_healthy_from(fault.restarted_at)
+            .map(|at| ms(at - from)),
+        votes: window.len() as u64,
+        refused: count(&window, |a| matches!(a, Answer::Status(429 | 503))),
+        errors: count(
+            &window,
+            |a| matches!(a, Answer::Status(s) if !matches!(s, 202 | 409 | 429 | 503)),
+        ),
+        unknown: count(&window, |a| {
+            matches!(a, Answer::Timeout | Answer::Transport)
+        }),
+        refused_for_ms: ms(failing_for(&window)),
+        screen_lag: screen_lag(seen, logs, from, until),
     }
-    impacts
+}
+
+/// From the first failed vote of `window` being due to the last one's answer.
+fn failing_for(window: &[&VoteRecord]) -> Duration {
+    let failed: Vec<&&VoteRecord> = window
+        .iter()
+        .filter(|v| !matches!(v.answer, Answer::Status(202 | 409)))
+        .collect();
+    match (
+        failed.iter().map(|v| v.due).min(),
+        failed.iter().map(|v| v.answered).max(),
+    ) {
+        (Some(first), Some(last)) => last.saturating_duration_since(first),
+        _ => Duration::ZERO,
+    }
+}
+
+/// Vote-to-screen latency of the votes accepted from `from` until `until`, every screen
+/// (`None`: none was shown).
+fn screen_lag(
+    seen: &Observations,
+    logs: &[ScreenLog],
+    from: Instant,
+    until: Instant,
+) -> Option<Percentiles> {
+    let mut lag = latency_histogram();
+    // Ranks count from the run's start: the baselines are the totals before the run.
+    let baselines = vec![0; seen.tally.accepted_at.len()];
+    each_vote_on_screen(
+        &seen.tally.accepted_at,
+        &baselines,
+        logs,
+        |_, _, accepted, delay| {
+            if accepted >= from
+                && accepted < until
+                && let Some(delay) = delay
+            {
+                let _ = lag.record(delay.as_micros().max(1) as u64);
+            }
+        },
+    );
+    (!lag.is_empty()).then(|| Percentiles::of(&lag))
 }
 
 fn count(votes: &[&VoteRecord], pick: impl Fn(Answer) -> bool) -> u64 {
@@ -411,67 +449,85 @@ fn screen_verdict(seen: &Observations) -> ScreenVerdict {
         backwards_examples: Vec::new(),
         vote_to_screen: Percentiles::of(&latency_histogram()),
     };
-    let polls = seen.final_totals.len();
-    let mut all_logs = Vec::new();
     for (replica, (_, _, logs)) in seen.screens.iter().enumerate() {
         for log in logs {
             verdict.reconnects += u64::from(log.reconnects);
-            for poll in 0..polls {
-                let mut last: Option<(i64, i64)> = None;
-                for delivery in log.deliveries.iter().filter(|d| d.poll as usize == poll) {
-                    if let Some((seq, total)) = last
-                        && (delivery.seq < seq || delivery.total < total)
-                    {
-                        verdict.went_backwards += 1;
-                        if verdict.backwards_examples.len() < 5 {
-                            verdict.backwards_examples.push(format!(
-                                "realtime-service-{replica} screen {} poll {poll}: seq {seq} total {total} then seq {} total {}{}",
-                                log.screen,
-                                delivery.seq,
-                                delivery.total,
-                                if delivery.rejoin { " (re-join)" } else { "" }
-                            ));
-                        }
-                    }
-                    let (seq, total) = last.unwrap_or((delivery.seq, delivery.total));
-                    last = Some((seq.max(delivery.seq), total.max(delivery.total)));
-                }
-                let shown = last.map(|(_, total)| total);
-                // A screen that saw no snapshot at all during the run shows its join.
-                if shown.is_some_and(|t| t != seen.final_totals[poll])
-                    || (shown.is_none() && seen.final_totals[poll] != 0)
-                {
-                    verdict.not_converged.push(format!(
-                        "realtime-service-{replica}/{}/{poll}: {} != {}",
+            for (poll, final_total) in seen.final_totals.iter().enumerate() {
+                verdict.read_poll(replica, log, poll, *final_total);
+            }
+        }
+    }
+    verdict.vote_to_screen = vote_to_screen(seen, &all_screen_logs(seen));
+    verdict
+}
+
+impl ScreenVerdict {
+    /// Reads what screen `log` of realtime replica `replica` showed of poll `poll`: each step
+    /// backwards, and whether it ended on `final_total`.
+    fn read_poll(&mut self, replica: usize, log: &ScreenLog, poll: usize, final_total: i64) {
+        let mut last: Option<(i64, i64)> = None;
+        for delivery in log.deliveries.iter().filter(|d| d.poll as usize == poll) {
+            if let Some((seq, total)) = last
+                && (delivery.seq < seq || delivery.total < total)
+            {
+                self.went_backwards += 1;
+                if self.backwards_examples.len() < 5 {
+                    self.backwards_examples.push(format!(
+                        "realtime-service-{replica} screen {} poll {poll}: seq {seq} total {total} then seq {} total {}{}",
                         log.screen,
-                        shown.map_or("nothing".to_owned(), |t| t.to_string()),
-                        seen.final_totals[poll]
+                        delivery.seq,
+                        delivery.total,
+                        if delivery.rejoin { " (re-join)" } else { "" }
                     ));
                 }
             }
-            all_logs.push(log.clone());
+            let (seq, total) = last.unwrap_or((delivery.seq, delivery.total));
+            last = Some((seq.max(delivery.seq), total.max(delivery.total)));
+        }
+        let shown = last.map(|(_, total)| total);
+        // A screen that saw no snapshot at all during the run shows its join.
+        if shown.is_some_and(|t| t != final_total) || (shown.is_none() && final_total != 0) {
+            self.not_converged.push(format!(
+                "realtime-service-{replica}/{}/{poll}: {} != {}",
+                log.screen,
+                shown.map_or("nothing".to_owned(), |t| t.to_string()),
+                final_total
+            ));
         }
     }
+}
+
+/// Vote-to-screen latency over the whole run, every screen.
+fn vote_to_screen(seen: &Observations, logs: &[ScreenLog]) -> Percentiles {
     let baselines = vec![0; seen.tally.accepted_at.len()];
     let mut histogram = latency_histogram();
     each_vote_on_screen(
         &seen.tally.accepted_at,
         &baselines,
-        &all_logs,
+        logs,
         |_, _, _, delay| {
             if let Some(delay) = delay {
                 let _ = histogram.record(delay.as_micros().max(1) as u64);
             }
         },
     );
-    verdict.vote_to_screen = Percentiles::of(&histogram);
-    verdict
+    Percentiles::of(&histogram)
 }
 
 impl ChaosReport {
     /// The report for people: the timeline of faults and their impact, then the checks.
     pub fn text(&self) -> String {
         let mut out = String::new();
+        self.write_votes(&mut out);
+        self.write_per_second(&mut out);
+        self.write_timeline(&mut out);
+        self.write_screens(&mut out);
+        self.write_checks(&mut out);
+        out
+    }
+
+    /// The heading, then what the votes got.
+    fn write_votes(&self, out: &mut String) {
         let v = &self.votes;
         let _ = writeln!(
             out,
@@ -492,6 +548,10 @@ impl ChaosReport {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+    }
+
+    /// Accepted and failed votes, ten seconds a line.
+    fn write_per_second(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "\nper second, accepted/failed (refused, errors, unknown):"
@@ -503,6 +563,10 @@ impl ChaosReport {
                 .collect();
             let _ = writeln!(out, "  {:>4} s {}", row[0].second, cells.join(" "));
         }
+    }
+
+    /// Each fault, its recovery and what the votes and screens went through in its window.
+    fn write_timeline(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "\ntimeline (each fault's window runs to the next fault):"
@@ -540,6 +604,10 @@ impl ChaosReport {
                     )),
             );
         }
+    }
+
+    /// The screens: joined, reconnected, latency, and the first steps back or misses.
+    fn write_screens(&self, out: &mut String) {
         let s = &self.screens;
         let _ = writeln!(
             out,
@@ -557,6 +625,10 @@ impl ChaosReport {
         for screen in s.not_converged.iter().take(5) {
             let _ = writeln!(out, "  not converged: {screen}");
         }
+    }
+
+    /// Each check's verdict, then the run's.
+    fn write_checks(&self, out: &mut String) {
         let _ = writeln!(out, "\nchecks:");
         for check in &self.checks {
             let _ = writeln!(
@@ -568,6 +640,5 @@ impl ChaosReport {
             );
         }
         let _ = writeln!(out, "{}", if self.passed { "PASSED" } else { "FAILED" });
-        out
     }
 }

@@ -3,128 +3,29 @@
 //! replica, injects the planned faults, then waits for the stack to heal and checks the
 //! outcome (see [`crate::report`]).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use pollstream_stress::load::{self, Answer, Outcome, Tally, Voting};
-use pollstream_stress::screens::{ScreenLog, ScreenSettings, Screens};
-use pollstream_stress::{check, setup};
+use pollstream_stress::check::{self, FinalCheck};
+use pollstream_stress::load::{self, Outcome, Tally};
+use pollstream_stress::prepare::{PollSource, Prepared, fresh_voter_prefix};
+use pollstream_stress::screens::{ScreenLog, Screens};
 use pollstream_testkit::replicas::{ReplicaStack, Service};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::monitor::Monitor;
+use crate::observations::{InjectedFault, Observations, VoteRecord};
 use crate::plan::{self, PlannedFault, Target};
 use crate::report::{self, ChaosReport};
+// Callers (the CLI, the chaos test) name the settings beside the run they configure.
+pub use crate::settings::ChaosSettings;
 
-/// What a chaos run does.
-#[derive(Debug, Clone)]
-pub struct ChaosSettings {
-    /// Seed of the fault plan.
-    pub seed: u64,
-    /// How long votes are sent.
-    pub duration: Duration,
-    /// Votes per second, open loop (sent on schedule whatever the answers).
-    pub rate: f64,
-    /// Polls voted in, round-robin.
-    pub polls: usize,
-    /// Options of each poll.
-    pub options: usize,
-    /// Socket.IO screens on each realtime-service replica, each joined to every poll.
-    pub screens_per_replica: usize,
-    /// Faults to inject; 6 or more means at least one of each kind.
-    pub faults: usize,
-    /// Fraction of votes that repeat an earlier voter's ballot (each should get `409`).
-    pub duplicates: f64,
-    /// A vote without an answer by then has an unknown outcome.
-    pub request_timeout: Duration,
-    /// After the load: how long the counts and the screens may take to reach the final count.
-    pub settle_timeout: Duration,
-    /// After the load: how long every process may take to be healthy again.
-    pub recovery_timeout: Duration,
-    /// The aggregator's flush interval (the final check waits one more for late counts).
-    pub flush_interval: Duration,
-    /// Print the faults as they happen and a line of progress every few seconds.
-    pub progress: bool,
-}
+/// Partitions of `raw-votes` in the replica stack, whose leaders the plan may kill.
+const RAW_VOTES_PARTITIONS: i32 = 3;
 
-impl Default for ChaosSettings {
-    fn default() -> Self {
-        Self {
-            seed: 7,
-            duration: Duration::from_secs(30),
-            rate: 400.0,
-            polls: 6,
-            options: 4,
-            screens_per_replica: 4,
-            faults: 6,
-            duplicates: 0.05,
-            request_timeout: Duration::from_secs(5),
-            settle_timeout: Duration::from_secs(60),
-            recovery_timeout: Duration::from_secs(120),
-            flush_interval: Duration::from_millis(500),
-            progress: true,
-        }
-    }
-}
-
-/// One vote attempt as the run saw it.
-#[derive(Debug, Clone, Copy)]
-pub struct VoteRecord {
-    /// When it was due to be sent.
-    pub due: Instant,
-    /// When its answer (or failure) came.
-    pub answered: Instant,
-    /// The answer.
-    pub answer: Answer,
-    /// The voting-api replica it went to.
-    pub api: usize,
-}
-
-/// A fault as it was injected.
-#[derive(Debug, Clone)]
-pub struct InjectedFault {
-    /// What the plan said.
-    pub planned: PlannedFault,
-    /// The process hit (`voting-api-1`, `kafka-2`, `redis`, `postgres`).
-    pub process: String,
-    /// When it was killed.
-    pub killed_at: Instant,
-    /// When it was started again.
-    pub restarted_at: Instant,
-}
-
-/// Everything measured, for [`report::build`].
-pub struct Observations {
-    /// When the load started.
-    pub started: Instant,
-    /// When the load stopped and every answer was in.
-    pub load_ended: Instant,
-    /// Every vote's outcome, in answer order.
-    pub votes: Vec<VoteRecord>,
-    /// The tally of the stress tool (accepted ballots per poll and option, unknown ones).
-    pub tally: Tally,
-    /// Scheduled votes not sent because too many were in flight.
-    pub skipped: u64,
-    /// Faults as injected.
-    pub faults: Vec<InjectedFault>,
-    /// Health of every process through the run.
-    pub health: crate::monitor::HealthLog,
-    /// Processes still unhealthy after the recovery timeout.
-    pub unhealthy_at_end: Vec<String>,
-    /// From the end of the load until every process was healthy.
-    pub healthy_after: Duration,
-    /// The stress tool's exactly-once check.
-    pub final_check: check::FinalCheck,
-    /// Per poll, the total every screen must end on.
-    pub final_totals: Vec<i64>,
-    /// From the end of the final check until every screen showed the final totals (`None`:
-    /// not within the settle timeout).
-    pub converged_after: Option<Duration>,
-    /// Per realtime replica: screens asked for, screens joined, and their logs.
-    pub screens: Vec<(usize, usize, Vec<ScreenLog>)>,
-}
+/// Screens joining at once on each realtime-service replica.
+const CONNECT_CONCURRENCY: usize = 16;
 
 /// Runs the load and the faults against `stack` and checks the outcome.
 pub async fn run(
@@ -132,24 +33,46 @@ pub async fn run(
     settings: &ChaosSettings,
 ) -> anyhow::Result<ChaosReport> {
     let apis = stack.urls(Service::VotingApi);
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(usize::MAX)
-        .pool_idle_timeout(Duration::from_secs(30))
-        .tcp_nodelay(true)
-        .timeout(settings.request_timeout)
-        .build()
-        .context("building the HTTP client")?;
-    let keys = stack.keys();
-    let mut polls = setup::create_polls(
-        &http,
-        &apis[0],
-        &keys,
-        settings.polls.max(1),
-        settings.options,
-    )
-    .await?;
-    setup::read_baselines(&http, &apis[0], &mut polls).await?;
+    let source = PollSource::Create {
+        count: settings.polls,
+        options: settings.options,
+    };
+    let prepared = Prepared::new(&apis[0], stack.keys(), &source, settings.request_timeout).await?;
+    let screens = connect_screens(stack, &prepared, settings).await?;
+    let monitor = Monitor::start(stack.probes(), stack.http.clone());
+    let load = load_under_faults(stack, &prepared, &apis, settings).await?;
+    let unhealthy_at_end = stack.unhealthy_after(settings.recovery_timeout).await;
+    let healthy_after = load.ended.elapsed();
+    let settled = settle(&prepared, &apis[0], &load.tally, &screens, settings).await?;
+    let health = monitor.stop().await;
+    let screen_logs = close_screens(screens, settings.screens_per_replica).await;
+    Ok(report::build(
+        settings,
+        Observations {
+            started: load.started,
+            load_ended: load.ended,
+            votes: load.votes,
+            tally: load.tally,
+            skipped: load.skipped,
+            faults: load.faults,
+            health,
+            unhealthy_at_end,
+            healthy_after,
+            final_check: settled.final_check,
+            final_totals: settled.final_totals,
+            converged_after: settled.converged_after,
+            screens: screen_logs,
+        },
+    ))
+}
 
+/// Connects the screens of every realtime-service replica, each joined to every poll and
+/// reconnecting after a kill.
+async fn connect_screens(
+    stack: &ReplicaStack,
+    prepared: &Prepared,
+    settings: &ChaosSettings,
+) -> anyhow::Result<Vec<Screens>> {
     let mut screens = Vec::new();
     for url in stack.urls(Service::RealtimeService) {
         let server: std::net::SocketAddr = url
@@ -157,42 +80,54 @@ pub async fn run(
             .parse()
             .with_context(|| format!("realtime-service address {url}"))?;
         screens.push(
-            Screens::connect(
-                ScreenSettings {
+            prepared
+                .connect_screens(
                     server,
-                    source_addrs: Vec::new(),
-                    polls: polls.iter().map(|p| p.id).collect(),
-                    reconnect: true,
-                },
-                settings.screens_per_replica,
-                16,
-            )
-            .await?,
+                    Vec::new(),
+                    true,
+                    settings.screens_per_replica,
+                    CONNECT_CONCURRENCY,
+                )
+                .await?,
         );
     }
+    Ok(screens)
+}
 
-    let option_counts: Vec<usize> = polls.iter().map(|p| p.options.len()).collect();
-    let (outcomes_tx, outcomes_rx) = mpsc::unbounded_channel();
-    let voting = Arc::new(Voting::new(
-        http.clone(),
-        keys,
-        &apis,
-        format!("chaos-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
-        &polls,
-        settings.duplicates,
-        outcomes_tx,
-    ));
-    let collector = tokio::spawn(collect(outcomes_rx, Tally::new(&option_counts)));
-    let monitor = Monitor::start(stack.probes(), stack.http.clone());
-    let partitions = 3;
+/// What the load under faults did.
+struct LoadDone {
+    /// When the load started.
+    started: Instant,
+    /// When the load stopped and every answer was in.
+    ended: Instant,
+    /// Every answer, folded.
+    tally: Tally,
+    /// Every vote's outcome, in answer order.
+    votes: Vec<VoteRecord>,
+    /// Scheduled votes not sent because too many were in flight.
+    skipped: u64,
+    /// Faults as injected.
+    faults: Vec<InjectedFault>,
+}
+
+/// Sends votes at the steady rate over every voting-api replica while the planned faults are
+/// injected, then waits for the answers in flight.
+async fn load_under_faults(
+    stack: &mut ReplicaStack,
+    prepared: &Prepared,
+    apis: &[String],
+    settings: &ChaosSettings,
+) -> anyhow::Result<LoadDone> {
+    let (voting, outcomes, tally) =
+        prepared.voting(apis, fresh_voter_prefix("chaos"), settings.duplicates);
+    let collector = tokio::spawn(collect(outcomes, tally));
     let planned = plan::draw(
         settings.seed,
         settings.duration,
         settings.faults,
-        stack.urls(Service::VotingApi).len(),
-        partitions,
+        apis.len(),
+        RAW_VOTES_PARTITIONS,
     );
-
     let started = Instant::now();
     let load = tokio::spawn(load::open_loop(
         voting.clone(),
@@ -200,11 +135,40 @@ pub async fn run(
         settings.duration,
         5_000,
     ));
+    let faults = inject_planned(stack, planned, started, settings.progress).await;
+    load.await.context("the load task")?;
+    let skipped = load::wait_for_answers(voting, settings.request_timeout).await;
+    let (tally, votes) = collector.await.context("collecting outcomes")?;
+    let ended = Instant::now();
+    if settings.progress {
+        eprintln!(
+            "load done: {} votes, {} accepted; waiting for every process to be healthy",
+            tally.sent,
+            tally.accepted()
+        );
+    }
+    Ok(LoadDone {
+        started,
+        ended,
+        tally,
+        votes,
+        skipped,
+        faults,
+    })
+}
+
+/// Injects each planned fault at its time from `started`, one after the other.
+async fn inject_planned(
+    stack: &mut ReplicaStack,
+    planned: Vec<PlannedFault>,
+    started: Instant,
+    progress: bool,
+) -> Vec<InjectedFault> {
     let mut faults = Vec::with_capacity(planned.len());
     for fault in planned {
         tokio::time::sleep_until(started + fault.at).await;
         let injected = inject(stack, fault).await;
-        if settings.progress {
+        if progress {
             eprintln!(
                 "[{:>6.1}s] {} ({}), back after {:.1} s",
                 (injected.killed_at - started).as_secs_f64(),
@@ -215,33 +179,35 @@ pub async fn run(
         }
         faults.push(injected);
     }
-    load.await.context("the load task")?;
-    let drain_deadline = Instant::now() + settings.request_timeout + Duration::from_secs(1);
-    while voting.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0
-        && Instant::now() < drain_deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let skipped = voting.skipped.load(std::sync::atomic::Ordering::Relaxed);
-    drop(voting);
-    let (tally, votes) = collector.await.context("collecting outcomes")?;
-    let load_ended = Instant::now();
-    if settings.progress {
-        eprintln!(
-            "load done: {} votes, {} accepted; waiting for every process to be healthy",
-            tally.sent,
-            tally.accepted()
-        );
-    }
+    faults
+}
 
-    let unhealthy_at_end = stack.unhealthy_after(settings.recovery_timeout).await;
-    let healthy_after = load_ended.elapsed();
+/// How the counts and the screens settled after the load.
+struct Settled {
+    /// The exactly-once check, on the counts the screens ended on.
+    final_check: FinalCheck,
+    /// Per poll, the total every screen must end on.
+    final_totals: Vec<i64>,
+    /// From the end of the first check until every screen showed the live totals.
+    converged_after: Option<Duration>,
+}
+
+/// Checks the counts, waits for every screen to show them, and checks again when votes were
+/// counted in the meantime.
+async fn settle(
+    prepared: &Prepared,
+    api: &str,
+    tally: &Tally,
+    screens: &[Screens],
+    settings: &ChaosSettings,
+) -> anyhow::Result<Settled> {
+    let polls = &prepared.polls;
     let check_counts = || {
         check::final_check(
-            &http,
-            &apis[0],
-            &polls,
-            &tally,
+            &prepared.http,
+            api,
+            polls,
+            tally,
             settings.settle_timeout,
             settings.flush_interval,
         )
@@ -251,28 +217,12 @@ pub async fn run(
     // message queued in a producer while a broker was down is delivered when it is back), so
     // the screens are compared with the counts as they are now, read again each round.
     let converging = Instant::now();
-    let live_totals = || async {
-        let mut totals = Vec::with_capacity(polls.len());
-        for poll in &polls {
-            totals.push(setup::results(&http, &apis[0], poll).await.ok()?.total);
-        }
-        Some(totals)
-    };
     let converged = pollstream_testkit::eventually(settings.settle_timeout, || async {
-        let totals = live_totals().await?;
-        let all = screens.iter().all(|s| {
-            let shown = &s.totals;
-            (0..shown.screens()).all(|screen| {
-                totals
-                    .iter()
-                    .enumerate()
-                    .all(|(poll, total)| shown.get(screen, poll) == Some(*total))
-            })
-        });
-        all.then_some(())
+        let totals = live_totals(prepared, api).await?;
+        screens_show(screens, &totals).then_some(())
     })
     .await;
-    let final_totals: Vec<i64> = match live_totals().await {
+    let final_totals: Vec<i64> = match live_totals(prepared, api).await {
         Some(totals) => totals,
         None => polls
             .iter()
@@ -289,35 +239,44 @@ pub async fn run(
         // Counted since the check: check again on the counts the screens ended on.
         final_check = check_counts().await?;
     }
-    let converged_after = converged.map(|()| converging.elapsed());
-    let health = monitor.stop().await;
-    let mut screen_logs = Vec::new();
+    Ok(Settled {
+        final_check,
+        final_totals,
+        converged_after: converged.map(|()| converging.elapsed()),
+    })
+}
+
+/// Every poll's total as voting-api serves it now (`None` when one could not be read).
+async fn live_totals(prepared: &Prepared, api: &str) -> Option<Vec<i64>> {
+    let mut totals = Vec::with_capacity(prepared.polls.len());
+    for poll in &prepared.polls {
+        let results = pollstream_stress::setup::results(&prepared.http, api, poll).await;
+        totals.push(results.ok()?.total);
+    }
+    Some(totals)
+}
+
+/// Whether every screen of every replica shows `totals`.
+fn screens_show(screens: &[Screens], totals: &[i64]) -> bool {
+    screens.iter().all(|s| {
+        let shown = &s.totals;
+        (0..shown.screens()).all(|screen| {
+            totals
+                .iter()
+                .enumerate()
+                .all(|(poll, total)| shown.get(screen, poll) == Some(*total))
+        })
+    })
+}
+
+/// Disconnects every replica's screens: per replica, screens asked for, joined, and their logs.
+async fn close_screens(screens: Vec<Screens>, asked: usize) -> Vec<(usize, usize, Vec<ScreenLog>)> {
+    let mut logs = Vec::new();
     for screens in screens {
         let connected = screens.connected;
-        screen_logs.push((
-            settings.screens_per_replica,
-            connected,
-            screens.close().await,
-        ));
+        logs.push((asked, connected, screens.close().await));
     }
-    Ok(report::build(
-        settings,
-        Observations {
-            started,
-            load_ended,
-            votes,
-            tally,
-            skipped,
-            faults,
-            health,
-            unhealthy_at_end,
-            healthy_after,
-            final_check,
-            final_totals,
-            converged_after,
-            screens: screen_logs,
-        },
-    ))
+    logs
 }
 
 /// Kills what `fault` targets, waits its `down_for`, and starts it again. A replica still

@@ -7,7 +7,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::load::Tally;
-use crate::setup::{self, TargetPoll};
+use crate::setup::{self, Results, TargetPoll};
 
 /// The check's verdict for one poll.
 #[derive(Debug, Clone, Serialize)]
@@ -56,50 +56,15 @@ pub async fn final_check(
     flush_interval: Duration,
 ) -> anyhow::Result<FinalCheck> {
     let started = Instant::now();
-    let deadline = started + timeout;
     let expected: Vec<i64> = tally.accepted_at.iter().map(|a| a.len() as i64).collect();
-    loop {
-        let mut reached = true;
-        for (index, poll) in polls.iter().enumerate() {
-            let results = setup::results(http, api, poll).await?;
-            if results.total - poll.baseline_total < expected[index] {
-                reached = false;
-                break;
-            }
-        }
-        if reached || Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_counted(http, api, polls, &expected, started + timeout).await?;
     let settle_millis = started.elapsed().as_millis() as u64;
     tokio::time::sleep(flush_interval + Duration::from_millis(500)).await;
 
     let mut checks = Vec::with_capacity(polls.len());
     for (index, poll) in polls.iter().enumerate() {
         let results = setup::results(http, api, poll).await?;
-        let counted = results.total - poll.baseline_total;
-        let accepted = expected[index];
-        let unknown = tally.unknown[index];
-        let votes = setup::option_votes(poll, &results);
-        let option_mismatches = votes
-            .iter()
-            .zip(&poll.baseline_votes)
-            .zip(&tally.accepted_votes[index])
-            .filter(|((now, before), accepted)| {
-                let counted = **now - **before;
-                counted < **accepted || counted > **accepted + unknown
-            })
-            .count();
-        checks.push(PollCheck {
-            code: poll.code.clone(),
-            accepted,
-            counted,
-            unknown,
-            lost: (accepted - counted).max(0),
-            doubled: (counted - accepted - unknown).max(0),
-            option_mismatches,
-        });
+        checks.push(check_poll(poll, &results, tally, expected[index], index));
     }
     let lost = checks.iter().map(|c| c.lost).sum();
     let doubled = checks.iter().map(|c| c.doubled).sum();
@@ -110,4 +75,61 @@ pub async fn final_check(
         settle_millis,
         polls: checks,
     })
+}
+
+/// Reads the counts every 100 ms until every poll has counted at least its `expected` votes
+/// since the run began, or `deadline` has passed.
+async fn wait_until_counted(
+    http: &reqwest::Client,
+    api: &str,
+    polls: &[TargetPoll],
+    expected: &[i64],
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    loop {
+        let mut reached = true;
+        for (index, poll) in polls.iter().enumerate() {
+            let results = setup::results(http, api, poll).await?;
+            if results.total - poll.baseline_total < expected[index] {
+                reached = false;
+                break;
+            }
+        }
+        if reached || Instant::now() >= deadline {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Compares poll `index`'s counts since the run began with its `accepted` votes, in total and
+/// per option; a vote of unknown outcome may or may not count.
+fn check_poll(
+    poll: &TargetPoll,
+    results: &Results,
+    tally: &Tally,
+    accepted: i64,
+    index: usize,
+) -> PollCheck {
+    let counted = results.total - poll.baseline_total;
+    let unknown = tally.unknown[index];
+    let votes = setup::option_votes(poll, results);
+    let option_mismatches = votes
+        .iter()
+        .zip(&poll.baseline_votes)
+        .zip(&tally.accepted_votes[index])
+        .filter(|((now, before), accepted)| {
+            let counted = **now - **before;
+            counted < **accepted || counted > **accepted + unknown
+        })
+        .count();
+    PollCheck {
+        code: poll.code.clone(),
+        accepted,
+        counted,
+        unknown,
+        lost: (accepted - counted).max(0),
+        doubled: (counted - accepted - unknown).max(0),
+        option_mismatches,
+    }
 }

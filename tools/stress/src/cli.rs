@@ -1,9 +1,12 @@
-//! Command-line options of `pollstream-stress`.
+//! Command-line options of `pollstream-stress`, and what both tools' `main` share: the
+//! checks of the load's options and the run on a runtime whose verdict is the exit status.
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::{Context, bail};
 use clap::Parser;
 
 /// Drives votes into voting-api and watches them arrive on Socket.IO screens.
@@ -124,6 +127,36 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(format!("`{text}` is not a positive duration"));
     }
     Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Refuses a rate that is not a positive number and a fraction of repeated ballots outside
+/// 0 to 1, with the option's name.
+pub fn check_load_options(rate: Option<f64>, duplicates: f64) -> anyhow::Result<()> {
+    if let Some(rate) = rate
+        && !(rate > 0.0 && rate.is_finite())
+    {
+        bail!("--rate must be a positive number");
+    }
+    if !(0.0..=1.0).contains(&duplicates) {
+        bail!("--duplicates must be between 0 and 1");
+    }
+    Ok(())
+}
+
+/// Runs `run` on a multi-threaded runtime and exits with status 1 when it returns `Ok(false)`
+/// (a failed check), after giving leftover connections a second at most to close.
+pub fn run_to_exit(run: impl Future<Output = anyhow::Result<bool>>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let passed = runtime.block_on(run)?;
+    // Leftover connections must not delay the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    if !passed {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

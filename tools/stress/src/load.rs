@@ -263,6 +263,17 @@ pub async fn open_loop(voting: Arc<Voting>, rate: f64, duration: Duration, max_i
     }
 }
 
+/// After the load: waits for the votes still in flight to be answered (up to
+/// `request_timeout` and a second more, by when every request has timed out), then drops
+/// `voting`, which closes the outcome channel, and returns the scheduled votes skipped.
+pub async fn wait_for_answers(voting: Arc<Voting>, request_timeout: Duration) -> u64 {
+    let deadline = Instant::now() + request_timeout + Duration::from_secs(1);
+    while voting.in_flight.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    voting.skipped.load(Ordering::Relaxed)
+}
+
 /// Closed loop: `concurrency` voters, each sending its next vote as soon as the previous one
 /// was answered, until `duration` has passed. Like a well-behaved client, a voter told to come
 /// back later (`429`/`503` with `Retry-After`) waits that long first, so an overloaded server

@@ -19,25 +19,46 @@ use clap::Parser;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use pollstream_stress::cli::Args;
+use pollstream_stress::check::{self, FinalCheck};
+use pollstream_stress::cli::{self, Args};
 use pollstream_stress::load::{self, Outcome, Tally, Voting};
-use pollstream_stress::report::{self, Percentiles, Summary};
-use pollstream_stress::screens::{ScreenSettings, Screens};
-use pollstream_stress::{check, setup};
+use pollstream_stress::prepare::{PollSource, Prepared, fresh_voter_prefix};
+use pollstream_stress::report::{self, FanOut, Percentiles, Summary};
+use pollstream_stress::screens::Screens;
+use pollstream_stress::setup;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
-    let passed = runtime.block_on(run(args))?;
-    // Leftover connections must not delay the exit.
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    if !passed {
-        std::process::exit(1);
+    cli::run_to_exit(run(args))
+}
+
+/// Where the services are and how long the aggregator batches, from the options or the
+/// environment the local stack writes (`.run/env`).
+struct Endpoints {
+    /// voting-api base URL, without a trailing slash.
+    api: String,
+    /// realtime-service base URL.
+    realtime: String,
+    /// The aggregator's flush interval, which the final check waits out once more.
+    flush_interval: Duration,
+}
+
+impl Endpoints {
+    fn from_args(args: &Args) -> Self {
+        let api = service_url(&args.api, "VOTING_API_PORT", 3001);
+        let flush_interval = args.flush_interval.unwrap_or_else(|| {
+            let ms = std::env::var("FLUSH_INTERVAL_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(2000);
+            Duration::from_millis(ms)
+        });
+        Self {
+            api: api.trim_end_matches('/').to_owned(),
+            realtime: service_url(&args.realtime, "REALTIME_SERVICE_PORT", 3003),
+            flush_interval,
+        }
     }
-    Ok(())
 }
 
 fn service_url(explicit: &Option<String>, port_variable: &str, default_port: u16) -> String {
@@ -52,167 +73,208 @@ fn service_url(explicit: &Option<String>, port_variable: &str, default_port: u16
 
 /// Runs the whole test; `Ok(false)` when the final check failed.
 async fn run(args: Args) -> anyhow::Result<bool> {
-    let api = service_url(&args.api, "VOTING_API_PORT", 3001);
-    let api = api.trim_end_matches('/').to_owned();
-    let realtime = service_url(&args.realtime, "REALTIME_SERVICE_PORT", 3003);
-    let flush_interval = args.flush_interval.unwrap_or_else(|| {
-        let ms = std::env::var("FLUSH_INTERVAL_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(2000);
-        Duration::from_millis(ms)
-    });
-    if let Some(rate) = args.rate
-        && !(rate > 0.0 && rate.is_finite())
-    {
-        return Err(anyhow!("--rate must be a positive number"));
-    }
-    if !(0.0..=1.0).contains(&args.duplicates) {
-        return Err(anyhow!("--duplicates must be between 0 and 1"));
-    }
-
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(usize::MAX)
-        .pool_idle_timeout(Duration::from_secs(30))
-        .tcp_nodelay(true)
-        .timeout(args.request_timeout)
-        .build()
-        .context("building the HTTP client")?;
-    let keys = setup::signing_keys()?;
-
-    let mut polls = if args.poll_codes.is_empty() {
-        setup::create_polls(&http, &api, &keys, args.polls.max(1), args.options).await?
-    } else {
-        setup::existing_polls(&http, &api, &args.poll_codes).await?
-    };
-    setup::read_baselines(&http, &api, &mut polls).await?;
-    let codes: Vec<String> = polls.iter().map(|p| p.code.clone()).collect();
+    let endpoints = Endpoints::from_args(&args);
+    cli::check_load_options(args.rate, args.duplicates)?;
+    let prepared = prepare(&args, &endpoints.api).await?;
+    let (screens, rss) = connect_screens(&args, &prepared, &endpoints.realtime).await?;
+    let load = drive_load(&args, &prepared, &endpoints.api, screens.as_ref()).await?;
     progress(
         &args,
+        "load done; waiting for the counts to settle".to_owned(),
+    );
+    let check = check::final_check(
+        &prepared.http,
+        &endpoints.api,
+        &prepared.polls,
+        &load.tally,
+        args.settle_timeout,
+        endpoints.flush_interval,
+    )
+    .await?;
+    let on_screen = screen_figures(&args, screens, &load.tally, &prepared.baselines(), rss).await;
+    let summary = summarize(&args, prepared.codes(), load, on_screen, check);
+    print_summary(&args, &summary)?;
+    Ok(summary.check.passed)
+}
+
+/// Signs with the services' keys, creates the polls (or looks up `--poll`s) and reads the
+/// counts they start from.
+async fn prepare(args: &Args, api: &str) -> anyhow::Result<Prepared> {
+    let source = if args.poll_codes.is_empty() {
+        PollSource::Create {
+            count: args.polls,
+            options: args.options,
+        }
+    } else {
+        PollSource::Existing(args.poll_codes.clone())
+    };
+    let prepared =
+        Prepared::new(api, setup::signing_keys()?, &source, args.request_timeout).await?;
+    progress(
+        args,
         format!(
             "polls {} at {api}; counts before the run: {:?}",
-            codes.join(","),
-            polls.iter().map(|p| p.baseline_total).collect::<Vec<_>>()
+            prepared.codes().join(","),
+            prepared.baselines()
         ),
     );
+    Ok(prepared)
+}
 
+/// realtime-service's resident memory before and after the screens joined, KiB.
+type Rss = (Option<u64>, Option<u64>);
+
+/// Connects `--clients` screens (none when 0), measuring realtime-service's memory around it
+/// when its pid is known.
+async fn connect_screens(
+    args: &Args,
+    prepared: &Prepared,
+    realtime: &str,
+) -> anyhow::Result<(Option<Screens>, Rss)> {
+    if args.clients == 0 {
+        return Ok((None, (None, None)));
+    }
     let realtime_pid = args.realtime_pid.or_else(|| {
         std::fs::read_to_string(&args.realtime_pid_file)
             .ok()
             .and_then(|text| text.trim().parse().ok())
     });
-    let mut rss = (None, None);
-    let screens = if args.clients > 0 {
-        let server = socket_address(&realtime).await?;
-        rss.0 = realtime_pid.and_then(resident_kib);
-        progress(
-            &args,
-            format!("connecting {} Socket.IO clients to {server}", args.clients),
-        );
-        let started = Instant::now();
-        let screens = Screens::connect(
-            ScreenSettings {
-                server,
-                source_addrs: args.source_addrs.clone(),
-                polls: polls.iter().map(|p| p.id).collect(),
-                reconnect: false,
-            },
+    let server = socket_address(realtime).await?;
+    let before = realtime_pid.and_then(resident_kib);
+    progress(
+        args,
+        format!("connecting {} Socket.IO clients to {server}", args.clients),
+    );
+    let started = Instant::now();
+    let screens = prepared
+        .connect_screens(
+            server,
+            args.source_addrs.clone(),
+            false,
             args.clients,
             args.connect_concurrency,
         )
         .await?;
-        progress(
-            &args,
-            format!(
-                "{}/{} clients joined in {:.1} s{}",
-                screens.connected,
-                args.clients,
-                started.elapsed().as_secs_f64(),
-                screens
-                    .failures
-                    .first()
-                    .map(|f| format!("; first failure: {f}"))
-                    .unwrap_or_default()
-            ),
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        rss.1 = realtime_pid.and_then(resident_kib);
-        Some(screens)
-    } else {
-        None
-    };
-    let deliveries = screens
-        .as_ref()
-        .map(|s| s.deliveries.clone())
-        .unwrap_or_default();
+    progress(
+        args,
+        format!(
+            "{}/{} clients joined in {:.1} s{}",
+            screens.connected,
+            args.clients,
+            started.elapsed().as_secs_f64(),
+            screens
+                .failures
+                .first()
+                .map(|f| format!("; first failure: {f}"))
+                .unwrap_or_default()
+        ),
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = realtime_pid.and_then(resident_kib);
+    Ok((Some(screens), (before, after)))
+}
 
-    let option_counts: Vec<usize> = polls.iter().map(|p| p.options.len()).collect();
-    let (outcomes_tx, outcomes_rx) = mpsc::unbounded_channel();
+/// What the load did.
+struct LoadDone {
+    /// Every answer, folded.
+    tally: Tally,
+    /// Scheduled votes skipped at `--max-in-flight`.
+    skipped: u64,
+    /// How long votes were sent, seconds.
+    seconds: f64,
+}
+
+/// Sends votes open or closed loop for `--duration`, then waits for the answers in flight.
+async fn drive_load(
+    args: &Args,
+    prepared: &Prepared,
+    api: &str,
+    screens: Option<&Screens>,
+) -> anyhow::Result<LoadDone> {
     let voter_prefix = args
         .voter_prefix
         .clone()
-        .unwrap_or_else(|| format!("stress-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
-    let voting = Arc::new(Voting::new(
-        http.clone(),
-        keys,
-        std::slice::from_ref(&api),
+        .unwrap_or_else(|| fresh_voter_prefix("stress"));
+    let (voting, outcomes, tally) = prepared.voting(
+        std::slice::from_ref(&api.to_owned()),
         voter_prefix,
-        &polls,
         args.duplicates,
-        outcomes_tx,
-    ));
+    );
+    let deliveries = screens.map(|s| s.deliveries.clone()).unwrap_or_default();
     let collector = tokio::spawn(collect(
-        outcomes_rx,
-        Tally::new(&option_counts),
+        outcomes,
+        tally,
         Arc::downgrade(&voting),
         deliveries,
         args.quiet,
     ));
-
-    let load_started = Instant::now();
+    let started = Instant::now();
     match args.rate {
         Some(rate) => {
             load::open_loop(voting.clone(), rate, args.duration, args.max_in_flight).await;
         }
         None => load::closed_loop(voting.clone(), args.concurrency, args.duration).await,
     }
-    let load_seconds = load_started.elapsed().as_secs_f64();
-    let drain_deadline = Instant::now() + args.request_timeout + Duration::from_secs(1);
-    while voting.in_flight.load(Ordering::Relaxed) > 0 && Instant::now() < drain_deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let skipped = voting.skipped.load(Ordering::Relaxed);
-    drop(voting);
+    let seconds = started.elapsed().as_secs_f64();
+    let skipped = load::wait_for_answers(voting, args.request_timeout).await;
     let tally = collector.await.context("collecting outcomes")?;
+    Ok(LoadDone {
+        tally,
+        skipped,
+        seconds,
+    })
+}
 
-    progress(
-        &args,
-        "load done; waiting for the counts to settle".to_owned(),
-    );
-    let check = check::final_check(
-        &http,
-        &api,
-        &polls,
-        &tally,
-        args.settle_timeout,
-        flush_interval,
-    )
-    .await?;
+/// What the screens showed: vote-to-screen latency, (vote, screen) pairs never shown, and the
+/// fan-out figures.
+struct OnScreen {
+    vote_to_screen: Option<Percentiles>,
+    never_on_screen: u64,
+    fan_out: Option<FanOut>,
+}
 
-    let baselines: Vec<i64> = polls.iter().map(|p| p.baseline_total).collect();
-    let (vote_to_screen, never_on_screen, fan_out) = match screens {
-        Some(screens) => {
-            let (connected, failures) = (screens.connected, screens.failures.clone());
-            let logs = screens.close().await;
-            let (histogram, never) = report::vote_to_screen(&tally.accepted_at, &baselines, &logs);
-            let fan_out = report::fan_out(args.clients, connected, failures, &logs, rss);
-            (Some(Percentiles::of(&histogram)), never, Some(fan_out))
-        }
-        None => (None, 0, None),
+/// Closes the screens and reads their logs against the accepted votes.
+async fn screen_figures(
+    args: &Args,
+    screens: Option<Screens>,
+    tally: &Tally,
+    baselines: &[i64],
+    rss: Rss,
+) -> OnScreen {
+    let Some(screens) = screens else {
+        return OnScreen {
+            vote_to_screen: None,
+            never_on_screen: 0,
+            fan_out: None,
+        };
     };
+    let (connected, failures) = (screens.connected, screens.failures.clone());
+    let logs = screens.close().await;
+    let (histogram, never) = report::vote_to_screen(&tally.accepted_at, baselines, &logs);
+    OnScreen {
+        vote_to_screen: Some(Percentiles::of(&histogram)),
+        never_on_screen: never,
+        fan_out: Some(report::fan_out(
+            args.clients,
+            connected,
+            failures,
+            &logs,
+            rss,
+        )),
+    }
+}
 
+/// Puts the figures together into the summary.
+fn summarize(
+    args: &Args,
+    polls: Vec<String>,
+    load: LoadDone,
+    on_screen: OnScreen,
+    check: FinalCheck,
+) -> Summary {
+    let tally = &load.tally;
     let accepted = tally.count(load::Answer::Status(202));
-    let summary = Summary {
+    Summary {
         mode: if args.rate.is_some() {
             "open"
         } else {
@@ -221,32 +283,36 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         .to_owned(),
         target_rate: args.rate,
         concurrency: args.rate.is_none().then_some(args.concurrency),
-        duration_seconds: (load_seconds * 10.0).round() / 10.0,
-        polls: codes,
+        duration_seconds: (load.seconds * 10.0).round() / 10.0,
+        polls,
         sent: tally.sent,
         accepted,
         accepted_distinct: tally.accepted(),
-        by_status: Summary::status_counts(&tally),
-        skipped,
+        by_status: Summary::status_counts(tally),
+        skipped: load.skipped,
         duplicates_sent: tally.duplicates_sent,
         duplicates_accepted: tally.duplicates_accepted,
-        accepted_per_second: (accepted as f64 / load_seconds).round(),
+        accepted_per_second: (accepted as f64 / load.seconds).round(),
         accept_latency: Percentiles::of(&tally.accept_latency),
         answer_latency: Percentiles::of(&tally.answer_latency),
-        vote_to_screen,
-        never_on_screen,
-        fan_out,
+        vote_to_screen: on_screen.vote_to_screen,
+        never_on_screen: on_screen.never_on_screen,
+        fan_out: on_screen.fan_out,
         check,
-    };
+    }
+}
+
+/// Prints the summary on stdout, as JSON with `--json`.
+fn print_summary(args: &Args, summary: &Summary) -> anyhow::Result<()> {
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&summary).context("encoding the summary")?
+            serde_json::to_string_pretty(summary).context("encoding the summary")?
         );
     } else {
         print!("{}", summary.text());
     }
-    Ok(summary.check.passed)
+    Ok(())
 }
 
 /// Folds outcomes into the tally and prints a progress line every second.

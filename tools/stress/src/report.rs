@@ -156,29 +156,86 @@ pub fn fan_out(
     logs: &[ScreenLog],
     rss: (Option<u64>, Option<u64>),
 ) -> FanOut {
-    let mut delay = latency_histogram();
-    let mut arrivals: HashMap<(u32, i64), (Instant, Instant)> = HashMap::new();
-    let mut deliveries = 0u64;
-    let mut first: Option<Instant> = None;
-    let mut last: Option<Instant> = None;
-    for log in logs {
-        for d in &log.deliveries {
-            deliveries += 1;
-            let _ = delay.record(d.delay_micros.max(1) as u64);
+    let arrivals = Arrivals::of(logs);
+    let mut spread = latency_histogram();
+    for (earliest, latest) in arrivals.first_and_last.values() {
+        let _ = spread.record((*latest - *earliest).as_micros().max(1) as u64);
+    }
+    let broadcast: BTreeSet<(u32, i64)> = arrivals.first_and_last.keys().copied().collect();
+    let (missed, screens_missing_updates) = missed_snapshots(logs, &broadcast);
+    let seconds = match (arrivals.first, arrivals.last) {
+        (Some(first), Some(last)) if last > first => (last - first).as_secs_f64(),
+        _ => 0.0,
+    };
+    let per_connection = match rss {
+        (Some(before), Some(after)) if connected > 0 => {
+            Some(((after as f64 - before as f64) / connected as f64 * 100.0).round() / 100.0)
+        }
+        _ => None,
+    };
+    FanOut {
+        clients,
+        connected,
+        connect_failures,
+        deliveries: arrivals.deliveries,
+        deliveries_per_second: if seconds > 0.0 {
+            (arrivals.deliveries as f64 / seconds).round()
+        } else {
+            0.0
+        },
+        snapshots: broadcast.len(),
+        delivery_latency: Percentiles::of(&arrivals.delay),
+        spread: Percentiles::of(&spread),
+        missed,
+        screens_missing_updates,
+        server_rss_before_kib: rss.0,
+        server_rss_after_kib: rss.1,
+        server_kib_per_connection: per_connection,
+    }
+}
+
+/// Every delivery of every screen, folded.
+struct Arrivals {
+    /// Deliveries, all screens.
+    deliveries: u64,
+    /// From each snapshot's `at` to its arrival, microseconds.
+    delay: Histogram<u64>,
+    /// Per snapshot (poll, seq): its first and its last arrival across screens.
+    first_and_last: HashMap<(u32, i64), (Instant, Instant)>,
+    /// The first delivery of all.
+    first: Option<Instant>,
+    /// The last delivery of all.
+    last: Option<Instant>,
+}
+
+impl Arrivals {
+    fn of(logs: &[ScreenLog]) -> Self {
+        let mut arrivals = Self {
+            deliveries: 0,
+            delay: latency_histogram(),
+            first_and_last: HashMap::new(),
+            first: None,
+            last: None,
+        };
+        for d in logs.iter().flat_map(|log| &log.deliveries) {
+            arrivals.deliveries += 1;
+            let _ = arrivals.delay.record(d.delay_micros.max(1) as u64);
             let entry = arrivals
+                .first_and_last
                 .entry((d.poll, d.seq))
                 .or_insert((d.received, d.received));
             entry.0 = entry.0.min(d.received);
             entry.1 = entry.1.max(d.received);
-            first = Some(first.map_or(d.received, |f| f.min(d.received)));
-            last = Some(last.map_or(d.received, |l| l.max(d.received)));
+            arrivals.first = Some(arrivals.first.map_or(d.received, |f| f.min(d.received)));
+            arrivals.last = Some(arrivals.last.map_or(d.received, |l| l.max(d.received)));
         }
+        arrivals
     }
-    let mut spread = latency_histogram();
-    for (earliest, latest) in arrivals.values() {
-        let _ = spread.record((*latest - *earliest).as_micros().max(1) as u64);
-    }
-    let broadcast: BTreeSet<(u32, i64)> = arrivals.keys().copied().collect();
+}
+
+/// (screen, snapshot) pairs of `broadcast` a screen never received though newer than its
+/// join, and how many screens missed at least one.
+fn missed_snapshots(logs: &[ScreenLog], broadcast: &BTreeSet<(u32, i64)>) -> (u64, usize) {
     let mut missed = 0u64;
     let mut screens_missing_updates = 0;
     for log in logs {
@@ -194,35 +251,7 @@ pub fn fan_out(
             screens_missing_updates += 1;
         }
     }
-    let seconds = match (first, last) {
-        (Some(first), Some(last)) if last > first => (last - first).as_secs_f64(),
-        _ => 0.0,
-    };
-    let per_connection = match rss {
-        (Some(before), Some(after)) if connected > 0 => {
-            Some(((after as f64 - before as f64) / connected as f64 * 100.0).round() / 100.0)
-        }
-        _ => None,
-    };
-    FanOut {
-        clients,
-        connected,
-        connect_failures,
-        deliveries,
-        deliveries_per_second: if seconds > 0.0 {
-            (deliveries as f64 / seconds).round()
-        } else {
-            0.0
-        },
-        snapshots: broadcast.len(),
-        delivery_latency: Percentiles::of(&delay),
-        spread: Percentiles::of(&spread),
-        missed,
-        screens_missing_updates,
-        server_rss_before_kib: rss.0,
-        server_rss_after_kib: rss.1,
-        server_kib_per_connection: per_connection,
-    }
+    (missed, screens_missing_updates)
 }
 
 /// The whole summary, printed as text or JSON.
@@ -289,6 +318,17 @@ impl Summary {
     /// The human-readable form.
     pub fn text(&self) -> String {
         let mut out = String::new();
+        self.write_votes(&mut out);
+        self.write_latencies(&mut out);
+        if let Some(fan_out) = &self.fan_out {
+            fan_out.write_screens(&mut out);
+        }
+        self.check.write_verdict(&mut out);
+        out
+    }
+
+    /// The heading, then what the votes got.
+    fn write_votes(&self, out: &mut String) {
         let load = match (self.target_rate, self.concurrency) {
             (Some(rate), _) => format!("open loop at {rate} votes/s"),
             (_, Some(c)) => format!("closed loop, concurrency {c}"),
@@ -328,6 +368,10 @@ impl Summary {
                 self.duplicates_sent, self.duplicates_accepted
             );
         }
+    }
+
+    /// Accept, answer and vote-to-screen latency.
+    fn write_latencies(&self, out: &mut String) {
         let _ = writeln!(out, "accept latency    {}", self.accept_latency.line());
         let _ = writeln!(out, "answer latency    {}", self.answer_latency.line());
         if let Some(screen) = &self.vote_to_screen {
@@ -340,49 +384,58 @@ impl Summary {
                 );
             }
         }
-        if let Some(f) = &self.fan_out {
+    }
+}
+
+impl FanOut {
+    /// The screens, their deliveries and realtime-service's memory.
+    fn write_screens(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "screens           {}/{} connected, {} snapshots, {} deliveries, {:.0}/s, {} missed ({} screens)",
+            self.connected,
+            self.clients,
+            self.snapshots,
+            self.deliveries,
+            self.deliveries_per_second,
+            self.missed,
+            self.screens_missing_updates
+        );
+        for failure in &self.connect_failures {
+            let _ = writeln!(out, "  connect failure: {failure}");
+        }
+        let _ = writeln!(out, "delivery latency  {}", self.delivery_latency.line());
+        let _ = writeln!(out, "fan-out spread    {}", self.spread.line());
+        if let (Some(before), Some(after)) = (self.server_rss_before_kib, self.server_rss_after_kib)
+        {
             let _ = writeln!(
                 out,
-                "screens           {}/{} connected, {} snapshots, {} deliveries, {:.0}/s, {} missed ({} screens)",
-                f.connected,
-                f.clients,
-                f.snapshots,
-                f.deliveries,
-                f.deliveries_per_second,
-                f.missed,
-                f.screens_missing_updates
+                "realtime memory   {before} KiB -> {after} KiB, {} KiB per connection",
+                self.server_kib_per_connection
+                    .map_or("?".to_owned(), |k| format!("{k:.1}"))
             );
-            for failure in &f.connect_failures {
-                let _ = writeln!(out, "  connect failure: {failure}");
-            }
-            let _ = writeln!(out, "delivery latency  {}", f.delivery_latency.line());
-            let _ = writeln!(out, "fan-out spread    {}", f.spread.line());
-            if let (Some(before), Some(after)) = (f.server_rss_before_kib, f.server_rss_after_kib) {
-                let _ = writeln!(
-                    out,
-                    "realtime memory   {before} KiB -> {after} KiB, {} KiB per connection",
-                    f.server_kib_per_connection
-                        .map_or("?".to_owned(), |k| format!("{k:.1}"))
-                );
-            }
         }
-        let c = &self.check;
+    }
+}
+
+impl FinalCheck {
+    /// The verdict, then each poll's counts.
+    fn write_verdict(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "final check       {}: {} lost, {} doubled (settled {} ms after the load)",
-            if c.passed { "PASSED" } else { "FAILED" },
-            c.lost,
-            c.doubled,
-            c.settle_millis
+            if self.passed { "PASSED" } else { "FAILED" },
+            self.lost,
+            self.doubled,
+            self.settle_millis
         );
-        for poll in &c.polls {
+        for poll in &self.polls {
             let _ = writeln!(
                 out,
                 "  poll {}: accepted {}, counted {}, unknown {}, option mismatches {}",
                 poll.code, poll.accepted, poll.counted, poll.unknown, poll.option_mismatches
             );
         }
-        out
     }
 }
 

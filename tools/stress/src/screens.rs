@@ -112,6 +112,30 @@ impl ScreenTotals {
     }
 }
 
+/// Waits for `count` screens to report whether they joined: how many did, and the first few
+/// distinct reasons why others did not.
+async fn wait_for_joins(
+    ready: &mut tokio::sync::mpsc::Receiver<Result<(), String>>,
+    count: usize,
+) -> (usize, Vec<String>) {
+    let mut connected = 0;
+    let mut failures: Vec<String> = Vec::new();
+    for _ in 0..count {
+        let Some(result) = ready.recv().await else {
+            break;
+        };
+        match result {
+            Ok(()) => connected += 1,
+            Err(reason) => {
+                if failures.len() < 5 && !failures.contains(&reason) {
+                    failures.push(reason);
+                }
+            }
+        }
+    }
+    (connected, failures)
+}
+
 /// Running screens.
 pub struct Screens {
     tasks: Vec<tokio::task::JoinHandle<anyhow::Result<ScreenLog>>>,
@@ -182,21 +206,7 @@ impl Screens {
             }));
         }
         drop(ready_tx);
-        let mut connected = 0;
-        let mut failures: Vec<String> = Vec::new();
-        for _ in 0..count {
-            let Some(result) = ready_rx.recv().await else {
-                break;
-            };
-            match result {
-                Ok(()) => connected += 1,
-                Err(reason) => {
-                    if failures.len() < 5 && !failures.contains(&reason) {
-                        failures.push(reason);
-                    }
-                }
-            }
-        }
+        let (connected, failures) = wait_for_joins(&mut ready_rx, count).await;
         Ok(Self {
             tasks,
             stop,
