@@ -30,6 +30,18 @@ export type MyPoll = Schemas['PollSummary'];
 /** `GET /api/v1/votes/{code}/me`: `status` is `none`, `pending` or `counted`. */
 export type MyVote = Schemas['MyVote'];
 
+/** Body of `POST /api/v1/votes/{code}`. */
+export type CastVote = Schemas['CastVote'];
+
+/** Answer of an accepted vote (`202`). */
+export type VoteAccepted = Schemas['VoteAccepted'];
+
+/** Body of `/api/v1/auth/register` and `/login`. */
+export type Credentials = Schemas['Credentials'];
+
+/** Body of `/api/v1/auth/refresh` and `/logout`. */
+export type RefreshRequest = Schemas['RefreshRequest'];
+
 /** Answer of `/api/v1/auth/register`, `/login` and `/refresh`. */
 export type AccountTokens = Schemas['Session'];
 
