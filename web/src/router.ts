@@ -12,12 +12,22 @@ export type Route =
   | { name: 'console'; next: string | null }
   | { name: 'not-found' };
 
-/** A join code as people type it: case and spaces or dashes do not matter. */
+/**
+ * Unicode `White_Space`, what Rust's `str::trim` drops: JavaScript's `trim` differs (it drops
+ * U+FEFF and keeps U+0085).
+ */
+const EDGE_SPACE = /^[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+|[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$/g;
+
+/**
+ * A join code as people type it, read as the API reads it (`JoinCode::parse` in
+ * `libs/store/src/join_code.rs`): surrounding whitespace dropped, ASCII letters upper-cased,
+ * nothing else changed, so a code with a space or a dash inside names no poll here either.
+ */
 export function normalizeCode(input: string): string {
-  return input.replace(/[\s-]+/g, '').toUpperCase();
+  return input.replace(EDGE_SPACE, '').replace(/[a-z]+/g, (letters) => letters.toUpperCase());
 }
 
-/** Whether `code` can be a join code (letters and digits only, 4 to 16 of them). */
+/** Whether `code` can be a join code (ASCII letters and digits only, 4 to 16 of them). */
 export function looksLikeCode(code: string): boolean {
   return /^[A-Z0-9]{4,16}$/.test(code);
 }

@@ -1,18 +1,30 @@
 /** The voting-api routes this app uses, one function each. */
 
 import { apiRequest } from './http';
-import type { AccountTokens, GuestTokens, MyPoll, MyVote, NewPoll, Poll } from './types';
+import type {
+  AccountTokens,
+  CastVote,
+  Credentials,
+  GuestTokens,
+  MyPoll,
+  MyVote,
+  NewPoll,
+  Poll,
+  RefreshRequest,
+  VoteAccepted,
+} from './types';
 
 const code = (value: string) => encodeURIComponent(value);
 
 export const auth = {
   register: (email: string, password: string) =>
-    apiRequest<AccountTokens>('/api/v1/auth/register', { body: { email, password } }),
+    apiRequest<AccountTokens>('/api/v1/auth/register', { body: { email, password } satisfies Credentials }),
   login: (email: string, password: string) =>
-    apiRequest<AccountTokens>('/api/v1/auth/login', { body: { email, password } }),
-  refresh: (refreshToken: string) => apiRequest<AccountTokens>('/api/v1/auth/refresh', { body: { refreshToken } }),
+    apiRequest<AccountTokens>('/api/v1/auth/login', { body: { email, password } satisfies Credentials }),
+  refresh: (refreshToken: string) =>
+    apiRequest<AccountTokens>('/api/v1/auth/refresh', { body: { refreshToken } satisfies RefreshRequest }),
   logout: (refreshToken: string) =>
-    apiRequest<void>('/api/v1/auth/logout', { body: { refreshToken }, expect: 'none' }),
+    apiRequest<void>('/api/v1/auth/logout', { body: { refreshToken } satisfies RefreshRequest, expect: 'none' }),
   guest: () => apiRequest<GuestTokens>('/api/v1/auth/guest', { method: 'POST' }),
 };
 
@@ -31,8 +43,8 @@ export const polls = {
 
 export const votes = {
   cast: (pollCode: string, optionIds: string[], token: string) =>
-    apiRequest<{ voteId: string; pollId: string }>(`/api/v1/votes/${code(pollCode)}`, {
-      body: { optionIds },
+    apiRequest<VoteAccepted>(`/api/v1/votes/${code(pollCode)}`, {
+      body: { optionIds } satisfies CastVote,
       token,
     }),
   mine: (pollCode: string, token: string) => apiRequest<MyVote>(`/api/v1/votes/${code(pollCode)}/me`, { token }),

@@ -1,95 +1,67 @@
-/** Shapes of the voting-api and realtime-service payloads this app reads and sends. */
+/**
+ * Shapes of the voting-api and realtime-service payloads this app reads and sends.
+ *
+ * The HTTP shapes are voting-api's own, from `schema.d.ts`: `npm run gen:api` generates it
+ * with openapi-typescript from `openapi.json`, the document voting-api serves at
+ * `/api/v1/openapi.json`. voting-api's test `web_openapi_copy` fails when that copy falls
+ * behind the service, and `tests/unit/api-schema.test.ts` when `schema.d.ts` falls behind
+ * the copy. The Socket.IO payloads are in no OpenAPI document; they stay written here, each
+ * naming the Rust shape it copies.
+ */
 
-export type PollKind = 'single' | 'multiple';
-export type PollStatus = 'open' | 'closed';
-export type ResultsVisibility = 'always' | 'after_vote' | 'after_close' | 'owner_only';
+import type { components } from './schema';
 
-export interface PollOption {
-  id: string;
-  text: string;
-}
+type Schemas = components['schemas'];
+
+export type PollKind = Schemas['PollKind'];
+export type PollStatus = Schemas['PollStatus'];
+export type ResultsVisibility = Schemas['ResultsVisibility'];
+export type PollOption = Schemas['PollOption'];
 
 /** `GET /api/v1/polls/{code}`: a poll without counts. */
-export interface Poll {
-  id: string;
-  code: string;
-  question: string;
-  kind: PollKind;
-  minChoices: number;
-  maxChoices: number;
-  resultsVisibility: ResultsVisibility;
-  status: PollStatus;
-  closesAt: string | null;
-  closedAt: string | null;
-  createdAt: string;
-  options: PollOption[];
-  /** Whether guests may vote; absent from older servers, where they always may. */
-  allowGuests?: boolean;
-}
+export type Poll = Schemas['PollView'];
 
-/** Body of `POST /api/v1/polls`. */
-export interface NewPoll {
-  question: string;
-  options: string[];
-  kind: PollKind;
-  minChoices?: number;
-  maxChoices?: number;
-  closesAt?: string;
-  resultsVisibility: ResultsVisibility;
-  /** Default `true`; sent only as `false` (servers that predate it refuse unknown fields). */
-  allowGuests?: boolean;
-}
+/** Body of `POST /api/v1/polls`. `allowGuests` is sent only as `false`, so servers that predate it refuse such a poll. */
+export type NewPoll = Schemas['NewPoll'];
 
 /** One row of `GET /api/v1/polls/mine`. */
-export interface MyPoll {
-  id: string;
-  code: string;
-  question: string;
-  status: PollStatus;
-  total: number;
-  createdAt: string;
-  closesAt: string | null;
-}
+export type MyPoll = Schemas['PollSummary'];
 
-/** `GET /api/v1/votes/{code}/me`. */
-export interface MyVote {
-  status: 'none' | 'pending' | 'counted';
-  voteId: string | null;
-  optionIds: string[];
-  castAt: string | null;
-  countedAt: string | null;
-}
+/** `GET /api/v1/votes/{code}/me`: `status` is `none`, `pending` or `counted`. */
+export type MyVote = Schemas['MyVote'];
+
+/** Body of `POST /api/v1/votes/{code}`. */
+export type CastVote = Schemas['CastVote'];
+
+/** Answer of an accepted vote (`202`). */
+export type VoteAccepted = Schemas['VoteAccepted'];
+
+/** Body of `/api/v1/auth/register` and `/login`. */
+export type Credentials = Schemas['Credentials'];
+
+/** Body of `/api/v1/auth/refresh` and `/logout`. */
+export type RefreshRequest = Schemas['RefreshRequest'];
 
 /** Answer of `/api/v1/auth/register`, `/login` and `/refresh`. */
-export interface AccountTokens {
-  userId: string;
-  accessToken: string;
-  refreshToken: string;
-  tokenType: 'Bearer';
-  /** Seconds until the access token expires. */
-  expiresIn: number;
-}
+export type AccountTokens = Schemas['Session'];
 
 /** Answer of `/api/v1/auth/guest`. */
-export interface GuestTokens {
-  subject: string;
-  accessToken: string;
-  tokenType: 'Bearer';
-  expiresIn: number;
-}
+export type GuestTokens = Schemas['GuestSession'];
 
-/** Every error of the API and of a Socket.IO acknowledgement. */
-export interface ErrorBody {
-  error: string;
-  message: string;
-}
+/** Every error of the API and of a Socket.IO acknowledgement (`pollstream_wire::ErrorBody`). */
+export type ErrorBody = Schemas['ErrorBody'];
 
+/** One option's count in a snapshot: `pollstream_wire::OptionCount` (libs/wire/src/lib.rs). */
 export interface OptionCount {
   optionId: string;
   votes: number;
 }
 
-/** A full count of one poll; `seq` only grows. Sent as `poll-results` and `poll-closed`. */
+/**
+ * A full count of one poll; `seq` only grows. Sent as `poll-results` and `poll-closed`:
+ * `pollstream_wire::PollSnapshot` (libs/wire/src/lib.rs), whose schema version `v` this app
+ * does not read.
+ */
 export interface Snapshot {
   pollId: string;
   seq: number;
@@ -100,7 +72,10 @@ export interface Snapshot {
   at?: string;
 }
 
-/** What `join` answers, and `poll-closed` sends, while the caller may not see counts. */
+/**
+ * What `join` answers, and `poll-closed` sends, while the caller may not see counts: the
+ * `json!` objects of realtime-service's `socket_handlers.rs` (join) and `broadcast.rs` (close).
+ */
 export interface HiddenResults {
   pollId: string;
   status: PollStatus;
@@ -108,7 +83,7 @@ export interface HiddenResults {
   resultsVisibility?: ResultsVisibility;
 }
 
-/** `poll-presence`: screens joined to the poll across all realtime replicas. */
+/** `poll-presence`: screens joined to the poll across all realtime replicas (`pollstream_wire::PollPresence`). */
 export interface Presence {
   pollId: string;
   viewers: number;

@@ -5,42 +5,25 @@
 
 import { useCallback, useEffect, useState } from 'preact/hooks';
 
-import { polls, votes } from '../api/client';
+import { polls } from '../api/client';
 import { ApiError, errorMessage } from '../api/http';
-import type { MyVote, Poll } from '../api/types';
-import { usePollLive } from '../live/usePollLive';
+import type { Poll } from '../api/types';
+import { useBallot } from '../hooks/useBallot';
+import { useClosesAt } from '../hooks/useClosesAt';
+import { usePollLive } from '../hooks/usePollLive';
 import { choiceRule } from '../poll/choices';
-import { live, voter } from '../session';
+import { voter } from '../session';
 import { BallotForm } from './BallotForm';
 import { LinkStatus } from './LinkStatus';
 import { ResultsChart } from './ResultsChart';
-import { useClosesAt } from './useClosesAt';
-
-/** Where this voter's ballot stands, as far as this page knows. */
-type Ballot =
-  | { state: 'none' }
-  | { state: 'sending' }
-  /** Cast from this page: accepted (`pending`) or already counted. */
-  | { state: 'cast'; vote: MyVote }
-  /** Found on arrival, or the API said `already_voted`. */
-  | { state: 'already'; vote: MyVote | null };
-
-/** How often to ask whether a received vote is counted: quickly at first, then less. */
-function countedCheckDelay(attempt: number): number {
-  return attempt < 10 ? 1000 : 3000;
-}
-const COUNTED_CHECKS = 70;
 
 export function AudienceView({ code }: { code: string }) {
   const [poll, setPoll] = useState<Poll | null>(null);
   const [loadError, setLoadError] = useState<ApiError | null>(null);
-  const [ballot, setBallot] = useState<Ballot>({ state: 'none' });
-  const [problem, setProblem] = useState<string | null>(null);
-  const [refusedAsGuest, setRefusedAsGuest] = useState(false);
-  const [closedByApi, setClosedByApi] = useState(false);
 
   const joinToken = useCallback(() => voter.existingToken(), []);
   const liveState = usePollLive(poll?.id ?? null, joinToken);
+  const { ballot, vote, problem, refusedAsGuest, closedByApi, submit } = useBallot(code, poll, liveState.arrivals);
   const timeUp = useClosesAt(poll?.closesAt ?? null);
   const closed = poll?.status === 'closed' || liveState.closed || closedByApi || timeUp;
   const needsAccount = voter.kind() === 'guest' && (poll?.allowGuests === false || refusedAsGuest);
@@ -49,82 +32,18 @@ export function AudienceView({ code }: { code: string }) {
     document.title = poll ? `${poll.question} · pollstream` : `Poll ${code} · pollstream`;
   }, [poll, code]);
 
-  // The poll, then whether this browser's voter already has a ballot in it.
   useEffect(() => {
     const abort = new AbortController();
     setPoll(null);
     setLoadError(null);
-    setBallot({ state: 'none' });
     polls
       .get(code, abort.signal)
-      .then(async (loaded) => {
-        setPoll(loaded);
-        const token = await voter.existingToken();
-        if (!token) return;
-        const mine = await votes.mine(code, token).catch(() => null);
-        if (mine && mine.status !== 'none' && !abort.signal.aborted) setBallot({ state: 'already', vote: mine });
-      })
+      .then((loaded) => setPoll(loaded))
       .catch((err: unknown) => {
         if (!abort.signal.aborted) setLoadError(err instanceof ApiError ? err : new ApiError(0, 'unknown', errorMessage(err)));
       });
     return () => abort.abort();
   }, [code]);
-
-  // A received vote: ask until it is counted. Any new snapshot is a good moment to ask.
-  const pending = (ballot.state === 'cast' || ballot.state === 'already') && ballot.vote?.status === 'pending';
-  const [checks, setChecks] = useState(0);
-  const checkCounted = useCallback(async () => {
-    const mine = await voter.withToken((token) => votes.mine(code, token)).catch(() => null);
-    if (mine?.status === 'counted') {
-      setBallot((b) => (b.state === 'cast' || b.state === 'already' ? { ...b, vote: mine } : b));
-    }
-  }, [code]);
-  useEffect(() => {
-    if (!pending || checks >= COUNTED_CHECKS) return undefined;
-    const timer = setTimeout(() => {
-      void checkCounted().finally(() => setChecks((n) => n + 1));
-    }, countedCheckDelay(checks));
-    return () => clearTimeout(timer);
-  }, [pending, checks, checkCounted]);
-  useEffect(() => {
-    if (pending && liveState.arrivals > 0) void checkCounted();
-  }, [liveState.arrivals]);
-
-  const submit = async (optionIds: string[]) => {
-    if (!poll) return;
-    setProblem(null);
-    setBallot({ state: 'sending' });
-    try {
-      await voter.withToken((token) => votes.cast(code, optionIds, token));
-      setBallot({
-        state: 'cast',
-        vote: { status: 'pending', voteId: null, optionIds, castAt: null, countedAt: null },
-      });
-      setChecks(0);
-      // Join again with the voter's token, so results shown "after your vote" reach this page.
-      live().rejoin(poll.id);
-    } catch (err) {
-      setBallot({ state: 'none' });
-      if (!(err instanceof ApiError)) {
-        setProblem(errorMessage(err));
-        return;
-      }
-      if (err.code === 'already_voted') {
-        const mine = await voter.withToken((token) => votes.mine(code, token)).catch(() => null);
-        setBallot({ state: 'already', vote: mine });
-      } else if (err.code === 'poll_closed') {
-        setClosedByApi(true);
-        setProblem(err.message);
-      } else if (err.code === 'guests_not_allowed') {
-        setRefusedAsGuest(true);
-      } else if (err.status === 429 || err.status === 503) {
-        const wait = err.retryAfter ? ` Try again in ${err.retryAfter} s.` : ' Try again in a moment.';
-        setProblem(err.message.replace(/\.?$/, '.') + wait);
-      } else {
-        setProblem(err.message);
-      }
-    }
-  };
 
   if (loadError) {
     return (
@@ -147,7 +66,6 @@ export function AudienceView({ code }: { code: string }) {
     );
   }
 
-  const vote = ballot.state === 'cast' || ballot.state === 'already' ? ballot.vote : null;
   const chosenIds = vote?.optionIds ?? [];
   const chosenTexts = poll.options.filter((o) => chosenIds.includes(o.id)).map((o) => o.text);
   const canVote = !closed && (ballot.state === 'none' || ballot.state === 'sending') && !needsAccount;

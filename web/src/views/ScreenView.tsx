@@ -9,13 +9,13 @@ import { useCallback, useEffect, useState } from 'preact/hooks';
 import { polls } from '../api/client';
 import { ApiError, errorMessage } from '../api/http';
 import type { Poll, ResultsVisibility } from '../api/types';
-import { usePollLive } from '../live/usePollLive';
+import { useClosesAt } from '../hooks/useClosesAt';
+import { usePollLive } from '../hooks/usePollLive';
 import { pollPath } from '../router';
 import { account } from '../session';
 import { LinkStatus } from './LinkStatus';
 import { QrCode } from './QrCode';
 import { ResultsChart } from './ResultsChart';
-import { useClosesAt } from './useClosesAt';
 
 const HIDDEN_BECAUSE: Record<ResultsVisibility, string> = {
   always: 'The results are hidden.',

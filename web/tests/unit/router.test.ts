@@ -20,9 +20,13 @@ describe('routes', () => {
     expect(parseRoute('/console', '?next=//evil.example/')).toEqual({ name: 'console', next: null });
   });
 
-  it('accept codes as people type them', () => {
-    expect(normalizeCode(' k7q m2p ')).toBe('K7QM2P');
-    expect(normalizeCode('k7q-m2p')).toBe('K7QM2P');
+  it('accept codes as people type them, as the API reads them', () => {
+    expect(normalizeCode(' k7qm2p ')).toBe('K7QM2P');
+    // The API only trims: a space or a dash inside is part of what was typed, and no code has one.
+    expect(normalizeCode(' k7q m2p ')).toBe('K7Q M2P');
+    expect(looksLikeCode(normalizeCode(' k7q m2p '))).toBe(false);
+    expect(normalizeCode('k7q-m2p')).toBe('K7Q-M2P');
+    expect(looksLikeCode(normalizeCode('k7q-m2p'))).toBe(false);
     expect(looksLikeCode('K7QM2P')).toBe(true);
     expect(looksLikeCode('K7')).toBe(false);
     expect(looksLikeCode('K7QM2P!')).toBe(false);

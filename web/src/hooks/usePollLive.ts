@@ -3,9 +3,9 @@
 import { useEffect, useState } from 'preact/hooks';
 
 import type { ErrorBody, HiddenResults, Snapshot } from '../api/types';
+import type { LinkState, TokenSource } from '../live/connection';
+import { applySnapshot } from '../live/snapshots';
 import { live } from '../session';
-import type { LinkState, TokenSource } from './connection';
-import { applySnapshot } from './snapshots';
 
 export interface PollLive {
   snapshot: Snapshot | null;
