@@ -1,6 +1,7 @@
 //! A replica's consumer group can rebalance under it (its session lapsed while the group
 //! coordinator's broker was down, in a chaos run): the update sent meanwhile must still reach
-//! the screens, or a poll whose last update it was stays wrong on them.
+//! the screens, or a poll whose last update it was stays wrong on them. Likewise for the
+//! update sent while a replica that just started waits for its group's first partitions.
 
 mod common;
 
@@ -180,5 +181,40 @@ async fn an_update_on_a_partition_quiet_until_the_rebalance_still_reaches_the_sc
     assert!(
         update_during_rebalance_arrives(2, 1).await,
         "the update sent to a quiet partition during the rebalance never reached the screen"
+    );
+}
+
+/// A replica restarted while updates flow: its screens re-join at once, and are answered from
+/// the database. The poll's next update, sent before the replica's new consumer group gave it
+/// partitions, must still reach them (it did not when the replica started reading at the
+/// newest offset of the moment it got them: a chaos run's screens stayed on the counts of
+/// the restart).
+#[tokio::test]
+async fn an_update_sent_before_a_new_replica_has_its_partitions_still_reaches_the_screens() {
+    let (topic, db) = test_ground(1).await;
+    let poll = NewPoll::new(2).insert(&db.pool).await;
+    let updates = Updates::new(&topic);
+    // A first update connects the producer, so that the one that matters goes out at once.
+    updates
+        .send(0, &poll.snapshot(1, &[1, 0], PollStatus::Open))
+        .await;
+    let replica = start_replica(&replica_env(&topic, &db)).await;
+    // Sent as the replica starts, long before a new group can have given it partitions.
+    updates
+        .send(0, &poll.snapshot(2, &[2, 0], PollStatus::Open))
+        .await;
+    let mut screen = SocketClient::connect(&replica.url).await;
+    let ack = screen.request("join", json!({ "pollId": poll.id })).await;
+    let seen = ack["seq"] == 2
+        || screen
+            .wait_for_results(2, Duration::from_secs(20))
+            .await
+            .is_some();
+    screen.close().await;
+    drop(replica);
+    assert!(
+        seen,
+        "the update sent before the replica had its partitions never reached the screen (joined at {})",
+        ack["seq"]
     );
 }

@@ -4,7 +4,7 @@
 //! succeeded (see [`KafkaSettings::consumer_in_group`]).
 
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -24,6 +24,9 @@ use crate::log_throttle::LogThrottle;
 pub struct GroupConsumer {
     spec: GroupSpec,
     current: RwLock<(Arc<StreamConsumer>, Instant)>,
+    /// When it subscribed: [`GroupConsumer::anchor_positions`] starts reading there, not at
+    /// the later moment the group gave it partitions.
+    subscribed_at: SystemTime,
 }
 
 /// What a [`GroupConsumer`] needs to build its consumer again.
@@ -81,6 +84,7 @@ impl GroupConsumer {
         Ok(Self {
             spec,
             current: RwLock::new((first, Instant::now())),
+            subscribed_at: SystemTime::now(),
         })
     }
 
@@ -128,17 +132,36 @@ impl GroupConsumer {
         }
     }
 
-    /// For a [`Progress::AutoCommitted`] member: once the consumer first holds partitions,
-    /// commits the end of each one it has read nothing from yet, then returns (or when
-    /// `shutdown` is cancelled). librdkafka auto-commits only the offsets of messages it handed
-    /// out, so a partition quiet since the start has no committed offset, and after a rebalance
-    /// it would start again at `auto.offset.reset` (`latest`), skipping what was sent while
-    /// the group rebalanced. Looks every 200 ms. Returns at once for a
+    /// Messages sent this long before [`GroupConsumer::subscribe`] are read too, so that a
+    /// producer whose clock is a little behind ours (a message's timestamp is its producer's)
+    /// loses nothing; reading them is harmless for a member that may read a message twice.
+    pub const ANCHOR_MARGIN: Duration = Duration::from_secs(5);
+
+    /// For a [`Progress::AutoCommitted`] member of a group of its own that starts at
+    /// `auto.offset.reset` = `latest`: once the consumer first holds partitions, moves it back
+    /// in each to the first message sent since it subscribed (less [`Self::ANCHOR_MARGIN`]) and
+    /// commits that offset, then returns (or when `shutdown` is cancelled).
+    ///
+    /// `latest` is resolved only when the group gives the consumer its partitions, a moment to
+    /// seconds after the member started (and began answering callers): a message sent in
+    /// between was skipped. In a chaos run a restarted realtime-service replica's screens
+    /// re-joined, were answered with the counts of then, and the poll's last update, sent before
+    /// the new group had its partitions, never reached them. The commit matters for partitions
+    /// nothing is read from: librdkafka auto-commits only the offsets of messages it handed out,
+    /// so after a rebalance such a partition would start again at `latest`, skipping what was
+    /// sent while the group rebalanced. Looks every 200 ms. Returns at once for a
     /// [`Progress::CommittedByHand`] member, whose unread messages must not be skipped.
     pub async fn anchor_positions(&self, shutdown: CancellationToken) {
         if self.spec.progress != Progress::AutoCommitted {
             return;
         }
+        let since = self
+            .subscribed_at
+            .checked_sub(Self::ANCHOR_MARGIN)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let since_ms = since
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_millis() as i64);
         let failures = LogThrottle::new(5_000);
         let mut ticker = tokio::time::interval(Duration::from_millis(200));
         loop {
@@ -146,7 +169,7 @@ impl GroupConsumer {
                 () = shutdown.cancelled() => return,
                 _ = ticker.tick() => {
                     let consumer = self.get();
-                    let error = match tokio::task::spawn_blocking(move || anchor(&consumer)).await {
+                    let error = match tokio::task::spawn_blocking(move || anchor(&consumer, since_ms)).await {
                         Ok(Ok(true)) => return,
                         Ok(Ok(false)) => continue,
                         Ok(Err(err)) => err.to_string(),
@@ -177,26 +200,59 @@ impl GroupConsumer {
     }
 }
 
-/// Commits the end of every partition `consumer` holds and has read nothing from; `false` while
-/// it holds none yet. Blocking (one watermark request per partition).
-fn anchor(consumer: &StreamConsumer) -> Result<bool, KafkaError> {
+/// Seeks every partition `consumer` holds back to its first message sent at or after
+/// `since_ms` (milliseconds since the epoch), unless it is there or earlier already, and
+/// commits those offsets; `false` while it holds none yet. Blocking (a few requests per
+/// partition). Reading a message again is harmless here, so a repeated call does no harm.
+fn anchor(consumer: &StreamConsumer, since_ms: i64) -> Result<bool, KafkaError> {
     if consumer.assignment()?.count() == 0 {
         return Ok(false);
     }
-    let mut ends = TopicPartitionList::new();
-    for element in consumer.position()?.elements() {
-        if let Offset::Offset(_) = element.offset() {
-            continue;
-        }
+    let positions = consumer.position()?;
+    // The ends are read before the look-up by time: a partition with nothing sent since
+    // `since_ms` then starts at its end of before the look-up, and misses nothing sent after.
+    let mut ends = Vec::new();
+    let mut times = TopicPartitionList::new();
+    for element in positions.elements() {
         let (_, high) = consumer.fetch_watermarks(
             element.topic(),
             element.partition(),
             Duration::from_secs(5),
         )?;
-        ends.add_partition_offset(element.topic(), element.partition(), Offset::Offset(high))?;
+        ends.push(high);
+        times.add_partition_offset(
+            element.topic(),
+            element.partition(),
+            Offset::Offset(since_ms),
+        )?;
     }
-    if ends.count() > 0 {
-        consumer.commit(&ends, CommitMode::Sync)?;
+    let found = consumer.offsets_for_times(times, Duration::from_secs(5))?;
+    let mut starts = TopicPartitionList::new();
+    for (element, high) in positions.elements().iter().zip(ends) {
+        let start = match found
+            .find_partition(element.topic(), element.partition())
+            .map(|f| (f.offset(), f.error()))
+        {
+            Some((Offset::Offset(offset), Ok(()))) => offset,
+            Some((_, Err(err))) => return Err(err),
+            // Nothing sent since then.
+            _ => high,
+        };
+        if let Offset::Offset(position) = element.offset()
+            && position <= start
+        {
+            continue;
+        }
+        starts.add_partition_offset(element.topic(), element.partition(), Offset::Offset(start))?;
+    }
+    if starts.count() > 0 {
+        for element in consumer
+            .seek_partitions(starts.clone(), Duration::from_secs(5))?
+            .elements()
+        {
+            element.error()?;
+        }
+        consumer.commit(&starts, CommitMode::Sync)?;
     }
     Ok(true)
 }

@@ -190,7 +190,9 @@ pub enum Progress {
     /// messages are handed out: the member resumes where it was, within those 5 s, instead of
     /// at `auto.offset.reset`, so a rebalance loses no message (a few are read twice). For a
     /// member whose reading has no effect to redo, such as realtime-service's; it must also run
-    /// [`crate::kafka::GroupConsumer::anchor_positions`], for partitions nothing was read from.
+    /// [`crate::kafka::GroupConsumer::anchor_positions`], so that it reads from when it
+    /// subscribed (not from when it first got partitions) and resumes right in partitions
+    /// nothing was read from.
     AutoCommitted,
 }
 
