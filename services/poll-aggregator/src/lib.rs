@@ -12,6 +12,7 @@ mod dead_letter;
 mod metric_names;
 mod publish;
 mod retry;
+mod state;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +22,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use pollstream_infra::http::HttpSettings;
-use pollstream_infra::kafka::{GroupConsumer, Progress, ResilientProducer};
+use pollstream_infra::kafka::{GroupConsumer, ResilientProducer};
 use rdkafka::consumer::Consumer;
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -33,6 +34,7 @@ use closer::Closer;
 pub use config::Config;
 pub use pollstream_infra::RunError;
 use publish::SnapshotPublisher;
+use state::AppState;
 
 /// How often `kafka_consumer_lag` is refreshed.
 const LAG_REPORT_INTERVAL: Duration = Duration::from_secs(5);
@@ -47,7 +49,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let clients = Clients::connect(&config)?;
+    let clients = AppState::connect(&config)?;
     let token = cancel_on(shutdown);
     tracing::info!(address = %listener.local_addr()?, topic = %config.raw_votes_topic, "poll-aggregator listening");
     let health_server = spawn_health_server(listener, &config.http, &clients, token.clone());
@@ -71,50 +73,6 @@ pub async fn run(
     Ok(())
 }
 
-/// The connections the aggregator, the closer and the health checks share.
-#[derive(Clone)]
-struct Clients {
-    db: sqlx::PgPool,
-    redis: redis::aio::ConnectionManager,
-    producer: Arc<ResilientProducer>,
-    consumer: Arc<GroupConsumer>,
-}
-
-impl Clients {
-    /// Creates every client; PostgreSQL and Redis connect lazily, the consumer subscribes to
-    /// `raw-votes` in the shared group.
-    fn connect(config: &Config) -> Result<Self, RunError> {
-        let db = pollstream_infra::postgres::connect_lazy(&config.database_url, 4)
-            .map_err(RunError::setup("PostgreSQL pool"))?;
-        let redis = config
-            .redis
-            .connect_lazy()
-            .map_err(RunError::setup("Redis client"))?;
-        let producer = Arc::new(
-            ResilientProducer::new(config.kafka.clone())
-                .map_err(RunError::setup("Kafka producer"))?,
-        );
-        let consumer = Arc::new(
-            GroupConsumer::subscribe(
-                &config.kafka,
-                &config.group_id,
-                "earliest",
-                config.fetch_wait,
-                config.instance_id.as_deref(),
-                Progress::CommittedByHand,
-                &[&config.raw_votes_topic],
-            )
-            .map_err(RunError::setup("Kafka consumer"))?,
-        );
-        Ok(Self {
-            db,
-            redis,
-            producer,
-            consumer,
-        })
-    }
-}
-
 /// A token cancelled once `shutdown` completes.
 fn cancel_on(shutdown: impl Future<Output = ()> + Send + 'static) -> CancellationToken {
     let token = CancellationToken::new();
@@ -130,7 +88,7 @@ fn cancel_on(shutdown: impl Future<Output = ()> + Send + 'static) -> Cancellatio
 fn spawn_health_server(
     listener: TcpListener,
     http: &HttpSettings,
-    clients: &Clients,
+    clients: &AppState,
     stop: CancellationToken,
 ) -> JoinHandle<std::io::Result<()>> {
     pollstream_infra::metrics::handle();
@@ -154,7 +112,7 @@ fn spawn_health_server(
 /// Closes polls that are due and announces every close (see [`closer`]) until `stop` is
 /// cancelled.
 fn spawn_closer(
-    clients: &Clients,
+    clients: &AppState,
     publisher: SnapshotPublisher,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
@@ -172,7 +130,7 @@ fn spawn_closer(
 /// drains the last batch.
 async fn count_votes(
     config: Config,
-    clients: &Clients,
+    clients: &AppState,
     publisher: SnapshotPublisher,
     stop: CancellationToken,
 ) {
@@ -201,7 +159,7 @@ async fn flush_producer(producer: Arc<ResilientProducer>) {
 }
 
 /// Ready when PostgreSQL, Redis and the Kafka cluster answer.
-async fn readyz(State(clients): State<Clients>) -> (StatusCode, Json<Value>) {
+async fn readyz(State(clients): State<AppState>) -> (StatusCode, Json<Value>) {
     let consumer = clients.consumer.get();
     pollstream_infra::health::readiness(&clients.db, &clients.redis, move || {
         consumer

@@ -14,18 +14,18 @@ use socketioxide::extract::SocketRef;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::hub::Hub;
 use crate::metric_names::{self, ROOM_BROADCASTS_TOTAL, STALE_SNAPSHOTS_DROPPED_TOTAL};
 use crate::rooms::{room_name, waiting_room_name};
+use crate::state::AppState;
 
 /// Broadcasts an update from `poll-updates` to its room, unless it is stale, and lets in
 /// waiting clients the update makes eligible.
-pub async fn publish(hub: &Hub, snapshot: PollSnapshot) {
+pub async fn publish(hub: &AppState, snapshot: PollSnapshot) {
     publish_except(hub, snapshot, None).await;
 }
 
 /// [`publish`], leaving out `joiner`: a socket that gets the snapshot as its acknowledgement.
-pub async fn publish_except(hub: &Hub, snapshot: PollSnapshot, joiner: Option<&SocketRef>) {
+pub async fn publish_except(hub: &AppState, snapshot: PollSnapshot, joiner: Option<&SocketRef>) {
     let poll_id = snapshot.poll_id;
     let Some(broadcast) = hub.ledger.accept(snapshot) else {
         metrics::counter!(STALE_SNAPSHOTS_DROPPED_TOTAL).increment(1);
@@ -51,7 +51,7 @@ pub async fn publish_except(hub: &Hub, snapshot: PollSnapshot, joiner: Option<&S
 
 /// Emits `event` to `room`, but not to `except`; 1 if it went out, 0 (logged) if not.
 async fn emit<T: serde::Serialize + ?Sized>(
-    hub: &Hub,
+    hub: &AppState,
     except: Option<&SocketRef>,
     room: &str,
     event: &'static str,
@@ -73,7 +73,11 @@ async fn emit<T: serde::Serialize + ?Sized>(
 
 /// At close, tells waiting clients; for `after_close` polls they now see the counts and
 /// move to the results room.
-async fn release_at_close(hub: &Hub, except: Option<&SocketRef>, snapshot: &PollSnapshot) -> u64 {
+async fn release_at_close(
+    hub: &AppState,
+    except: Option<&SocketRef>,
+    snapshot: &PollSnapshot,
+) -> u64 {
     let poll_id = snapshot.poll_id;
     let waiting = waiting_room_name(poll_id);
     let Ok(access) = hub.polls.access(poll_id).await else {
@@ -118,7 +122,7 @@ pub(crate) fn subscribe_to_updates(
 /// Forwards every update from `poll-updates` to its room until `shutdown`.
 pub(crate) async fn forward_updates(
     consumer: Arc<GroupConsumer>,
-    hub: Arc<Hub>,
+    hub: Arc<AppState>,
     shutdown: CancellationToken,
 ) {
     consume(&consumer, &mut UpdateForwarder { hub }, &shutdown).await;
@@ -127,7 +131,7 @@ pub(crate) async fn forward_updates(
 /// Hands each decoded update to the hub, which broadcasts it unless it is stale; skips the
 /// undecodable ones.
 struct UpdateForwarder {
-    hub: Arc<Hub>,
+    hub: Arc<AppState>,
 }
 
 impl ConsumeHandler for UpdateForwarder {

@@ -15,10 +15,10 @@ pub mod rooms;
 pub mod snapshot_ledger;
 
 mod broadcast;
-mod hub;
 mod poll_access;
 mod presence;
 mod socket_handlers;
+mod state;
 mod transport;
 mod waiting_voters;
 
@@ -28,9 +28,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
-use hub::Hub;
 pub use pollstream_infra::RunError;
 use presence::Presence;
+use state::AppState;
 use transport::HealthState;
 
 /// Serves Socket.IO, health and metrics on `listener` until `shutdown` completes, then closes
@@ -54,7 +54,7 @@ pub async fn run(
     let (layer, io) = transport::socket_io_layer();
     let presence = Presence::new(config.presence);
     let replica_id = presence.replica_id().to_owned();
-    let hub = Arc::new(Hub::new(
+    let hub = Arc::new(AppState::new(
         io.clone(),
         db,
         redis.clone(),

@@ -12,12 +12,12 @@ use pollstream_wire::{ErrorBody, PollSnapshot, PollStatus, RoomRequest};
 use socketioxide::extract::{AckSender, SocketRef, TryData};
 use uuid::Uuid;
 
-use crate::hub::Hub;
 use crate::metric_names::SOCKETS_CONNECTED;
 use crate::rooms::{presenter_room_name, room_name, waiting_room_name};
+use crate::state::AppState;
 
 /// Registers the event handlers of a newly connected socket.
-pub fn on_connect(socket: SocketRef, hub: Arc<Hub>) {
+pub fn on_connect(socket: SocketRef, hub: Arc<AppState>) {
     metrics::gauge!(SOCKETS_CONNECTED).increment(1.0);
     let join_hub = hub.clone();
     socket.on(
@@ -66,7 +66,7 @@ pub fn on_connect(socket: SocketRef, hub: Arc<Hub>) {
 /// snapshot), or in its waiting room otherwise (and answers without counts).
 async fn join(
     socket: &SocketRef,
-    hub: &Hub,
+    hub: &AppState,
     request: RoomRequest,
 ) -> Result<serde_json::Value, ErrorBody> {
     let viewer = match request.token.as_deref() {
@@ -154,7 +154,7 @@ impl CurrentSnapshot {
     /// client after its acknowledgement and move its counts backwards. Called once `joiner`
     /// is in the room it may be in, so no one sees counts they may not see; `joiner` itself
     /// is left out, its acknowledgement answers it.
-    async fn show_room(&self, hub: &Hub, joiner: &SocketRef) {
+    async fn show_room(&self, hub: &AppState, joiner: &SocketRef) {
         if self.ahead_of_room {
             crate::broadcast::publish_except(hub, self.snapshot.clone(), Some(joiner)).await;
         }
@@ -162,7 +162,7 @@ impl CurrentSnapshot {
 }
 
 /// The newest snapshot available: broadcast already, in the results cache, or in PostgreSQL.
-async fn current_snapshot(hub: &Hub, poll_id: Uuid) -> Result<CurrentSnapshot, ErrorBody> {
+async fn current_snapshot(hub: &AppState, poll_id: Uuid) -> Result<CurrentSnapshot, ErrorBody> {
     let broadcast = hub.ledger.latest(poll_id);
     let mut redis = hub.redis.clone();
     let stored = results_cache::current(&hub.db, &mut redis, poll_id)

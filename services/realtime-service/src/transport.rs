@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::hub::Hub;
+use crate::state::AppState;
 use crate::{metric_names, socket_handlers};
 
 /// What the readiness route checks: the hub's PostgreSQL and Redis, and the consumer's
@@ -31,7 +31,7 @@ use crate::{metric_names, socket_handlers};
 #[derive(Clone)]
 pub(crate) struct HealthState {
     /// Its PostgreSQL pool and Redis connection are what readiness pings.
-    pub(crate) hub: Arc<Hub>,
+    pub(crate) hub: Arc<AppState>,
     /// Ready only once it has partitions: before, updates would be missed.
     pub(crate) consumer: Arc<GroupConsumer>,
 }
@@ -77,7 +77,7 @@ pub(crate) fn socket_io_layer() -> (SocketIoLayer, SocketIo) {
 }
 
 /// Gives every socket of the default namespace its event handlers.
-pub(crate) fn register_socket_handlers(io: &SocketIo, hub: Arc<Hub>) {
+pub(crate) fn register_socket_handlers(io: &SocketIo, hub: Arc<AppState>) {
     // The handlers are registered in a connect *middleware*: socketioxide awaits it before it
     // sends the client its CONNECT packet, whereas a connect handler runs in a task spawned
     // after that packet went out. A client that emits `join` as soon as it is connected (as

@@ -1,4 +1,6 @@
-//! The state shared by the Kafka loop and every socket handler.
+//! The shared state of a realtime replica: [`AppState`], built once in `run`, shared by the
+//! Kafka loop and every socket handler. Each pollstream service names its shared state
+//! `AppState`, in its own `state.rs`.
 
 use std::sync::Arc;
 
@@ -13,7 +15,7 @@ use crate::snapshot_ledger::SnapshotLedger;
 use crate::waiting_voters::WaitingVoters;
 
 /// State shared by the consumer loop and every socket handler.
-pub struct Hub {
+pub struct AppState {
     /// Emits to rooms.
     pub io: SocketIo,
     /// Newest snapshot broadcast per poll.
@@ -32,7 +34,7 @@ pub struct Hub {
     pub presence: Arc<Presence>,
 }
 
-impl Hub {
+impl AppState {
     /// A hub over these clients.
     pub fn new(
         io: SocketIo,
