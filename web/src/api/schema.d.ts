@@ -448,10 +448,11 @@ export interface components {
             text: string;
         };
         /**
-         * @description Whether a poll still takes votes.
+         * @description Whether a poll still takes votes, and whether its tally is final. A poll goes
+         *     `open` → `closing` → `closed`, never back; the order of the variants is that order.
          * @enum {string}
          */
-        PollStatus: "open" | "closed";
+        PollStatus: "open" | "closing" | "closed";
         /** @description One poll in its owner's list, as `GET /api/v1/polls/mine` answers it. */
         PollSummary: {
             /** @description Whether guest tokens may vote. */
