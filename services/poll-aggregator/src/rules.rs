@@ -61,12 +61,13 @@ pub fn rejection(
     }
     // The row's status is as of now, not as of `castAt`: only the two moments tell whether the
     // poll was already closed when the vote was cast.
-    if polls::status_at(
+    if !polls::status_at(
         PollStatus::Open,
         rules.closes_at,
         rules.closed_at,
         vote.cast_at,
-    ) == PollStatus::Closed
+    )
+    .takes_votes()
     {
         return Some("cast_after_close");
     }

@@ -534,22 +534,29 @@ async fn a_close_by_the_owner_is_announced() {
     h.send_vote(poll_id, "before", &[options[0]]).await;
     h.wait_for_total(poll_id, 1).await;
     // What voting-api's close endpoint writes.
-    sqlx::query(
-        "UPDATE polls SET status = 'closed', closed_at = now(), seq = seq + 1 WHERE id = $1",
-    )
-    .bind(poll_id)
-    .execute(&h.db.pool)
-    .await
-    .unwrap();
+    pollstream_store::polls::close(&h.db.pool, poll_id)
+        .await
+        .unwrap();
+    let seen = std::sync::Mutex::new(Vec::<PollSnapshot>::new());
     let closing = pollstream_testkit::eventually(Duration::from_secs(30), || async {
-        read_messages(&updates, 1, Duration::from_millis(200))
-            .await
-            .iter()
-            .map(|m| PollSnapshot::decode(&m.payload).unwrap())
+        let read = read_messages(&updates, 1, Duration::from_millis(200)).await;
+        let mut seen = seen.lock().unwrap();
+        seen.extend(
+            read.iter()
+                .map(|m| PollSnapshot::decode(&m.payload).unwrap()),
+        );
+        seen.iter()
             .find(|s| s.status == pollstream_wire::PollStatus::Closed)
+            .cloned()
     })
     .await
     .expect("the close was never announced");
+    let seen = seen.into_inner().unwrap();
+    assert!(
+        seen.iter()
+            .any(|s| s.status == pollstream_wire::PollStatus::Closing && s.seq < closing.seq),
+        "the closing is announced before the final count: {seen:?}"
+    );
     assert_eq!((closing.total, closing.options[0].votes), (1, 1));
     running.stop().await;
 }
