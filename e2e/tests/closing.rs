@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use pollstream_testkit::SocketClient;
@@ -71,6 +71,7 @@ async fn an_aggregator_killed_while_a_poll_closes_does_not_cut_its_count() {
     let mut screen = joined_screen(&stack, &poll).await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let code = poll["code"].as_str().unwrap();
+    let closed_at = Instant::now();
     let closed = close(&stack, code).await;
     // kill -9 with votes in its batch and its offsets uncommitted; back a second later, as a
     // StatefulSet restarts a pod, under the same instance id.
@@ -79,7 +80,7 @@ async fn an_aggregator_killed_while_a_poll_closes_does_not_cut_its_count() {
     stack.start_aggregator();
     let accepted = load.stop_after_refusals().await;
     assert_eq!(closed["status"], "closing", "{closed}");
-    announced_with(&stack, &mut screen, &poll, accepted).await;
+    announced_with(&stack, &mut screen, &poll, accepted, closed_at).await;
     screen.close().await;
     stack.stop().await;
 }
@@ -97,6 +98,7 @@ async fn a_poll_closing_on_time_counts_the_votes_of_its_last_half_second() {
     .await;
     let mut screen = joined_screen(&stack, &poll).await;
     let load = Load::start(&stack, &poll);
+    let closes = Instant::now() + (closes_at - Utc::now()).to_std().unwrap_or_default();
     // A burst in the last half second, on top of the steady load.
     let burst_at = closes_at - chrono::Duration::milliseconds(400);
     tokio::time::sleep((burst_at - Utc::now()).to_std().unwrap_or_default()).await;
@@ -116,7 +118,7 @@ async fn a_poll_closing_on_time_counts_the_votes_of_its_last_half_second() {
         results["status"], "closed",
         "closed before the last votes could be counted: {results}"
     );
-    announced_with(&stack, &mut screen, &poll, accepted).await;
+    announced_with(&stack, &mut screen, &poll, accepted, closes).await;
     screen.close().await;
     stack.stop().await;
 }
@@ -128,6 +130,7 @@ async fn close_under_load(stack: &Stack) {
     let load = Load::start(stack, &poll);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let code = poll["code"].as_str().unwrap();
+    let closed_at = Instant::now();
     let closed = close(stack, code).await;
     assert_eq!(closed["status"], "closing", "{closed}");
     let (_, results) = get(stack, &format!("/api/v1/polls/{code}/results")).await;
@@ -136,19 +139,29 @@ async fn close_under_load(stack: &Stack) {
         "right after the close the count cannot be final: {results}"
     );
     let accepted = load.stop_after_refusals().await;
-    announced_with(stack, &mut screen, &poll, accepted).await;
+    announced_with(stack, &mut screen, &poll, accepted, closed_at).await;
     screen.close().await;
 }
 
 /// Waits for `poll-closed` and checks that it, every `closed` snapshot the screen got, the
 /// REST results and PostgreSQL all hold `accepted` votes, and that nothing said `closed`
-/// before the final count.
-async fn announced_with(stack: &Stack, screen: &mut SocketClient, poll: &Value, accepted: i64) {
+/// before the final count. Prints how long after `closed_at` the final count arrived.
+async fn announced_with(
+    stack: &Stack,
+    screen: &mut SocketClient,
+    poll: &Value,
+    accepted: i64,
+    closed_at: Instant,
+) {
     assert!(accepted > 20, "too few votes to test anything: {accepted}");
     let announced = screen
         .wait_for(ANNOUNCE_LIMIT, |l| l["event"] == "poll-closed")
         .await
         .expect("no poll-closed");
+    println!(
+        "{accepted} votes accepted; poll-closed {:.2} s after the close",
+        closed_at.elapsed().as_secs_f64()
+    );
     assert_eq!(
         announced["data"]["total"], accepted,
         "poll-closed must carry every vote answered 202: {announced}"
