@@ -446,6 +446,9 @@ pub struct CountingRules {
     /// Votes cast from the moment the poll was closed (by its owner, or on time) are not
     /// counted either.
     pub closed_at: Option<DateTime<Utc>>,
+    /// The poll is `closed`: its final count is announced, and no vote may change it, however
+    /// late it arrives (a send that voting-api gave up on, answered `503`, can still land).
+    pub counted_final: bool,
     /// The poll's option ids.
     pub options: Vec<Uuid>,
 }
@@ -459,7 +462,7 @@ pub async fn lock_for_counting(
     poll_ids: &[Uuid],
 ) -> Result<HashMap<Uuid, CountingRules>, sqlx::Error> {
     let polls: Vec<CountingRow> = sqlx::query_as(
-        "SELECT id, kind, min_choices, max_choices, closes_at, closed_at FROM polls
+        "SELECT id, kind, min_choices, max_choices, closes_at, closed_at, status FROM polls
          WHERE id = ANY($1) ORDER BY id FOR UPDATE",
     )
     .bind(poll_ids)
@@ -477,6 +480,7 @@ pub async fn lock_for_counting(
                 choices: PollKind::parse(&row.kind).choice_limits(row.min_choices, row.max_choices),
                 closes_at: row.closes_at,
                 closed_at: row.closed_at,
+                counted_final: stored_status(&row.status) == PollStatus::Closed,
                 options: Vec::new(),
             };
             (row.id, rules)
@@ -498,6 +502,7 @@ struct CountingRow {
     max_choices: i32,
     closes_at: Option<DateTime<Utc>>,
     closed_at: Option<DateTime<Utc>>,
+    status: String,
 }
 
 /// Adds newly counted ballots to the tallies in place (`votes = votes + n`, atomic in
