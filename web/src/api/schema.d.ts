@@ -206,8 +206,11 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Closes a poll now. Idempotent. Every screen receives `poll-closed` with the final
-         *     snapshot (announced by the aggregator within about half a second).
+         * Closes a poll now; idempotent. No vote is taken from here on (`409 poll_closed`), and the
+         *     poll reads `closing` until every vote accepted before the close is counted: then it reads
+         *     `closed` and every screen receives `poll-closed` with the final snapshot. That takes the
+         *     vote's send deadline (`KAFKA_PRODUCE_TIMEOUT_MS`, 5 s) plus a second plus one aggregator
+         *     flush (2 s), about 8 s with the defaults, longer while an aggregator replica is down.
          */
         post: operations["close_poll"];
         delete?: never;
