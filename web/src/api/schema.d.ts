@@ -314,7 +314,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** PostgreSQL, Redis and Kafka (the votes topic's metadata) answer right now. */
+        /**
+         * Redis and Kafka (the votes topic's metadata) answer right now: what votes need. PostgreSQL
+         *     is checked too; without it the instance still takes votes on the polls it has read, so it
+         *     is only named under `degraded`, and the routes that need it answer `503
+         *     database_unavailable` with `Retry-After`.
+         */
         get: operations["readyz"];
         put?: never;
         post?: never;
@@ -585,6 +590,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -678,6 +685,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -753,6 +762,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -846,6 +857,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -939,6 +952,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1035,6 +1050,8 @@ export interface operations {
             /** @description database unavailable; retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1084,6 +1101,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1131,6 +1150,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1194,6 +1215,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1259,6 +1282,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1323,6 +1348,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1388,6 +1415,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1510,6 +1539,8 @@ export interface operations {
             /** @description Kafka or Redis unavailable, the instance has too many votes in flight (`overloaded`), or the poll's vote locks are being restored after Redis lost them or they expired (`vote_locks_restoring`; no vote was taken); retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1565,6 +1596,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1619,14 +1652,14 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description ready */
+            /** @description ready: Redis and Kafka answer; `degraded` lists `postgres` while PostgreSQL does not (votes on polls this instance knows are still taken) */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
             };
-            /** @description a dependency is down; `checks` names it */
+            /** @description Redis or Kafka is down; `checks` names it */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1746,6 +1779,8 @@ export interface operations {
             /** @description as for `POST /api/v1/votes/{code}`, `vote_locks_restoring` included; retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {

@@ -26,9 +26,9 @@ async fn healthz() -> Json<Value> {
 }
 
 /// Redis and Kafka (the votes topic's metadata) answer right now: what votes need. PostgreSQL
-/// is checked too, but without it the instance still takes votes on the polls it knows (see
-/// `poll_cache`), so it is only named under `degraded` then, and the routes that need it
-/// answer `503 database_unavailable` with `Retry-After`.
+/// is checked too; without it the instance still takes votes on the polls it has read, so it
+/// is only named under `degraded`, and the routes that need it answer `503
+/// database_unavailable` with `Retry-After`.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "ready: Redis and Kafka answer; `degraded` lists `postgres` while PostgreSQL does not (votes on polls this instance knows are still taken)"),
         (status = 503, description = "Redis or Kafka is down; `checks` names it")))]
