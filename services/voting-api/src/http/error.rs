@@ -318,3 +318,33 @@ fn unavailable_log(dependency: &str) -> &'static LogThrottle {
         _ => &POSTGRES,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_that_cannot_answer_is_503_with_retry_after() {
+        for err in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+        ] {
+            let response = ApiError::from(err).into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(
+                response
+                    .headers()
+                    .get(header::RETRY_AFTER)
+                    .map(|v| v.as_bytes()),
+                Some(&b"1"[..])
+            );
+        }
+    }
+
+    #[test]
+    fn other_database_errors_stay_internal() {
+        let err = ApiError::from(sqlx::Error::RowNotFound);
+        assert_eq!(err.code(), "internal");
+    }
+}
