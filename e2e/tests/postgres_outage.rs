@@ -3,14 +3,16 @@
 //! new voter on a poll both voting-api replicas know is `202` for the whole outage, long past
 //! the poll cache's TTL, guests included (a guest token needs no database either); a voter
 //! who already voted is `409`; both voting-api replicas stay ready (PostgreSQL named as
-//! degraded) while a route only PostgreSQL can answer is `503` with `Retry-After`. Once
-//! PostgreSQL is back, the aggregators, which kept their offsets, count every `202` exactly
-//! once, and nothing was restarted.
+//! degraded) while a route only PostgreSQL can answer is `503` with `Retry-After`; a screen
+//! joining a realtime-service replica that already resolved the poll gets its snapshot from the
+//! results cache. Once PostgreSQL is back, the aggregators, which kept their offsets, count
+//! every `202` exactly once, the screens show it, and nothing was restarted.
 
 use std::time::{Duration, Instant};
 
 use pollstream_testkit::polls::option_ids;
 use pollstream_testkit::replicas::{ReplicaSettings, ReplicaStack, Service};
+use pollstream_testkit::socket_client::SocketClient;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -106,6 +108,20 @@ async fn votes_are_taken_through_a_postgres_outage_and_counted_once() {
         accepted += 1;
     }
 
+    let before = accepted as i64;
+    let counted_before = pollstream_testkit::eventually(Duration::from_secs(30), || async {
+        (counted(&stack, poll_id).await == (before, before)).then_some(())
+    })
+    .await;
+    assert!(
+        counted_before.is_some(),
+        "the first votes were never counted"
+    );
+    let realtime = stack.urls(Service::RealtimeService);
+    let mut screen = SocketClient::connect(&realtime[0]).await;
+    let joined = screen.request("join", json!({ "code": code })).await;
+    assert_eq!(joined["total"], json!(before), "{joined}");
+
     stack.kill_postgres().await;
     let started = Instant::now();
     let mut answers = Vec::new();
@@ -174,6 +190,15 @@ async fn votes_are_taken_through_a_postgres_outage_and_counted_once() {
         assert!(retry_after.is_some(), "{api}: no Retry-After");
     }
 
+    // A second screen on the replica that resolved the poll: answered from the results cache.
+    let mut late_screen = SocketClient::connect(&realtime[0]).await;
+    let joined = late_screen.request("join", json!({ "code": code })).await;
+    assert_eq!(joined["pollId"], json!(poll_id), "{joined}");
+    assert!(
+        joined["total"].as_i64().is_some_and(|t| t >= before),
+        "{joined}"
+    );
+
     stack.resume_postgres().await;
     let want = accepted as i64;
     let all_counted = pollstream_testkit::eventually(Duration::from_secs(60), || async {
@@ -186,6 +211,14 @@ async fn votes_are_taken_through_a_postgres_outage_and_counted_once() {
         counted(&stack, poll_id).await,
         stack.log_dir.display()
     );
+    for screen in [&mut screen, &mut late_screen] {
+        let shown = screen
+            .wait_for(Duration::from_secs(15), |line| {
+                line["event"] == "poll-results" && line["data"]["total"] == json!(want)
+            })
+            .await;
+        assert!(shown.is_some(), "a screen never showed the {want} votes");
+    }
     // A flush redone after the outage would show now.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
@@ -207,5 +240,7 @@ async fn votes_are_taken_through_a_postgres_outage_and_counted_once() {
     // Every process is the one started with the stack: none was restarted, none fell over.
     let unhealthy = stack.unhealthy_after(Duration::from_secs(30)).await;
     assert!(unhealthy.is_empty(), "not healthy again: {unhealthy:?}");
+    screen.close().await;
+    late_screen.close().await;
     stack.stop().await;
 }
