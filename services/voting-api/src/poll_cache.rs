@@ -14,7 +14,8 @@
 //! HTTP caching's answer to the same problem). What a stale definition could get wrong is only
 //! whether the poll is still open, and closing still takes effect: the vote's Redis script
 //! checks the poll's closed flag, and the definition's own `closesAt` is applied to every vote.
-//! A poll this replica has not read within that bound is `503` during an outage.
+//! A poll this replica has not read within that bound is `503` during an outage, within
+//! [`REFRESH_WAIT`] once the database is known to be failing.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,7 +58,8 @@ pub struct PollCache {
     /// cannot answer; `None` when that bound is zero.
     last_read: Option<Cache<PollKey, Arc<PollDefinition>>>,
     /// Whether the last read failed or was not answered within [`REFRESH_WAIT`]: while it
-    /// did, votes are answered from stale definitions at once instead of each waiting first.
+    /// did, votes are answered from stale definitions at once instead of each waiting first,
+    /// and a poll with no copy here waits at most [`REFRESH_WAIT`] for the database.
     database_failing: Arc<AtomicBool>,
 }
 
@@ -114,26 +116,35 @@ impl PollCache {
             Some(last_read) => last_read.get(&key).await,
             None => None,
         };
-        let Some(stale) = stale else {
+        let failing = self.database_failing.load(Ordering::Relaxed);
+        if stale.is_none() && !failing {
             return self.read(key, load).await;
-        };
+        }
         // The read runs to its end on its own, so that a vote that stops waiting for it does not
         // cancel it, and the next vote finds the definition fresh again.
         let this = self.clone();
         let read = tokio::spawn(async move { this.read(key, load).await });
-        let answer = if self.database_failing.load(Ordering::Relaxed) {
+        let answer = if stale.is_some() && failing {
             None
         } else {
             tokio::time::timeout(REFRESH_WAIT, read).await.ok()
         };
-        match answer {
-            Some(Ok(Ok(found))) => Ok(found),
-            Some(Ok(Err(err))) => Ok(Some(self.serve_stale(stale, Some(&err)))),
-            Some(Err(err)) => Err(ApiError::Internal(format!("poll read task failed: {err}"))),
-            None => {
+        match (answer, stale) {
+            (Some(Ok(Ok(found))), _) => Ok(found),
+            (Some(Ok(Err(err))), Some(stale)) => Ok(Some(self.serve_stale(stale, Some(&err)))),
+            (Some(Ok(Err(err))), None) => Err(err),
+            (Some(Err(err)), _) => Err(ApiError::Internal(format!("poll read task failed: {err}"))),
+            (None, Some(stale)) => {
                 self.database_failing.store(true, Ordering::Relaxed);
                 Ok(Some(self.serve_stale(stale, None)))
             }
+            // While the database is failing, a poll with no copy here is refused within the
+            // wait rather than after the pool's acquire timeout: such votes would otherwise
+            // hold their vote slots for seconds, crowding out the votes that can be taken.
+            (None, None) => Err(ApiError::unavailable(
+                "postgres",
+                format!("no answer within {} ms", REFRESH_WAIT.as_millis()),
+            )),
         }
     }
 
