@@ -317,7 +317,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** PostgreSQL, Redis and Kafka (the votes topic's metadata) answer right now. */
+        /**
+         * Redis and Kafka (the votes topic's metadata) answer right now: what votes need. PostgreSQL
+         *     is checked too; without it the instance still takes votes on the polls it has read, so it
+         *     is only named under `degraded`, and the routes that need it answer `503
+         *     database_unavailable` with `Retry-After`.
+         */
         get: operations["readyz"];
         put?: never;
         post?: never;
@@ -589,6 +594,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -682,6 +689,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -757,6 +766,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -850,6 +861,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -943,6 +956,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1039,6 +1054,8 @@ export interface operations {
             /** @description database unavailable; retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1088,6 +1105,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1135,6 +1154,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1198,6 +1219,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1263,6 +1286,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1327,6 +1352,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1392,6 +1419,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1514,6 +1543,8 @@ export interface operations {
             /** @description Kafka or Redis unavailable, the instance has too many votes in flight (`overloaded`), or the poll's vote locks are being restored after Redis lost them or they expired (`vote_locks_restoring`; no vote was taken); retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1569,6 +1600,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1623,14 +1656,14 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description ready */
+            /** @description ready: Redis and Kafka answer; `degraded` lists `postgres` while PostgreSQL does not (votes on polls this instance knows are still taken) */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
             };
-            /** @description a dependency is down; `checks` names it */
+            /** @description Redis or Kafka is down; `checks` names it */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1750,6 +1783,8 @@ export interface operations {
             /** @description as for `POST /api/v1/votes/{code}`, `vote_locks_restoring` included; retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
