@@ -186,7 +186,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Every ballot of a poll as CSV, streamed; owner only. */
+        /**
+         * Every ballot of a poll as CSV, streamed; owner only. Cells holding people's text (voter
+         *     ids, option texts) that begin with `=`, `+`, `-`, `@`, a tab or a carriage return get a
+         *     single quote `'` in front, so that a spreadsheet shows them as text instead of running them
+         *     as formulas (OWASP, CSV injection); every cell that is not a number is quoted.
+         */
         get: operations["export_ballots"];
         put?: never;
         post?: never;
@@ -428,7 +433,7 @@ export interface components {
             minChoices?: number | null;
             /** @description 2 to 50 answers that differ in more than case, invisible characters or Unicode normalisation */
             options: string[];
-            /** @description 1 to 500 visible characters once normalised; no control characters */
+            /** @description 1 to 500 characters once normalised, counted as a reader sees them (grapheme clusters: `🏴󠁧󠁢󠁥󠁮󠁧󠁿` is one), at most 8000 code points; no control characters */
             question: string;
             /** @description Who sees counts, and when (default `always`). */
             resultsVisibility?: components["schemas"]["ResultsVisibility"];
