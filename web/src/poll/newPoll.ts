@@ -4,6 +4,14 @@
  */
 
 import type { NewPoll, PollKind, ResultsVisibility } from '../api/types';
+import {
+  MAX_OPTION_CHARS,
+  MAX_QUESTION_CHARS,
+  type TextProblem,
+  comparisonKey,
+  graphemes,
+  normalizeText,
+} from './text';
 
 export interface NewPollForm {
   question: string;
@@ -33,30 +41,57 @@ export function emptyForm(): NewPollForm {
   };
 }
 
-const collapse = (text: string) => text.replace(/\s+/g, ' ').trim();
-
 function wholeNumber(value: string): number | null {
   return /^\s*\d+\s*$/.test(value) ? Number(value) : null;
 }
 
-/** The request body, or what is wrong with the form. */
+/** A short quote of an option for a message: its first grapheme clusters, never half of one. */
+function quote(text: string): string {
+  const clusters = graphemes(text);
+  return clusters.length > 30 ? `${clusters.slice(0, 30).join('')}…` : text;
+}
+
+function textProblem(field: string, problem: TextProblem): string {
+  switch (problem.kind) {
+    case 'blank':
+      return `${field} has nothing visible in it.`;
+    case 'too_long':
+      return `${field} is longer than ${problem.max} characters.`;
+    case 'control':
+      return `${field} holds a control character (U+${problem.code.toString(16).toUpperCase().padStart(4, '0')}).`;
+  }
+}
+
+/**
+ * The request body, or what is wrong with the form. Texts are normalised as the server stores
+ * them (`poll/text.ts`), so lengths count what a reader counts and duplicates are options a
+ * reader cannot tell apart.
+ */
 export function toNewPoll(form: NewPollForm, now: Date): { poll: NewPoll } | { problem: string } {
-  const question = collapse(form.question);
-  if (!question) return { problem: 'Write the question.' };
-  if ([...question].length > 500) return { problem: 'The question is longer than 500 characters.' };
-  const options = form.options.map(collapse).filter((text) => text !== '');
-  if (options.length < 2) return { problem: 'Give at least two options.' };
-  if (options.length > MAX_OPTIONS) return { problem: `A poll has at most ${MAX_OPTIONS} options.` };
-  const tooLong = options.find((text) => [...text].length > 200);
-  if (tooLong) return { problem: `The option “${tooLong.slice(0, 30)}…” is longer than 200 characters.` };
-  const seen = new Set<string>();
-  for (const text of options) {
-    const key = text.normalize('NFKC').toLowerCase();
-    if (seen.has(key)) return { problem: `The option “${text}” appears twice.` };
-    seen.add(key);
+  if (form.question.trim() === '') return { problem: 'Write the question.' };
+  const question = normalizeText(form.question, MAX_QUESTION_CHARS);
+  if ('problem' in question) return { problem: textProblem('The question', question.problem) };
+  // An empty field is an option not written yet; one holding only invisible characters is
+  // refused, as the server would.
+  const written = form.options.flatMap((raw, index) => (raw.trim() === '' ? [] : [{ raw, field: index + 1 }]));
+  if (written.length < 2) return { problem: 'Give at least two options.' };
+  if (written.length > MAX_OPTIONS) return { problem: `A poll has at most ${MAX_OPTIONS} options.` };
+  const options: string[] = [];
+  const seen = new Map<string, string>();
+  for (const { raw, field } of written) {
+    const option = normalizeText(raw, MAX_OPTION_CHARS);
+    if ('problem' in option) return { problem: textProblem(`Option ${field}`, option.problem) };
+    const key = comparisonKey(option.text);
+    const first = seen.get(key);
+    if (first !== undefined) {
+      const same = first === option.text ? '' : ` (it reads the same as “${quote(first)}”)`;
+      return { problem: `The option “${quote(option.text)}” appears twice${same}.` };
+    }
+    seen.set(key, option.text);
+    options.push(option.text);
   }
   const poll: NewPoll = {
-    question,
+    question: question.text,
     options,
     kind: form.kind,
     resultsVisibility: form.resultsVisibility,

@@ -1,6 +1,6 @@
 /**
- * The web app's copies of the join-code and ballot rules give the answers of the Rust rules
- * they copy: `tests/fixtures/rules.json` holds cases with those answers, written by
+ * The web app's copies of the join-code, ballot and text rules give the answers of the Rust
+ * rules they copy: `tests/fixtures/rules.json` holds cases with those answers, written by
  * `libs/store/tests/web_rules.rs`, which also fails when the file falls behind the rules.
  */
 
@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 
 import { checkBallot, choiceRule } from '../../src/poll/choices';
+import { MAX_OPTION_CHARS, characterCount, comparisonKey, graphemes, normalizeText } from '../../src/poll/text';
 import { looksLikeCode, normalizeCode } from '../../src/router';
 
 interface Cases {
@@ -24,6 +25,8 @@ interface Cases {
     choice: string | null;
     valid: boolean;
   }[];
+  texts: { typed: string; normalized: string | null; characters: number; fitsOption: boolean }[];
+  optionPairs: { a: string; b: string; same: boolean }[];
 }
 
 const cases = JSON.parse(readFileSync(new URL('../fixtures/rules.json', import.meta.url), 'utf8')) as Cases;
@@ -51,6 +54,39 @@ describe('ballots, as the Rust rule checks them', () => {
       const check = checkBallot(rule, chosen, options);
       expect(check).toEqual({ count: ballot.count, choice: ballot.choice });
       expect(check.count === null && check.choice === null).toBe(ballot.valid);
+    });
+  }
+});
+
+/** A case's name: short, with invisible and astral characters spelled out. */
+function shown(text: string): string {
+  const escaped = [...text]
+    .map((c) => (/[\p{L}\p{N}\p{P} ]/u.test(c) && c.length === 1 ? c : `\\u{${c.codePointAt(0)?.toString(16)}}`))
+    .join('');
+  return escaped.length > 60 ? `${escaped.slice(0, 60)}… (${[...text].length} code points)` : escaped;
+}
+
+describe('poll texts, as the Rust rule normalises and counts them', () => {
+  it('has cases', () => expect(cases.texts.length).toBeGreaterThan(20));
+
+  for (const { typed, normalized, characters, fitsOption } of cases.texts) {
+    const answer = normalized === null ? 'refused' : `${characters} characters`;
+    it(`reads "${shown(typed)}": ${answer}, ${fitsOption ? 'fits' : 'does not fit'} an option`, () => {
+      const unbounded = normalizeText(typed, Number.MAX_SAFE_INTEGER);
+      expect('text' in unbounded ? unbounded.text : null).toBe(normalized);
+      expect(characterCount(typed)).toBe(characters);
+      if (normalized !== null) expect(graphemes(normalized)).toHaveLength(characters);
+      expect('text' in normalizeText(typed, MAX_OPTION_CHARS)).toBe(fitsOption);
+    });
+  }
+});
+
+describe('options, as the Rust rule tells them apart', () => {
+  it('has cases', () => expect(cases.optionPairs.length).toBeGreaterThan(10));
+
+  for (const { a, b, same } of cases.optionPairs) {
+    it(`"${shown(a)}" and "${shown(b)}" are ${same ? 'one option' : 'two options'}`, () => {
+      expect(comparisonKey(a) === comparisonKey(b)).toBe(same);
     });
   }
 });
