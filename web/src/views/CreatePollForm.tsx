@@ -6,7 +6,9 @@ import { polls } from '../api/client';
 import { errorMessage } from '../api/http';
 import type { Poll, PollKind, ResultsVisibility } from '../api/types';
 import { MAX_OPTIONS, type NewPollForm, emptyForm, toNewPoll } from '../poll/newPoll';
+import { MAX_OPTION_CHARS, MAX_QUESTION_CHARS } from '../poll/text';
 import { account } from '../session';
+import { CharacterCount } from './CharacterCount';
 
 const VISIBILITY: { value: ResultsVisibility; label: string }[] = [
   { value: 'always', label: 'Everyone, all the time' },
@@ -14,6 +16,13 @@ const VISIBILITY: { value: ResultsVisibility; label: string }[] = [
   { value: 'after_close', label: 'Everyone once the poll is closed' },
   { value: 'owner_only', label: 'Only me (and my big screen)' },
 ];
+
+/**
+ * An option's counter appears from this many characters: most options are a few words, and
+ * the limit is what the server counts (the fields have no `maxLength`, which counts UTF-16
+ * units and would cut a row of flags at 14).
+ */
+const OPTION_COUNT_FROM = 150;
 
 export function CreatePollForm({ onCreated }: { onCreated(poll: Poll): void }) {
   const [form, setForm] = useState<NewPollForm>(emptyForm);
@@ -51,11 +60,12 @@ export function CreatePollForm({ onCreated }: { onCreated(poll: Poll): void }) {
         id="poll-question"
         name="question"
         rows={2}
-        maxLength={500}
+        aria-describedby="poll-question-count"
         value={form.question}
         onInput={(e) => set('question', e.currentTarget.value)}
         required
       />
+      <CharacterCount id="poll-question-count" text={form.question} max={MAX_QUESTION_CHARS} />
       <fieldset>
         <legend>Options</legend>
         <ol class="option-inputs">
@@ -67,10 +77,16 @@ export function CreatePollForm({ onCreated }: { onCreated(poll: Poll): void }) {
               <input
                 id={`poll-option-${index}`}
                 name="option"
-                maxLength={200}
+                aria-describedby={`poll-option-${index}-count`}
                 placeholder={`Option ${index + 1}`}
                 value={text}
                 onInput={(e) => setOption(index, e.currentTarget.value)}
+              />
+              <CharacterCount
+                id={`poll-option-${index}-count`}
+                text={text}
+                max={MAX_OPTION_CHARS}
+                from={OPTION_COUNT_FROM}
               />
               {form.options.length > 2 && (
                 <button
