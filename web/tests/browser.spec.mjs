@@ -380,6 +380,54 @@ try {
     await page.getByTestId('vote-status').waitFor();
   });
 
+  await step('the poll form counts a flag as one character and keeps emoji as written', async () => {
+    const { page } = presenter;
+    const england = '\u{1F3F4}\u{E0067}\u{E0062}\u{E0065}\u{E006E}\u{E0067}\u{E007F}';
+    const scotland = '\u{1F3F4}\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}';
+    const wales = '\u{1F3F4}\u{E0067}\u{E0062}\u{E0077}\u{E006C}\u{E0073}\u{E007F}';
+    const question = `Which flag \u2764\uFE0F ${stamp}`;
+    await page.getByLabel('Question').fill(question);
+    assert.equal(await page.locator('#poll-question-count').innerText(), `${[...question].length - 1} / 500`);
+    // 200 flags are 1,400 code points and 2,800 UTF-16 units: the field takes them all.
+    await page.getByLabel('Option 2', { exact: true }).fill(scotland);
+    const option1 = page.getByLabel('Option 1', { exact: true });
+    await option1.fill(england.repeat(201));
+    assert.equal(await option1.inputValue(), england.repeat(201), 'no maxLength cuts the flags');
+    const count1 = page.locator('#poll-option-0-count');
+    assert.equal(await count1.innerText(), '201 / 200');
+    assert.match(await count1.getAttribute('class'), /\bover\b/);
+    await page.getByRole('button', { name: 'Create poll' }).click();
+    await page.getByRole('alert').getByText('Option 1 is longer than 200 characters.').waitFor();
+    await option1.fill(england.repeat(200));
+    assert.equal(await count1.innerText(), '200 / 200');
+    await option1.fill(england);
+    assert.equal(await count1.count(), 0, 'a short option shows no counter');
+    await page.getByRole('button', { name: 'Add an option' }).click();
+    await page.getByLabel('Option 3', { exact: true }).fill(wales);
+    await page.getByRole('button', { name: 'Add an option' }).click();
+    await page.getByLabel('Option 4', { exact: true }).fill('\u2764\uFE0F');
+    await page.getByRole('button', { name: 'Add an option' }).click();
+    await page.getByLabel('Option 5', { exact: true }).fill('\u2764');
+    await page.getByRole('button', { name: 'Create poll' }).click();
+    await page.getByRole('alert').getByText('appears twice', { exact: false }).waitFor();
+    await page.getByLabel('Option 5', { exact: true }).fill('\u845B\u{E0100}\u98FE');
+    const created = page.waitForResponse((r) => r.url().endsWith('/api/v1/polls') && r.request().method() === 'POST');
+    await page.getByRole('button', { name: 'Create poll' }).click();
+    const response = await created;
+    assert.equal(response.status(), 201, 'the server takes what the form let through');
+    const poll = await response.json();
+    assert.equal(poll.question, question);
+    assert.deepEqual(
+      poll.options.map((o) => o.text),
+      [england, scotland, wales, '\u2764\uFE0F', '\u845B\u{E0100}\u98FE'],
+      'stored as written',
+    );
+    const phone = phones[0].page;
+    await phone.goto(`${base}/p/${poll.code}`);
+    for (const text of [england, scotland, wales]) await phone.getByLabel(text, { exact: true }).waitFor();
+    await shot(phone, 'audience-flags.png');
+  });
+
   await step('results shown "after the vote" appear once the ballot is counted', async () => {
     const poll = await createPoll(presenter.page, {
       question: `After you vote ${stamp}`,
