@@ -125,13 +125,20 @@ pub(crate) async fn forward_updates(
     hub: Arc<AppState>,
     shutdown: CancellationToken,
 ) {
-    consume(&consumer, &mut UpdateForwarder { hub }, &shutdown).await;
+    let mut forwarder = UpdateForwarder {
+        hub,
+        consumer: consumer.clone(),
+    };
+    consume(&consumer, &mut forwarder, &shutdown).await;
 }
 
 /// Hands each decoded update to the hub, which broadcasts it unless it is stale; skips the
 /// undecodable ones.
 struct UpdateForwarder {
     hub: Arc<AppState>,
+    /// Until it is anchored, what it reads is dropped: it is read again from the anchor, in
+    /// order, and a newer update shown first would make the ledger drop the older ones.
+    consumer: Arc<GroupConsumer>,
 }
 
 impl ConsumeHandler for UpdateForwarder {
@@ -147,6 +154,9 @@ impl ConsumeHandler for UpdateForwarder {
         message: &BorrowedMessage<'_>,
         snapshot: Result<PollSnapshot, DecodeError>,
     ) {
+        if !self.consumer.anchored() {
+            return;
+        }
         match snapshot {
             Ok(snapshot) => {
                 let span = tracing::info_span!("broadcast", poll_id = %snapshot.poll_id, seq = snapshot.seq);

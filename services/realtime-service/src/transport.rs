@@ -219,15 +219,20 @@ pub(crate) async fn serve_until_drained(
 }
 
 /// Ready when PostgreSQL, Redis and the Kafka cluster answer and this replica's consumer has
-/// its partitions: before that, updates would be missed.
+/// its partitions, moved back to when it subscribed: before that, a screen sent here would
+/// get the updates sent meanwhile only late, once the partitions are positioned.
 async fn readyz(State(state): State<HealthState>) -> (StatusCode, Json<Value>) {
+    let anchored = state.consumer.anchored();
     let consumer = state.consumer.get();
     pollstream_infra::health::readiness(&state.hub.db, &state.hub.redis, move || {
         consumer
             .fetch_metadata(None, pollstream_infra::health::CHECK_TIMEOUT)
             .map_err(|err| err.to_string())?;
         match consumer.assignment() {
-            Ok(assigned) if assigned.count() > 0 => Ok(()),
+            Ok(assigned) if assigned.count() > 0 && anchored => Ok(()),
+            Ok(assigned) if assigned.count() > 0 => {
+                Err("partitions not yet moved back to when the replica subscribed".to_owned())
+            }
             Ok(_) => Err("no partitions assigned yet".to_owned()),
             Err(err) => Err(err.to_string()),
         }

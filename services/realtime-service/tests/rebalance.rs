@@ -218,3 +218,55 @@ async fn an_update_sent_before_a_new_replica_has_its_partitions_still_reaches_th
         ack["seq"]
     );
 }
+
+/// A screen joins a replica the moment it starts, while its new consumer group is still giving
+/// it partitions (here well under a second, seconds on a loaded cluster), and the poll's
+/// updates go on meanwhile: the screen must get every one of them, the one sent before the
+/// replica held a partition as well as those after its join.
+#[tokio::test]
+async fn a_screen_joining_a_replica_still_being_assigned_partitions_gets_every_update() {
+    let (topic, db) = test_ground(1).await;
+    let poll = NewPoll::new(2).insert(&db.pool).await;
+    let updates = Updates::new(&topic);
+    // A first update connects the producer, so that the ones that matter go out at once.
+    updates
+        .send(0, &poll.snapshot(1, &[1, 0], PollStatus::Open))
+        .await;
+    let replica = start_replica(&replica_env(&topic, &db)).await;
+    let during_assignment = poll.snapshot(2, &[2, 0], PollStatus::Open);
+    let (screen, ()) = tokio::join!(
+        async {
+            let mut screen = SocketClient::connect(&replica.url).await;
+            let ack = screen.request("join", json!({ "pollId": poll.id })).await;
+            (screen, ack)
+        },
+        updates.send(0, &during_assignment),
+    );
+    let (mut screen, ack) = screen;
+    // The updates exist only in Kafka, so the join is answered from the database, before any.
+    assert_eq!(
+        ack["seq"], 0,
+        "the join was not answered from the database: {ack}"
+    );
+    for seq in 3..=5 {
+        updates
+            .send(0, &poll.snapshot(seq, &[seq, 0], PollStatus::Open))
+            .await;
+    }
+    let mut missed = Vec::new();
+    for seq in 2..=5 {
+        if screen
+            .wait_for_results(seq, Duration::from_secs(20))
+            .await
+            .is_none()
+        {
+            missed.push(seq);
+        }
+    }
+    screen.close().await;
+    drop(replica);
+    assert!(
+        missed.is_empty(),
+        "the screen that joined while the replica was being assigned partitions missed seq {missed:?}"
+    );
+}

@@ -3,6 +3,7 @@
 //! Offsets are committed by hand, only after the side effect of the messages they cover
 //! succeeded (see [`KafkaSettings::consumer_in_group`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -27,6 +28,9 @@ pub struct GroupConsumer {
     /// When it subscribed: [`GroupConsumer::anchor_positions`] starts reading there, not at
     /// the later moment the group gave it partitions.
     subscribed_at: SystemTime,
+    /// Set once [`GroupConsumer::anchor_positions`] moved the first partitions back to
+    /// `subscribed_at`: until then a replica's readiness must not say it reads every update.
+    anchored: AtomicBool,
 }
 
 /// What a [`GroupConsumer`] needs to build its consumer again.
@@ -85,6 +89,7 @@ impl GroupConsumer {
             spec,
             current: RwLock::new((first, Instant::now())),
             subscribed_at: SystemTime::now(),
+            anchored: AtomicBool::new(progress != Progress::AutoCommitted),
         })
     }
 
@@ -149,7 +154,13 @@ impl GroupConsumer {
     /// the new group had its partitions, never reached them. The commit matters for partitions
     /// nothing is read from: librdkafka auto-commits only the offsets of messages it handed out,
     /// so after a rebalance such a partition would start again at `latest`, skipping what was
-    /// sent while the group rebalanced. Looks every 200 ms. Returns at once for a
+    /// sent while the group rebalanced. Looks every 200 ms.
+    ///
+    /// Until it is done, what the consumer reads comes from `latest` and must be dropped (see
+    /// [`GroupConsumer::anchored`]): a caller that handed it on would show newer updates first,
+    /// and then drop the ones it reads again from the anchor as older than those. So it seeks
+    /// twice: once, then [`GroupConsumer::anchored`] turns true, then again, since what was
+    /// read between the first seek and the flag was dropped. Returns at once for a
     /// [`Progress::CommittedByHand`] member, whose unread messages must not be skipped.
     pub async fn anchor_positions(&self, shutdown: CancellationToken) {
         if self.spec.progress != Progress::AutoCommitted {
@@ -170,7 +181,11 @@ impl GroupConsumer {
                 _ = ticker.tick() => {
                     let consumer = self.get();
                     let error = match tokio::task::spawn_blocking(move || anchor(&consumer, since_ms)).await {
-                        Ok(Ok(true)) => return,
+                        // The second seek replays whatever the caller dropped between the
+                        // first one and the flag (see `anchored`); what it read after the flag
+                        // comes again, and is stale by then.
+                        Ok(Ok(true)) if self.anchored.swap(true, Ordering::AcqRel) => return,
+                        Ok(Ok(true)) => continue,
                         Ok(Ok(false)) => continue,
                         Ok(Err(err)) => err.to_string(),
                         Err(err) => err.to_string(),
@@ -181,6 +196,14 @@ impl GroupConsumer {
                 }
             }
         }
+    }
+
+    /// Whether the consumer reads from where it must: always for a
+    /// [`Progress::CommittedByHand`] member, and for an auto-committed one once
+    /// [`GroupConsumer::anchor_positions`] has positioned its first partitions. Before that,
+    /// what it reads starts at `latest` and comes again after the anchor: the caller drops it.
+    pub fn anchored(&self) -> bool {
+        self.anchored.load(Ordering::Acquire)
     }
 
     /// Every `period` until `shutdown` is cancelled, sets `kafka_consumer_lag{topic, partition}`
