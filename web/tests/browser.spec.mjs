@@ -472,23 +472,44 @@ try {
     assert.equal(lines.length, 1 + 4, 'a header and four ballots');
   });
 
-  await step('closing shows the final result on every page', async () => {
+  await step('closing reads "counting the last votes" until the final count, then the final result on every page', async () => {
     const { page } = presenter;
-    await page.locator(`.my-poll[data-code="${code}"]`).getByRole('button', { name: 'Close poll' }).click();
-    await page.locator(`.my-poll[data-code="${code}"] .status-closed`).waitFor();
-    await screen.waitForSelector('.screen-state[data-status="closed"]', { timeout: 10_000 });
+    const row = page.locator(`.my-poll[data-code="${code}"]`);
+    const closed = page.waitForResponse((r) => r.url().endsWith(`/polls/${code}/close`) && r.request().method() === 'POST');
+    await row.getByRole('button', { name: 'Close poll' }).click();
+    const answer = await (await closed).json();
+    assert.equal(answer.status, 'closing', 'the close answers closing: the last votes may still be counted');
+    // The close lasts the send deadline + 1 s + one flush (about 8 s): every page shows it meanwhile.
+    await row.locator('.status-closing').waitFor({ timeout: 5_000 });
+    assert.equal(await row.getByRole('button', { name: 'Close poll' }).count(), 0, 'no second close');
+    await screen.waitForSelector('.screen-state[data-status="closing"]', { timeout: 5_000 });
+    assert.match(await screen.locator('.screen-state').innerText(), /counting the last votes/i);
+    assert.equal(await screen.getByText('final result', { exact: false }).count(), 0, 'nothing reads final while closing');
+    await shot(screen, 'screen-closing.png');
+    const watcher = phones[1].page;
+    await watcher.waitForSelector('[data-testid="closed-notice"][data-status="closing"]', { timeout: 5_000 });
+    await watcher.getByRole('heading', { name: 'Counting the last votes…' }).waitFor();
+    assert.equal(await watcher.getByText('final result', { exact: false }).count(), 0, 'nothing reads final while closing');
+    assert.equal(await watcher.locator('form.ballot').count(), 0, 'no vote is taken while closing');
+    await shot(watcher, 'audience-closing.png');
+
+    // The final state: up to ~10 s after the close, longer than the closing bound.
+    await screen.waitForSelector('.screen-state[data-status="closed"]', { timeout: 20_000 });
     await screen.getByText('final result', { exact: false }).first().waitFor();
+    assert.equal(await screen.locator('.chart').getAttribute('data-status'), 'closed', 'the chart shows the closed snapshot');
     assert.equal(await chartTotal(screen), 4);
     await shot(screen, 'screen.png');
     for (const [i, { page: phone }] of phones.entries()) {
       if (i === 0) await phone.goto(`${base}/p/${code}`); // it went on to another poll
-      await phone.getByTestId('closed-notice').waitFor({ timeout: 10_000 });
+      await phone.waitForSelector('[data-testid="closed-notice"][data-status="closed"]', { timeout: 20_000 });
       await phone.getByRole('heading', { name: 'Final result' }).waitFor();
       await waitForTotal(phone, 4, 10_000);
       assert.equal(await phone.locator('form.ballot').count(), 0);
     }
     assert.deepEqual(await barsOf(phones[1].page), { Aurora: [2, '50%'], Borealis: [1, '25%'], Cosmos: [1, '25%'] });
     await shot(phones[1].page, 'audience-closed.png');
+    // The console, with no socket, reads the poll again until it is closed.
+    await row.locator('.status-closed').waitFor({ timeout: 20_000 });
   });
 
   await step('a poll that needs accounts refuses a guest', async () => {

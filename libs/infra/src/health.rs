@@ -2,7 +2,9 @@
 //!
 //! `/healthz` says the process is alive. `/readyz` says whether each dependency answers right
 //! now, each check bounded by one second, so an orchestrator stops routing traffic to a
-//! replica that could only answer `503`.
+//! replica that could only answer `503`. A dependency the service can do its main work
+//! without (voting-api takes votes with PostgreSQL down) only degrades it: it is named under
+//! `degraded` and the replica stays ready.
 
 use std::time::Duration;
 
@@ -28,6 +30,19 @@ pub async fn readiness(
     redis: &ConnectionManager,
     kafka: impl FnOnce() -> Result<(), String> + Send + 'static,
 ) -> (StatusCode, Json<Value>) {
+    readiness_without(db, redis, kafka, &[]).await
+}
+
+/// Like [`readiness`], but a failing check named in `optional` (`postgres`, `redis`, `kafka`)
+/// only degrades the service: still `200` (`status: ready`) if every other check passes, its
+/// failure in `checks` as always and its name in `degraded`. Body: `{"status": "ready" |
+/// "not_ready", "checks": {name: "ok" | error}, "degraded": [name]}`.
+pub async fn readiness_without(
+    db: &PgPool,
+    redis: &ConnectionManager,
+    kafka: impl FnOnce() -> Result<(), String> + Send + 'static,
+    optional: &[&str],
+) -> (StatusCode, Json<Value>) {
     let postgres = async {
         match tokio::time::timeout(CHECK_TIMEOUT, crate::postgres::ping(db)).await {
             Ok(Ok(())) => Ok(()),
@@ -51,8 +66,13 @@ pub async fn readiness(
     let (postgres, redis, kafka) = tokio::join!(postgres, redis, kafka);
     let mut checks = Map::new();
     let mut ready = true;
+    let mut degraded = Vec::new();
     for (name, result) in [("postgres", postgres), ("redis", redis), ("kafka", kafka)] {
-        ready &= result.is_ok();
+        if result.is_err() && optional.contains(&name) {
+            degraded.push(Value::from(name));
+        } else {
+            ready &= result.is_ok();
+        }
         checks.insert(
             name.to_owned(),
             Value::from(result.err().unwrap_or_else(|| "ok".to_owned())),
@@ -66,6 +86,7 @@ pub async fn readiness(
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "checks": checks,
+        "degraded": degraded,
     });
     (status, Json(body))
 }

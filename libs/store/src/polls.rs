@@ -13,11 +13,12 @@ use crate::ballots::{self, BallotCheck, ChoiceLimits};
 use crate::join_code::JoinCode;
 use crate::visibility::ResultsVisibility;
 
-/// A poll's status at `at`: closed from its `closes_at` on (it closes by itself) and from its
-/// `closed_at` on (its owner closed it, or it was closed on time); before both, `stored`, the
-/// status its row had when read. This is the one rule for "is the poll closed", in voting-api
-/// (votes, views, results), in snapshots, and in the aggregator (was a vote cast after the
-/// close).
+/// A poll's status at `at`: `closing` from its `closes_at` on (it closes by itself) and from
+/// its `closed_at` on (its owner closed it, or it was closed on time), until its row says
+/// `closed`, which only the aggregator's closer writes, once every vote accepted before the
+/// close is counted; before both, `stored`, the status its row had when read. This is the one
+/// rule for "is the poll open", in voting-api (votes, views, results), in snapshots, and in the
+/// aggregator (was a vote cast after the close).
 pub fn status_at(
     stored: PollStatus,
     closes_at: Option<DateTime<Utc>>,
@@ -25,14 +26,14 @@ pub fn status_at(
     at: DateTime<Utc>,
 ) -> PollStatus {
     let reached = |moment: Option<DateTime<Utc>>| moment.is_some_and(|moment| moment <= at);
-    if reached(closes_at) || reached(closed_at) {
-        PollStatus::Closed
+    if stored == PollStatus::Open && (reached(closes_at) || reached(closed_at)) {
+        PollStatus::Closing
     } else {
         stored
     }
 }
 
-/// The status a row stores, as [`status_at`] takes it: anything but `open` is closed.
+/// The status a row stores, as [`status_at`] takes it: anything unknown is closed.
 pub(crate) fn stored_status(status: &str) -> PollStatus {
     PollStatus::parse(status).unwrap_or(PollStatus::Closed)
 }
@@ -317,10 +318,11 @@ pub async fn insert(
     Err(CreateError::NoFreeCode(CODE_ATTEMPTS))
 }
 
-/// Closes `poll_id` now, with a new `seq`; a poll already closed is left as it is.
+/// Closes `poll_id` now, with a new `seq`: it reads `closing` until the closer finalizes it
+/// ([`finalize`]). A poll already closing or closed is left as it is.
 pub async fn close(executor: impl PgExecutor<'_>, poll_id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE polls SET status = 'closed', closed_at = now(), seq = seq + 1
+        "UPDATE polls SET status = 'closing', closed_at = now(), seq = seq + 1
          WHERE id = $1 AND status = 'open'",
     )
     .bind(poll_id)
@@ -330,12 +332,13 @@ pub async fn close(executor: impl PgExecutor<'_>, poll_id: Uuid) -> Result<(), s
 }
 
 /// Closes every open poll whose `closesAt` has passed, as of its `closesAt`, with a new
-/// `seq`, and returns their ids. This is [`status_at`] in SQL: a poll is closed from its
-/// `closesAt` on, whether or not its row says so yet. Several callers may run it at once; each
-/// poll is closed by exactly one of them (one atomic `UPDATE`).
+/// `seq`, and returns their ids; they read `closing` until [`finalize`]. This is [`status_at`]
+/// in SQL: a poll is closing from its `closesAt` on, whether or not its row says so yet.
+/// Several callers may run it at once; each poll is closed by exactly one of them (one atomic
+/// `UPDATE`).
 pub async fn close_due(executor: impl PgExecutor<'_>) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
-        "UPDATE polls SET status = 'closed', closed_at = closes_at, seq = seq + 1
+        "UPDATE polls SET status = 'closing', closed_at = closes_at, seq = seq + 1
          WHERE status = 'open' AND closes_at <= now()
          RETURNING id",
     )
@@ -343,8 +346,71 @@ pub async fn close_due(executor: impl PgExecutor<'_>) -> Result<Vec<Uuid>, sqlx:
     .await
 }
 
-/// Up to `limit` closed polls whose close has not been announced on `poll-updates` yet, in id
-/// order.
+/// Up to `limit` closing polls whose `closed_at` is at least `settled` ago by the database's
+/// clock (the clock `closed_at` was written by): no vote accepted before their close can still
+/// be on its way to Kafka. Oldest close first.
+pub async fn closings_settled(
+    executor: impl PgExecutor<'_>,
+    settled: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM polls
+         WHERE status = 'closing' AND closed_at <= now() - make_interval(secs => $1)
+         ORDER BY closed_at, id LIMIT $2",
+    )
+    .bind(settled.as_secs_f64())
+    .bind(limit)
+    .fetch_all(executor)
+    .await
+}
+
+/// Makes the closing polls of `poll_ids` `closed`, with a new `seq`: their tally is final. Only
+/// once every vote accepted before their close is counted (the closer's fence). Returns the
+/// ids it finalized; one already closed, or deleted, is left out.
+pub async fn finalize(
+    executor: impl PgExecutor<'_>,
+    poll_ids: &[Uuid],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE polls SET status = 'closed', seq = seq + 1
+         WHERE id = ANY($1) AND status = 'closing'
+         RETURNING id",
+    )
+    .bind(poll_ids)
+    .fetch_all(executor)
+    .await
+}
+
+/// Up to `limit` closing polls whose `closing` snapshot has not been produced to
+/// `poll-updates` yet, in id order.
+pub async fn unannounced_closings(
+    executor: impl PgExecutor<'_>,
+    limit: i64,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM polls WHERE status = 'closing' AND NOT closing_announced
+         ORDER BY id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(executor)
+    .await
+}
+
+/// Records that the `closing` snapshots of `poll_ids` have been produced.
+pub async fn mark_closing_announced(
+    executor: impl PgExecutor<'_>,
+    poll_ids: &[Uuid],
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE polls SET closing_announced = true WHERE id = ANY($1)")
+        .bind(poll_ids)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// Up to `limit` closed polls whose final snapshot has not been announced on `poll-updates`
+/// yet, in id order.
 pub async fn unannounced_closes(
     executor: impl PgExecutor<'_>,
     limit: i64,
@@ -357,7 +423,7 @@ pub async fn unannounced_closes(
     .await
 }
 
-/// Records that the closes of `poll_ids` have been announced.
+/// Records that the final snapshots of `poll_ids` have been announced.
 pub async fn mark_close_announced(
     executor: impl PgExecutor<'_>,
     poll_ids: &[Uuid],
@@ -380,6 +446,9 @@ pub struct CountingRules {
     /// Votes cast from the moment the poll was closed (by its owner, or on time) are not
     /// counted either.
     pub closed_at: Option<DateTime<Utc>>,
+    /// The poll is `closed`: its final count is announced, and no vote may change it, however
+    /// late it arrives (a send that voting-api gave up on, answered `503`, can still land).
+    pub counted_final: bool,
     /// The poll's option ids.
     pub options: Vec<Uuid>,
 }
@@ -393,7 +462,7 @@ pub async fn lock_for_counting(
     poll_ids: &[Uuid],
 ) -> Result<HashMap<Uuid, CountingRules>, sqlx::Error> {
     let polls: Vec<CountingRow> = sqlx::query_as(
-        "SELECT id, kind, min_choices, max_choices, closes_at, closed_at FROM polls
+        "SELECT id, kind, min_choices, max_choices, closes_at, closed_at, status FROM polls
          WHERE id = ANY($1) ORDER BY id FOR UPDATE",
     )
     .bind(poll_ids)
@@ -411,6 +480,7 @@ pub async fn lock_for_counting(
                 choices: PollKind::parse(&row.kind).choice_limits(row.min_choices, row.max_choices),
                 closes_at: row.closes_at,
                 closed_at: row.closed_at,
+                counted_final: stored_status(&row.status) == PollStatus::Closed,
                 options: Vec::new(),
             };
             (row.id, rules)
@@ -432,6 +502,7 @@ struct CountingRow {
     max_choices: i32,
     closes_at: Option<DateTime<Utc>>,
     closed_at: Option<DateTime<Utc>>,
+    status: String,
 }
 
 /// Adds newly counted ballots to the tallies in place (`votes = votes + n`, atomic in
@@ -615,18 +686,18 @@ mod tests {
             status_at(open, Some(now + second), None, now),
             PollStatus::Open
         );
-        assert_eq!(status_at(open, Some(now), None, now), PollStatus::Closed);
+        assert_eq!(status_at(open, Some(now), None, now), PollStatus::Closing);
         assert_eq!(
             status_at(open, Some(now - second), None, now),
-            PollStatus::Closed
+            PollStatus::Closing
         );
         assert_eq!(
             status_at(open, None, Some(now - second), now),
-            PollStatus::Closed
+            PollStatus::Closing
         );
         assert_eq!(
             status_at(open, Some(now + second), Some(now - second), now),
-            PollStatus::Closed
+            PollStatus::Closing
         );
         assert_eq!(
             status_at(open, None, Some(now + second), now),
@@ -639,6 +710,12 @@ mod tests {
         );
         assert_eq!(stored_status("open"), PollStatus::Open);
         assert_eq!(stored_status("closed"), PollStatus::Closed);
+        assert_eq!(stored_status("closing"), PollStatus::Closing);
+        // Only the closer makes a poll closed: a closing row past its close stays closing.
+        assert_eq!(
+            status_at(PollStatus::Closing, None, Some(now - second), now),
+            PollStatus::Closing
+        );
         assert_eq!(stored_status("archived"), PollStatus::Closed);
     }
 }

@@ -40,7 +40,8 @@ impl ResultsVisibility {
         }
     }
 
-    /// Whether `viewer` may see counts of a poll whose status is `status`.
+    /// Whether `viewer` may see counts of a poll whose status is `status`. `after_close` shows
+    /// them once the poll is `closed`, its tally final, not while it is `closing`.
     pub fn allows(self, viewer: Viewer, status: PollStatus) -> bool {
         viewer.is_owner
             || match self {

@@ -8,22 +8,30 @@
 //! Character classes come from the Unicode Character Database (via `icu_properties`), never
 //! from hand-written tables: general categories `Cc` (control), `Cf` (format), `Zl`/`Zp`
 //! (line and paragraph separators), and the `Default_Ignorable_Code_Point` and `White_Space`
-//! properties.
+//! properties; grapheme clusters (what a reader sees as one character) from Unicode Standard
+//! Annex #29 (via `unicode-segmentation`).
 
 use icu_properties::props::{DefaultIgnorableCodePoint, GeneralCategory, WhiteSpace};
 use icu_properties::{CodePointMapData, CodePointSetData};
 use unicode_normalization::UnicodeNormalization;
+use unicode_segmentation::UnicodeSegmentation;
 
 /// Longest token subject, in characters. The subject is the voter id of a ballot, part of
 /// PostgreSQL's unique `(poll_id, voter_id)` index, whose entries may not exceed about 2.7 KB;
 /// 200 characters of at most 4 bytes each stay far below.
 pub const MAX_SUBJECT_CHARS: usize = 200;
 
-/// Longest question, in characters after normalisation.
+/// Longest question, in grapheme clusters (what a reader counts as characters) after
+/// normalisation.
 pub const MAX_QUESTION_CHARS: usize = 500;
 
-/// Longest option text, in characters after normalisation.
+/// Longest option text, in grapheme clusters after normalisation.
 pub const MAX_OPTION_CHARS: usize = 200;
+
+/// Code points a text may hold per grapheme cluster of its limit, on average: bounds what is
+/// stored when one cluster stacks hundreds of marks, and leaves room for the longest emoji
+/// sequences (a subdivision flag is 7 code points, a family with skin tones 11).
+pub const CODE_POINTS_PER_GRAPHEME: usize = 16;
 
 /// ZERO WIDTH JOINER: invisible, but it glues emoji sequences (👩‍💻), so it is kept between
 /// two visible characters.
@@ -92,7 +100,7 @@ pub enum TextError {
     /// Longer than allowed after normalisation.
     #[error("must be at most {max} characters")]
     TooLong {
-        /// The limit, in characters.
+        /// The limit, in grapheme clusters.
         max: usize,
     },
     /// Holds a control character (U+0000 to U+001F and U+007F to U+009F, other than tab and
@@ -104,68 +112,110 @@ pub enum TextError {
     },
 }
 
-/// Normalises a question or option the way people read it: NFC (Unicode Standard Annex #15),
-/// invisible formatting characters removed (a zero width joiner between two visible characters
-/// is kept, as emoji sequences need it), each run of whitespace (tabs and line breaks included)
-/// made one space, and both ends trimmed. Refuses control characters, text that is blank
-/// afterwards (nothing but whitespace and invisible characters) and text longer than
-/// `max_chars` characters.
+/// Normalises a question or option the way people read it, one extended grapheme cluster
+/// (Unicode Standard Annex #29: what a reader sees as one character, such as `❤️`, `🏳️‍🌈`, the
+/// England flag's tag sequence or `葛󠄀`) at a time: NFC (Unicode Standard Annex #15), each
+/// cluster kept whole with its presentation and variation selectors, joiners and tags, clusters
+/// made only of invisible characters (a lone zero width space, byte order mark, bidi control,
+/// soft hyphen, Hangul filler) removed, each run of whitespace (tabs and line breaks included)
+/// made one space, and both ends trimmed. A zero width joiner ending a cluster is kept only when
+/// a visible cluster follows at once. Refuses control characters, text that is blank afterwards
+/// (nothing but whitespace and invisible characters), text longer than `max_chars` grapheme
+/// clusters and text longer than `max_chars` × [`CODE_POINTS_PER_GRAPHEME`] code points.
 pub fn normalize_text(raw: &str, max_chars: usize) -> Result<String, TextError> {
     if let Some(c) = raw.chars().find(|&c| is_control(c) && !is_whitespace(c)) {
         return Err(TextError::Control { code: c as u32 });
     }
-    let chars: Vec<char> = raw.nfc().collect();
-    let mut text = String::with_capacity(raw.len());
+    let nfc: String = raw.nfc().collect();
+    let clusters: Vec<&str> = nfc.graphemes(true).collect();
+    let mut text = String::with_capacity(nfc.len());
+    let mut graphemes = 0usize;
     let mut pending_space = false;
-    for (index, &c) in chars.iter().enumerate() {
-        if is_whitespace(c) {
+    for (index, &cluster) in clusters.iter().enumerate() {
+        // A whitespace character may carry extenders (`" \u{200D}"` is one cluster): it is
+        // still whitespace, and what hangs on it joins nothing.
+        if cluster.chars().next().is_some_and(is_whitespace) {
             pending_space = !text.is_empty();
             continue;
         }
-        if is_invisible(c) {
-            let joins = c == ZWJ
-                && !pending_space
-                && text.chars().next_back().is_some_and(is_visible)
-                && chars.get(index + 1).is_some_and(|&next| is_visible(next));
+        if cluster.chars().all(is_invisible) {
+            continue;
+        }
+        let mut kept = cluster;
+        if let Some(unjoined) = kept.strip_suffix(ZWJ) {
+            let joins = !pending_space
+                && clusters
+                    .get(index + 1)
+                    .is_some_and(|next| next.chars().next().is_some_and(is_visible));
             if !joins {
-                continue;
+                kept = unjoined;
             }
         }
         if pending_space {
             text.push(' ');
+            graphemes += 1;
             pending_space = false;
         }
-        text.push(c);
+        text.push_str(kept);
+        graphemes += 1;
     }
     if comparison_key(&text).is_empty() {
         return Err(TextError::Blank);
     }
-    if text.chars().nth(max_chars).is_some() {
+    if graphemes > max_chars || text.chars().count() > max_chars * CODE_POINTS_PER_GRAPHEME {
         return Err(TextError::TooLong { max: max_chars });
     }
     Ok(text)
 }
 
-/// The key two texts are compared by when they must differ (a poll's options): compatibility
-/// normalisation (NFKC, so `ｙｅｓ` is `yes`), Unicode default case folding (so `Straße` is
-/// `strasse`), every invisible character dropped and whitespace runs made one space. Two texts
-/// with the same key look the same to a reader.
+/// The key two texts are compared by when they must differ (a poll's options), built one
+/// grapheme cluster at a time: compatibility normalisation (NFKC, so `ｙｅｓ` is `yes`), Unicode
+/// default case folding (so `Straße` is `strasse`), clusters made only of invisible characters
+/// dropped, whitespace runs made one space, and inside a cluster the variation selectors
+/// (U+FE00 to U+FE0F, U+E0100 to U+E01EF: `❤️` and `❤`, `葛󠄀` and `葛` are one character drawn
+/// two ways) and other invisible characters dropped, while the joiners and tag characters that
+/// make a different picture (`👩‍💻` is not `👩💻`, the England flag is not the Scotland flag nor
+/// a plain black flag) are kept. Two texts with the same key look the same to a reader.
 pub fn comparison_key(text: &str) -> String {
-    let folded = caseless::default_case_fold_str(&text.nfkd().collect::<String>());
-    let mut key = String::with_capacity(folded.len());
+    let mut key = String::with_capacity(text.len());
     let mut pending_space = false;
-    for c in folded.nfkc() {
-        if is_whitespace(c) || c == BRAILLE_BLANK {
+    for cluster in text.graphemes(true) {
+        let first = cluster.chars().next();
+        if first.is_some_and(|c| is_whitespace(c) || c == BRAILLE_BLANK) {
             pending_space = !key.is_empty();
-        } else if !is_invisible(c) && !is_control(c) {
-            if pending_space {
-                key.push(' ');
-                pending_space = false;
-            }
-            key.push(c);
+            continue;
         }
+        let drawn: String = cluster
+            .chars()
+            .filter(|&c| !is_control(c) && (!is_invisible(c) || c == ZWJ || is_tag(c)))
+            .collect();
+        let drawn = drawn.trim_start_matches(ZWJ).trim_end_matches(ZWJ);
+        if drawn.is_empty() || drawn.chars().all(|c| c == ZWJ || is_tag(c)) {
+            continue;
+        }
+        let folded = caseless::default_case_fold_str(&drawn.nfkd().collect::<String>());
+        let mut cluster_key = String::with_capacity(folded.len());
+        for c in folded.nfkc() {
+            if is_whitespace(c) || c == BRAILLE_BLANK {
+                // Compatibility forms may hold spaces (`U+33C2` is `a.m.`, `U+2474` `(1)`).
+                cluster_key.push(' ');
+            } else {
+                cluster_key.push(c);
+            }
+        }
+        if pending_space {
+            key.push(' ');
+            pending_space = false;
+        }
+        key.push_str(&cluster_key);
     }
     key
+}
+
+/// Tag characters (U+E0020 to U+E007F): invisible alone, but a tag sequence after U+1F3F4
+/// names a flag (`gbeng`, `gbsct`, `gbwls`), so they are part of what a reader sees.
+fn is_tag(c: char) -> bool {
+    ('\u{E0020}'..='\u{E007F}').contains(&c)
 }
 
 fn category(c: char) -> GeneralCategory {
@@ -313,6 +363,98 @@ mod tests {
             Err(TextError::TooLong { max: 200 })
         );
         assert!(normalize_text(&format!("{}\u{200B}", "x".repeat(200)), 200).is_ok());
+    }
+
+    /// Emoji with a presentation selector, a ZWJ sequence, the three subdivision flags (tag
+    /// sequences) and an ideographic variation sequence, as people type them.
+    const AS_WRITTEN: [&str; 7] = [
+        "\u{2764}\u{FE0F}",
+        "1\u{FE0F}\u{20E3}",
+        "\u{1F3F3}\u{FE0F}\u{200D}\u{1F308}",
+        "\u{1F3F4}\u{E0067}\u{E0062}\u{E0065}\u{E006E}\u{E0067}\u{E007F}",
+        "\u{1F3F4}\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}",
+        "\u{1F3F4}\u{E0067}\u{E0062}\u{E0077}\u{E006C}\u{E0073}\u{E007F}",
+        "\u{845B}\u{E0100}\u{98FE}",
+    ];
+
+    #[test]
+    fn grapheme_clusters_are_kept_whole() {
+        for text in AS_WRITTEN {
+            assert_eq!(normalize_text(text, 200).as_deref(), Ok(text), "{text:?}");
+            let spaced = format!("  Vote {text}\u{200B} now ");
+            assert_eq!(
+                normalize_text(&spaced, 200).unwrap(),
+                format!("Vote {text} now"),
+                "{text:?}"
+            );
+        }
+        assert_eq!(
+            normalize_text("❤️ 1️⃣ 🏳️‍🌈 🏴󠁧󠁢󠁥󠁮󠁧󠁿 🏴󠁧󠁢󠁳󠁣󠁴󠁿 🏴󠁧󠁢󠁷󠁬󠁳󠁿 葛󠄀飾", 500).unwrap(),
+            AS_WRITTEN.join(" ")
+        );
+    }
+
+    #[test]
+    fn the_three_flags_are_three_options() {
+        let [england, scotland, wales] = [AS_WRITTEN[3], AS_WRITTEN[4], AS_WRITTEN[5]];
+        let black_flag = "\u{1F3F4}";
+        let keys = [england, scotland, wales, black_flag].map(comparison_key);
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert_ne!(
+            comparison_key("\u{1F469}\u{200D}\u{1F4BB}"),
+            comparison_key("\u{1F469}\u{1F4BB}")
+        );
+    }
+
+    #[test]
+    fn a_character_drawn_two_ways_is_one_option() {
+        // A variation selector picks a glyph of the same character.
+        assert_eq!(
+            comparison_key("\u{2764}\u{FE0F}"),
+            comparison_key("\u{2764}")
+        );
+        assert_eq!(
+            comparison_key("\u{845B}\u{E0100}\u{98FE}"),
+            comparison_key("葛飾")
+        );
+        assert_eq!(
+            comparison_key("\u{1F3F3}\u{FE0F}\u{200D}\u{1F308}"),
+            comparison_key("\u{1F3F3}\u{200D}\u{1F308}")
+        );
+    }
+
+    #[test]
+    fn length_counts_what_a_reader_sees() {
+        let england = AS_WRITTEN[3];
+        assert_eq!(
+            normalize_text(&england.repeat(200), 200).as_deref(),
+            Ok(england.repeat(200).as_str())
+        );
+        assert_eq!(
+            normalize_text(&england.repeat(201), 200),
+            Err(TextError::TooLong { max: 200 })
+        );
+        // One cluster stacking thousands of marks is still bounded.
+        let stacked = format!("a{}", "\u{301}".repeat(200 * CODE_POINTS_PER_GRAPHEME + 1));
+        assert_eq!(
+            normalize_text(&stacked, 200),
+            Err(TextError::TooLong { max: 200 })
+        );
+    }
+
+    #[test]
+    fn lone_selectors_and_tags_are_blank() {
+        for blank in ["\u{FE0F}", "\u{E0067}\u{E007F}", "\u{E0100}", " \u{FE0F} "] {
+            assert_eq!(
+                normalize_text(blank, 200),
+                Err(TextError::Blank),
+                "{blank:?}"
+            );
+        }
     }
 
     #[test]

@@ -25,13 +25,32 @@ pub fn results_cache_key(poll_id: Uuid) -> String {
     format!("results:{poll_id}")
 }
 
-/// Whether a poll still takes votes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+/// Whether a poll still takes votes, and whether its tally is final. A poll goes
+/// `open` → `closing` → `closed`, never back; the order of the variants is that order.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum PollStatus {
     /// Votes are accepted.
     Open,
-    /// No vote is accepted any more; the tally is final.
+    /// No vote is accepted any more (from `closedAt` on), but votes accepted before it may
+    /// still be on their way to the tally: the counts are not final yet. Lasts until every
+    /// such vote is counted, normally the vote's send deadline (`KAFKA_PRODUCE_TIMEOUT_MS`)
+    /// plus a second plus one flush. A client that knows only `open` and `closed` can treat it
+    /// as neither and wait for `closed`.
+    Closing,
+    /// No vote is accepted any more and every accepted vote is counted: the tally is final.
     Closed,
 }
 
@@ -40,14 +59,21 @@ impl PollStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             PollStatus::Open => "open",
+            PollStatus::Closing => "closing",
             PollStatus::Closed => "closed",
         }
+    }
+
+    /// Whether votes are accepted: only while `open`.
+    pub fn takes_votes(self) -> bool {
+        self == PollStatus::Open
     }
 
     /// Parses the stored spelling; anything unknown is `None`.
     pub fn parse(value: &str) -> Option<Self> {
         match value {
             "open" => Some(PollStatus::Open),
+            "closing" => Some(PollStatus::Closing),
             "closed" => Some(PollStatus::Closed),
             _ => None,
         }
@@ -301,6 +327,19 @@ mod tests {
             cast_at: "2026-11-23T10:00:00.5Z".parse().unwrap(),
         };
         assert_eq!(vote.key(), format!("{poll_id}/alice"));
+    }
+
+    #[test]
+    fn statuses_are_ordered_as_a_poll_goes_through_them() {
+        assert!(PollStatus::Open < PollStatus::Closing);
+        assert!(PollStatus::Closing < PollStatus::Closed);
+        for status in [PollStatus::Open, PollStatus::Closing, PollStatus::Closed] {
+            assert_eq!(PollStatus::parse(status.as_str()), Some(status));
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
+        assert!(PollStatus::Open.takes_votes());
+        assert!(!PollStatus::Closing.takes_votes());
+        assert!(!PollStatus::Closed.takes_votes());
     }
 
     #[test]

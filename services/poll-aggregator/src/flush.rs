@@ -14,7 +14,7 @@
 //! can never stop counting for everyone. Any other failure (connection lost, server shutting
 //! down, pool timeout) fails the flush, and the caller keeps the batch and retries it whole.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use pollstream_store::ballots::{self, NewBallot};
@@ -24,7 +24,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::batch::{Increments, ReceivedVote, VoteBatch, poll_ids};
-use crate::rules::rejection;
+use crate::rules::{AFTER_FINAL_COUNT, rejection};
 
 /// `dlq-reason` of a vote PostgreSQL refused although it passed validation.
 pub const DATABASE_REFUSED: &str = "database_refused";
@@ -172,9 +172,11 @@ async fn count_part(
     // does not hide a valid later one.
     let mut voters: HashSet<(Uuid, &str)> = HashSet::new();
     let mut countable: Vec<&RawVote> = Vec::with_capacity(part.len());
+    let mut after_final: HashMap<Uuid, Vec<&ReceivedVote>> = HashMap::new();
     for received in part {
         let vote = &received.vote;
         match rejection(vote, rules.get(&vote.poll_id), now) {
+            Some(AFTER_FINAL_COUNT) => after_final.entry(vote.poll_id).or_default().push(received),
             Some(reason) => outcome.rejected.push(Rejected {
                 vote: received.clone(),
                 reason,
@@ -182,6 +184,26 @@ async fn count_part(
             }),
             None if voters.insert((vote.poll_id, vote.voter_id.as_str())) => countable.push(vote),
             None => outcome.duplicates += 1,
+        }
+    }
+    // A replay of a closed poll's votes is harmless as ever: a voter already counted is a
+    // repeat; only a vote that would change the final count is parked.
+    for (poll_id, late) in after_final {
+        let voters: Vec<&str> = late.iter().map(|r| r.vote.voter_id.as_str()).collect();
+        let counted: HashSet<String> = ballots::counted_voters(&mut *tx, poll_id, &voters)
+            .await?
+            .into_iter()
+            .collect();
+        for received in late {
+            if counted.contains(&received.vote.voter_id) {
+                outcome.duplicates += 1;
+            } else {
+                outcome.rejected.push(Rejected {
+                    vote: received.clone(),
+                    reason: AFTER_FINAL_COUNT,
+                    refusal: None,
+                });
+            }
         }
     }
 

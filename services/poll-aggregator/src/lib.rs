@@ -60,7 +60,7 @@ pub async fn run(
         db: clients.db.clone(),
         topic: config.poll_updates_topic.clone(),
     };
-    let closer = spawn_closer(&clients, publisher.clone(), token.clone());
+    let closer = spawn_closer(&config, &clients, publisher.clone(), token.clone());
     count_votes(config, &clients, publisher, token.clone()).await;
 
     token.cancel();
@@ -109,9 +109,10 @@ fn spawn_health_server(
     })
 }
 
-/// Closes polls that are due and announces every close (see [`closer`]) until `stop` is
-/// cancelled.
+/// Closes polls that are due, finalizes closings once their votes are counted, and announces
+/// both (see [`closer`]) until `stop` is cancelled.
 fn spawn_closer(
+    config: &Config,
     clients: &AppState,
     publisher: SnapshotPublisher,
     stop: CancellationToken,
@@ -121,6 +122,9 @@ fn spawn_closer(
             db: clients.db.clone(),
             redis: clients.redis.clone(),
             publisher,
+            kafka: config.kafka.clone(),
+            group_id: config.group_id.clone(),
+            raw_votes_topic: config.raw_votes_topic.clone(),
         }
         .run(stop),
     )

@@ -25,6 +25,9 @@ pub fn earliest_cast_at() -> DateTime<Utc> {
         .expect("a valid fixed date")
 }
 
+/// The reason of a vote cast in time that arrived after its poll's final count was announced.
+pub const AFTER_FINAL_COUNT: &str = "after_final_count";
+
 /// Why a vote that decoded fine is still not counted, as the stable name of the failed check;
 /// `None` if it is countable. `now` is the aggregator's clock, the reference for `castAt`.
 ///
@@ -33,7 +36,9 @@ pub fn earliest_cast_at() -> DateTime<Utc> {
 /// `voter_id_not_printable`), `castAt` within [`earliest_cast_at`] and `now` +
 /// [`MAX_CAST_AT_AHEAD`] (`cast_at_out_of_range`), then against the poll: `unknown_poll`,
 /// `bad_choice_count`, `unknown_option`, `duplicate_option`, `cast_after_close` (the poll was
-/// closed at `castAt`).
+/// closed at `castAt`), `after_final_count` (cast in time, but it arrived after the poll's
+/// final count was announced: only a vote voting-api answered `503` can, its send having
+/// outlived the deadline; counting it would change a result already announced as final).
 pub fn rejection(
     vote: &RawVote,
     rules: Option<&CountingRules>,
@@ -61,14 +66,18 @@ pub fn rejection(
     }
     // The row's status is as of now, not as of `castAt`: only the two moments tell whether the
     // poll was already closed when the vote was cast.
-    if polls::status_at(
+    if !polls::status_at(
         PollStatus::Open,
         rules.closes_at,
         rules.closed_at,
         vote.cast_at,
-    ) == PollStatus::Closed
+    )
+    .takes_votes()
     {
         return Some("cast_after_close");
+    }
+    if rules.counted_final {
+        return Some(AFTER_FINAL_COUNT);
     }
     None
 }
@@ -85,6 +94,7 @@ mod tests {
             choices: ChoiceLimits { min: 1, max: 2 },
             closes_at: None,
             closed_at: None,
+            counted_final: false,
             options: vec![
                 Uuid::from_u128(10),
                 Uuid::from_u128(11),
@@ -150,6 +160,18 @@ mod tests {
         assert_eq!(rejection(&v, Some(&closed), now), None);
         closed.closed_at = Some(now - Duration::seconds(10));
         assert_eq!(rejection(&v, Some(&closed), now), Some("cast_after_close"));
+    }
+
+    #[test]
+    fn a_vote_cast_in_time_that_arrives_after_the_final_count_is_parked() {
+        let now = Utc::now();
+        let mut v = vote(&[10]);
+        v.cast_at = now - Duration::seconds(20);
+        let mut closed = rules();
+        closed.closed_at = Some(now - Duration::seconds(10));
+        assert_eq!(rejection(&v, Some(&closed), now), None, "still closing");
+        closed.counted_final = true;
+        assert_eq!(rejection(&v, Some(&closed), now), Some("after_final_count"));
     }
 
     #[test]

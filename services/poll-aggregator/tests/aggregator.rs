@@ -534,22 +534,66 @@ async fn a_close_by_the_owner_is_announced() {
     h.send_vote(poll_id, "before", &[options[0]]).await;
     h.wait_for_total(poll_id, 1).await;
     // What voting-api's close endpoint writes.
-    sqlx::query(
-        "UPDATE polls SET status = 'closed', closed_at = now(), seq = seq + 1 WHERE id = $1",
-    )
-    .bind(poll_id)
-    .execute(&h.db.pool)
-    .await
-    .unwrap();
+    pollstream_store::polls::close(&h.db.pool, poll_id)
+        .await
+        .unwrap();
+    let seen = std::sync::Mutex::new(Vec::<PollSnapshot>::new());
     let closing = pollstream_testkit::eventually(Duration::from_secs(30), || async {
-        read_messages(&updates, 1, Duration::from_millis(200))
-            .await
-            .iter()
-            .map(|m| PollSnapshot::decode(&m.payload).unwrap())
+        let read = read_messages(&updates, 1, Duration::from_millis(200)).await;
+        let mut seen = seen.lock().unwrap();
+        seen.extend(
+            read.iter()
+                .map(|m| PollSnapshot::decode(&m.payload).unwrap()),
+        );
+        seen.iter()
             .find(|s| s.status == pollstream_wire::PollStatus::Closed)
+            .cloned()
     })
     .await
     .expect("the close was never announced");
+    let seen = seen.into_inner().unwrap();
+    assert!(
+        seen.iter()
+            .any(|s| s.status == pollstream_wire::PollStatus::Closing && s.seq < closing.seq),
+        "the closing is announced before the final count: {seen:?}"
+    );
     assert_eq!((closing.total, closing.options[0].votes), (1, 1));
+    running.stop().await;
+}
+
+/// Once a poll's final count is announced, nothing changes it: a vote cast in time that lands
+/// later still (a send voting-api gave up on) is parked, and a replay of a counted voter's
+/// vote is a repeat as ever, not a dead letter.
+#[tokio::test]
+async fn a_vote_arriving_after_the_final_count_is_parked_and_a_replay_is_a_repeat() {
+    let h = Harness::new().await;
+    let dead = topic_reader(&h.dead_letters).await;
+    let (poll_id, options) = h.poll(2, 1).await;
+    let running = h.start("100").await;
+    let counted = h.send_vote(poll_id, "counted", &[options[0]]).await;
+    h.wait_for_total(poll_id, 1).await;
+    let cast_in_time = Utc::now();
+    pollstream_store::polls::close(&h.db.pool, poll_id)
+        .await
+        .unwrap();
+    pollstream_testkit::eventually(Duration::from_secs(60), || async {
+        let status: String = sqlx::query_scalar("SELECT status FROM polls WHERE id = $1")
+            .bind(poll_id)
+            .fetch_one(&h.db.pool)
+            .await
+            .unwrap();
+        (status == "closed").then_some(())
+    })
+    .await
+    .expect("the poll was never finalized");
+
+    h.votes.send_vote(&counted).await;
+    let late = raw_vote(poll_id, "late", &[options[1]], cast_in_time);
+    h.votes.send_vote(&late).await;
+    let parked = read_messages(&dead, 2, Duration::from_secs(20)).await;
+    assert_eq!(parked.len(), 1, "only the late vote is parked");
+    assert_eq!(parked[0].header("dlq-reason"), Some("after_final_count"));
+    assert_eq!(parked[0].key, Some(format!("{poll_id}/late")));
+    assert_eq!(h.counts(poll_id).await.1, 1, "the final count stands");
     running.stop().await;
 }

@@ -35,9 +35,9 @@ impl SnapshotLedger {
     pub fn accept(&self, snapshot: PollSnapshot) -> Option<Broadcast> {
         let mut latest = self.latest.lock().expect("ledger lock poisoned");
         let previous = latest.get(&snapshot.poll_id);
-        // Closing may come without new counts (same `seq`), and must still get through.
-        let closes = snapshot.status == PollStatus::Closed
-            && previous.is_some_and(|p| p.status == PollStatus::Open);
+        // A status further along (open → closing → closed) must get through even without new
+        // counts: snapshots of older builds closed a poll at the same `seq`.
+        let closes = previous.is_some_and(|p| p.status < snapshot.status);
         if previous.is_some_and(|p| p.seq >= snapshot.seq) && !closes {
             return None;
         }
@@ -108,5 +108,21 @@ mod tests {
         assert!(closing.closed_now);
         assert!(closing.stats.is_empty());
         assert!(ledger.accept(snapshot(1, 1, PollStatus::Closed)).is_none());
+    }
+
+    #[test]
+    fn closing_is_not_closed_and_the_final_count_closes_once() {
+        let ledger = SnapshotLedger::default();
+        ledger.accept(snapshot(1, 1, PollStatus::Open)).unwrap();
+        let closing = ledger.accept(snapshot(2, 1, PollStatus::Closing)).unwrap();
+        assert!(!closing.closed_now);
+        let counted = ledger.accept(snapshot(3, 4, PollStatus::Closing)).unwrap();
+        assert!(!counted.closed_now);
+        assert_eq!(counted.stats.len(), 1);
+        let last = ledger.accept(snapshot(4, 4, PollStatus::Closed)).unwrap();
+        assert!(last.closed_now);
+        assert_eq!(last.snapshot.total, 4);
+        assert!(ledger.accept(snapshot(3, 4, PollStatus::Closing)).is_none());
+        assert!(ledger.accept(snapshot(4, 4, PollStatus::Closed)).is_none());
     }
 }

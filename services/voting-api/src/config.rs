@@ -55,6 +55,10 @@ pub struct Config {
     pub aggregator_group_id: String,
     /// How long a poll definition is served from memory before it is read again.
     pub poll_cache_ttl: Duration,
+    /// How long after it was last read a poll definition is still served while PostgreSQL
+    /// cannot answer (`POLL_CACHE_STALE_IF_ERROR_SECS`, default 600, `0` off), so votes on
+    /// polls this replica knows are taken through a database outage (see `poll_cache`).
+    pub poll_cache_stale_if_error: Duration,
     /// Largest PostgreSQL pool.
     pub db_max_connections: u32,
     /// Vote requests served at once (`MAX_VOTES_IN_FLIGHT`); more are answered `503
@@ -113,6 +117,11 @@ impl Config {
                 "POLL_CACHE_TTL_MS",
                 2_000u64,
                 0..=600_000,
+            )?),
+            poll_cache_stale_if_error: Duration::from_secs(vars.ranged_or(
+                "POLL_CACHE_STALE_IF_ERROR_SECS",
+                600u64,
+                0..=86_400,
             )?),
             db_max_connections: vars.ranged_or("DATABASE_MAX_CONNECTIONS", 10u32, 1..=1_000)?,
             max_votes_in_flight: vars.ranged_or(
@@ -196,6 +205,7 @@ mod tests {
         assert_eq!(config.rate_limits.guest_per_ip, 20_000);
         assert_eq!(config.web_dir, PathBuf::from("web/dist"));
         assert_eq!(config.realtime_public_url, None);
+        assert_eq!(config.poll_cache_stale_if_error, Duration::from_secs(600));
     }
 
     #[test]

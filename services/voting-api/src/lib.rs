@@ -117,7 +117,11 @@ pub async fn run(
     let state = AppState::new(Shared {
         vote_slots: Arc::new(tokio::sync::Semaphore::new(config.max_votes_in_flight)),
         jwt: config.jwt.keys(),
-        polls: PollCache::new(db.clone(), config.poll_cache_ttl),
+        polls: PollCache::new(
+            db.clone(),
+            config.poll_cache_ttl,
+            config.poll_cache_stale_if_error,
+        ),
         config: Arc::new(config),
         db,
         redis,

@@ -30,7 +30,6 @@ use std::time::{Duration, Instant};
 use futures::TryStreamExt;
 use pollstream_store::ballots;
 use pollstream_store::{PollDefinition, closed_flag};
-use pollstream_wire::PollStatus;
 use redis::aio::ConnectionManager;
 use uuid::Uuid;
 
@@ -211,7 +210,7 @@ async fn restore(
 
     let closed = poll
         .as_ref()
-        .is_none_or(|poll| poll.status_at(chrono::Utc::now()) == PollStatus::Closed);
+        .is_none_or(|poll| !poll.status_at(chrono::Utc::now()).takes_votes());
     if closed {
         closed_flag::set(&mut redis, poll_id).await?;
     }

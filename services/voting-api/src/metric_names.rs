@@ -13,3 +13,7 @@ pub const VOTES_REJECTED: &str = "votes_rejected_total";
 /// label `outcome`: `restored`, `failed` (PostgreSQL, Kafka or the aggregator not ready: a
 /// later vote tries again) or `timed_out` (outlasted its lease).
 pub const VOTE_LOCK_RESTORES: &str = "vote_lock_restores_total";
+/// Counter, votes and poll reads answered with a poll definition past its
+/// `POLL_CACHE_TTL_MS` because PostgreSQL could not answer (stale-if-error, see
+/// `poll_cache`). No labels.
+pub const POLL_CACHE_STALE_SERVED: &str = "poll_cache_stale_served_total";

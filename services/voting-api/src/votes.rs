@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use pollstream_infra::telemetry::trace_context;
 use pollstream_store::PollDefinition;
 use pollstream_store::ballots::{self, ChoiceFault, CountFault};
-use pollstream_wire::{ErrorBody, PollStatus, RawVote, SCHEMA_VERSION};
+use pollstream_wire::{ErrorBody, RawVote, SCHEMA_VERSION};
 use rdkafka::producer::FutureRecord;
 use serde::{Deserialize, Serialize};
 use tokio::sync::OwnedSemaphorePermit;
@@ -216,7 +216,7 @@ async fn cast(
         caller.require_account_for(poll)?;
         let voter_id = caller.subject;
         let now = Utc::now();
-        if poll.status_at(now) == PollStatus::Closed {
+        if !poll.status_at(now).takes_votes() {
             return Err(ApiError::conflict(
                 "poll_closed",
                 "this poll is closed and takes no more votes",
@@ -375,6 +375,7 @@ fn check_choices(poll: &PollDefinition, option_ids: &[Uuid]) -> Result<(), ApiEr
 mod tests {
     use super::*;
     use pollstream_store::{PollKind, PollOption};
+    use pollstream_wire::PollStatus;
 
     fn poll(kind: PollKind, max_choices: i32, options: usize) -> PollDefinition {
         PollDefinition {
@@ -432,9 +433,10 @@ mod tests {
     }
 
     #[test]
-    fn poll_past_its_closing_time_is_closed() {
+    fn poll_past_its_closing_time_takes_no_vote() {
         let mut p = poll(PollKind::Single, 1, 2);
         p.closes_at = Some(Utc::now() - chrono::Duration::seconds(1));
-        assert_eq!(p.status_at(Utc::now()), PollStatus::Closed);
+        assert_eq!(p.status_at(Utc::now()), PollStatus::Closing);
+        assert!(!p.status_at(Utc::now()).takes_votes());
     }
 }

@@ -186,7 +186,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Every ballot of a poll as CSV, streamed; owner only. */
+        /**
+         * Every ballot of a poll as CSV, streamed; owner only. Cells holding people's text (voter
+         *     ids, option texts) that begin with `=`, `+`, `-`, `@`, a tab or a carriage return get a
+         *     single quote `'` in front, so that a spreadsheet shows them as text instead of running them
+         *     as formulas (OWASP, CSV injection); every cell that is not a number is quoted.
+         */
         get: operations["export_ballots"];
         put?: never;
         post?: never;
@@ -206,8 +211,11 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Closes a poll now. Idempotent. Every screen receives `poll-closed` with the final
-         *     snapshot (announced by the aggregator within about half a second).
+         * Closes a poll now; idempotent. No vote is taken from here on (`409 poll_closed`), and the
+         *     poll reads `closing` until every vote accepted before the close is counted: then it reads
+         *     `closed` and every screen receives `poll-closed` with the final snapshot. That takes the
+         *     vote's send deadline (`KAFKA_PRODUCE_TIMEOUT_MS`, 5 s) plus a second plus one aggregator
+         *     flush (2 s), about 8 s with the defaults, longer while an aggregator replica is down.
          */
         post: operations["close_poll"];
         delete?: never;
@@ -314,7 +322,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** PostgreSQL, Redis and Kafka (the votes topic's metadata) answer right now. */
+        /**
+         * Redis and Kafka (the votes topic's metadata) answer right now: what votes need. PostgreSQL
+         *     is checked too; without it the instance still takes votes on the polls it has read, so it
+         *     is only named under `degraded`, and the routes that need it answer `503
+         *     database_unavailable` with `Retry-After`.
+         */
         get: operations["readyz"];
         put?: never;
         post?: never;
@@ -420,7 +433,7 @@ export interface components {
             minChoices?: number | null;
             /** @description 2 to 50 answers that differ in more than case, invisible characters or Unicode normalisation */
             options: string[];
-            /** @description 1 to 500 visible characters once normalised; no control characters */
+            /** @description 1 to 500 characters once normalised, counted as a reader sees them (grapheme clusters: `🏴󠁧󠁢󠁥󠁮󠁧󠁿` is one), at most 8000 code points; no control characters */
             question: string;
             /** @description Who sees counts, and when (default `always`). */
             resultsVisibility?: components["schemas"]["ResultsVisibility"];
@@ -448,10 +461,11 @@ export interface components {
             text: string;
         };
         /**
-         * @description Whether a poll still takes votes.
+         * @description Whether a poll still takes votes, and whether its tally is final. A poll goes
+         *     `open` → `closing` → `closed`, never back; the order of the variants is that order.
          * @enum {string}
          */
-        PollStatus: "open" | "closed";
+        PollStatus: "open" | "closing" | "closed";
         /** @description One poll in its owner's list, as `GET /api/v1/polls/mine` answers it. */
         PollSummary: {
             /** @description Whether guest tokens may vote. */
@@ -585,6 +599,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -678,6 +694,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -753,6 +771,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -846,6 +866,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -939,6 +961,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1035,6 +1059,8 @@ export interface operations {
             /** @description database unavailable; retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1084,6 +1110,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1131,6 +1159,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1194,6 +1224,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1259,6 +1291,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1323,6 +1357,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1388,6 +1424,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1510,6 +1548,8 @@ export interface operations {
             /** @description Kafka or Redis unavailable, the instance has too many votes in flight (`overloaded`), or the poll's vote locks are being restored after Redis lost them or they expired (`vote_locks_restoring`; no vote was taken); retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1565,6 +1605,8 @@ export interface operations {
             };
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1619,14 +1661,14 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description ready */
+            /** @description ready: Redis and Kafka answer; `degraded` lists `postgres` while PostgreSQL does not (votes on polls this instance knows are still taken) */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
             };
-            /** @description a dependency is down; `checks` names it */
+            /** @description Redis or Kafka is down; `checks` names it */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1746,6 +1788,8 @@ export interface operations {
             /** @description as for `POST /api/v1/votes/{code}`, `vote_locks_restoring` included; retry after `Retry-After` */
             503: {
                 headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {

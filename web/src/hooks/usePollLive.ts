@@ -2,8 +2,9 @@
 
 import { useEffect, useState } from 'preact/hooks';
 
-import type { ErrorBody, HiddenResults, Snapshot } from '../api/types';
+import type { ErrorBody, HiddenResults, PollStatus, Snapshot } from '../api/types';
 import type { LinkState, TokenSource } from '../live/connection';
+import { laterOf } from '../live/phase';
 import { applySnapshot } from '../live/snapshots';
 import { live } from '../session';
 
@@ -13,8 +14,8 @@ export interface PollLive {
   hidden: HiddenResults | null;
   /** Screens joined to the poll, `null` until the server first says. */
   viewers: number | null;
-  /** The poll is known to be closed (from a snapshot or a hidden close). */
-  closed: boolean;
+  /** The latest status the socket told (a snapshot or a hidden answer); `closed` only with the final tally. */
+  status: PollStatus;
   link: LinkState;
   error: ErrorBody | null;
   /** Counts how many snapshots arrived, accepted or not; views use it to re-check things. */
@@ -26,7 +27,7 @@ export function usePollLive(pollId: string | null, token: TokenSource): PollLive
     snapshot: null,
     hidden: null,
     viewers: null,
-    closed: false,
+    status: 'open',
     link: live().state,
     error: null,
     arrivals: 0,
@@ -44,7 +45,7 @@ export function usePollLive(pollId: string | null, token: TokenSource): PollLive
             ...s,
             snapshot,
             hidden: null,
-            closed: s.closed || snapshot.status === 'closed',
+            status: laterOf(s.status, snapshot.status),
             error: null,
             arrivals: s.arrivals + 1,
           };
@@ -54,7 +55,7 @@ export function usePollLive(pollId: string | null, token: TokenSource): PollLive
         setState((s) => ({
           ...s,
           hidden: s.snapshot ? null : info,
-          closed: s.closed || info.status === 'closed',
+          status: laterOf(s.status, info.status),
           error: null,
         })),
       presence: (viewers) => setState((s) => ({ ...s, viewers })),

@@ -7,15 +7,18 @@
  */
 
 import type { Poll, Snapshot } from '../api/types';
+import { isEarlier, type PollPhase, SUMMARY_LEAD } from './phase';
 
 /**
- * Whether `incoming` should replace `current`: a higher `seq`, or the same `seq` that also
- * says the poll is closed (the close announcement repeats the last count).
+ * Whether `incoming` should replace `current`: never one with an earlier status (a poll goes
+ * `open` → `closing` → `closed` and never back), else a higher `seq`, or the same `seq` with a
+ * later status (the close announcement may repeat the last count).
  */
 export function isNewer(current: Snapshot | null, incoming: Snapshot): boolean {
   if (current === null) return true;
+  if (isEarlier(incoming.status, current.status)) return false;
   if (incoming.seq > current.seq) return true;
-  return incoming.seq === current.seq && incoming.status === 'closed' && current.status !== 'closed';
+  return incoming.seq === current.seq && isEarlier(current.status, incoming.status);
 }
 
 /** The snapshot to show once `incoming` has arrived. */
@@ -67,9 +70,12 @@ export function toBars(poll: Pick<Poll, 'options'>, snapshot: Snapshot | null): 
   }));
 }
 
-/** A one-sentence reading of the chart, for screen readers. */
-export function describeBars(bars: readonly Bar[], total: number, closed: boolean): string {
+/**
+ * A one-sentence reading of the chart, for screen readers; `phase` is the chart's own
+ * (`chartPhase`), so it says "Final result" only over the closed snapshot's counts.
+ */
+export function describeBars(bars: readonly Bar[], total: number, phase: PollPhase): string {
   const voters = total === 1 ? '1 vote' : `${total} votes`;
   const parts = bars.map((bar) => `${bar.text}: ${bar.votes} (${bar.percent}%)`);
-  return `${closed ? 'Final result' : 'Live result'}, ${voters}. ${parts.join('; ')}.`;
+  return `${SUMMARY_LEAD[phase]}, ${voters}. ${parts.join('; ')}.`;
 }

@@ -11,6 +11,7 @@ import type { Poll } from '../api/types';
 import { useBallot } from '../hooks/useBallot';
 import { useClosesAt } from '../hooks/useClosesAt';
 import { usePollLive } from '../hooks/usePollLive';
+import { pollPhase, RESULTS_HEADING, STATUS_LABEL } from '../live/phase';
 import { choiceRule } from '../poll/choices';
 import { voter } from '../session';
 import { BallotForm } from './BallotForm';
@@ -25,7 +26,9 @@ export function AudienceView({ code }: { code: string }) {
   const liveState = usePollLive(poll?.id ?? null, joinToken);
   const { ballot, vote, problem, refusedAsGuest, closedByApi, submit } = useBallot(code, poll, liveState.arrivals);
   const timeUp = useClosesAt(poll?.closesAt ?? null);
-  const closed = poll?.status === 'closed' || liveState.closed || closedByApi || timeUp;
+  const phase = pollPhase({ polled: poll?.status, snapshot: liveState.status, stopped: closedByApi || timeUp });
+  // No vote is taken once closing; the tally is final only once `closed`.
+  const closed = phase !== 'open';
   const needsAccount = voter.kind() === 'guest' && (poll?.allowGuests === false || refusedAsGuest);
 
   useEffect(() => {
@@ -74,8 +77,8 @@ export function AudienceView({ code }: { code: string }) {
     <main id="main" tabIndex={-1} class="page narrow audience" data-poll-id={poll.id}>
       <p class="poll-meta">
         <span class="code-chip">{poll.code}</span>
-        <span class={closed ? 'status status-closed' : 'status status-open'} data-status={closed ? 'closed' : 'open'}>
-          {closed ? 'Closed' : 'Open'}
+        <span class={`status status-${phase}`} data-status={phase}>
+          {STATUS_LABEL[phase]}
         </span>
         {!closed && poll.closesAt && <span class="closes">closes at {new Date(poll.closesAt).toLocaleTimeString()}</span>}
       </p>
@@ -83,8 +86,8 @@ export function AudienceView({ code }: { code: string }) {
       <LinkStatus link={liveState.link} />
 
       {closed && (
-        <p class="notice notice-closed" role="status" data-testid="closed-notice">
-          This poll is closed.
+        <p class="notice notice-closed" role="status" data-testid="closed-notice" data-status={phase}>
+          {phase === 'closed' ? 'This poll is closed.' : 'Voting is closed. Counting the last votes…'}
         </p>
       )}
 
@@ -135,12 +138,12 @@ export function AudienceView({ code }: { code: string }) {
       ) : null}
 
       <section class="results" aria-labelledby="results-heading">
-        <h2 id="results-heading">{closed ? 'Final result' : 'Live results'}</h2>
+        <h2 id="results-heading">{RESULTS_HEADING[phase]}</h2>
         {liveState.snapshot ? (
-          <ResultsChart poll={poll} snapshot={liveState.snapshot} chosen={chosenIds} />
+          <ResultsChart poll={poll} snapshot={liveState.snapshot} chosen={chosenIds} phase={phase} />
         ) : (
           <p class="hint" data-testid="results-hidden">
-            {hiddenReason(poll, liveState.hidden !== null, vote !== null, closed)}
+            {hiddenReason(poll, liveState.hidden !== null, vote !== null, phase === 'closed')}
           </p>
         )}
         {liveState.error && <p class="problem">{liveState.error.message}</p>}
@@ -155,7 +158,9 @@ function hiddenReason(poll: Poll, hidden: boolean, voted: boolean, closed: boole
     case 'after_vote':
       return voted ? 'Results appear here as soon as your vote is counted.' : 'Results appear here once you have voted.';
     case 'after_close':
-      return closed ? 'Results appear here in a moment.' : 'Results appear here when the poll closes.';
+      return closed
+        ? 'Results appear here in a moment.'
+        : 'Results appear here when the poll closes and the last votes are counted.';
     case 'owner_only':
       return 'Only the presenter sees the results of this poll.';
     default:

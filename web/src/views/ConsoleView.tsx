@@ -15,6 +15,12 @@ import { MyPollsList } from './MyPollsList';
 /** How often the list (and its vote totals) is read again while the console is open. */
 const LIST_REFRESH_MS = 15_000;
 
+/**
+ * How often while a poll is `closing`: the console has no socket, and the close lasts about
+ * 8 s (send deadline, 1 s, one flush), so the final state shows within a second of it.
+ */
+const CLOSING_REFRESH_MS = 1_000;
+
 export function ConsoleView({ next }: { next: string | null }) {
   const [current, setCurrent] = useState<Account | null>(() => account.current());
   useEffect(() => account.subscribe(setCurrent), []);
@@ -52,6 +58,12 @@ function Dashboard({ who }: { who: Account }) {
     }, LIST_REFRESH_MS);
     return () => clearInterval(timer);
   }, [load]);
+  const closing = items?.some((poll) => poll.status === 'closing') ?? false;
+  useEffect(() => {
+    if (!closing) return undefined;
+    const timer = setInterval(() => void load(), CLOSING_REFRESH_MS);
+    return () => clearInterval(timer);
+  }, [closing, load]);
 
   return (
     <>

@@ -3,6 +3,7 @@
 import { polls } from '../api/client';
 import { errorMessage } from '../api/http';
 import type { MyPoll } from '../api/types';
+import { STATUS_LABEL } from '../live/phase';
 import { pollPath, screenPath } from '../router';
 import { account } from '../session';
 
@@ -61,7 +62,9 @@ export function MyPollsList({ items, fresh, onChanged, onProblem }: Props) {
             <h3 class="my-poll-question">{poll.question}</h3>
             <p class="my-poll-meta">
               <span class="code-chip">{poll.code}</span>
-              <span class={`status status-${poll.status}`}>{poll.status === 'open' ? 'Open' : 'Closed'}</span>
+              <span class={`status status-${poll.status}`} data-status={poll.status}>
+                {poll.status === 'closing' ? `${STATUS_LABEL.closing} · counting the last votes…` : STATUS_LABEL[poll.status]}
+              </span>
               <span>
                 {poll.total} {poll.total === 1 ? 'vote' : 'votes'}
               </span>

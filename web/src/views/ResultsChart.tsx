@@ -7,6 +7,7 @@
 import { useLayoutEffect, useRef } from 'preact/hooks';
 
 import type { Poll, Snapshot } from '../api/types';
+import { chartPhase, type PollPhase, TOTAL_SUFFIX } from '../live/phase';
 import { type Bar, describeBars, toBars } from '../live/snapshots';
 
 interface Props {
@@ -17,6 +18,8 @@ interface Props {
   /** Options the viewer chose, marked in the chart. */
   chosen?: readonly string[];
   size?: 'normal' | 'large';
+  /** Where the page knows the poll is (`pollPhase`); the chart claims `closed` only with a closed snapshot. */
+  phase?: PollPhase;
 }
 
 function BarFill({ percent }: { percent: number }) {
@@ -48,14 +51,16 @@ function BarRow({ bar, chosen, leading }: { bar: Bar; chosen: boolean; leading: 
   );
 }
 
-export function ResultsChart({ poll, snapshot, announce = true, chosen = [], size = 'normal' }: Props) {
+export function ResultsChart({ poll, snapshot, announce = true, chosen = [], size = 'normal', phase = 'open' }: Props) {
   const bars = toBars(poll, snapshot);
   const total = snapshot?.total ?? 0;
-  const closed = snapshot?.status === 'closed';
+  const shown = chartPhase(phase, snapshot?.status ?? null);
+  const closed = shown === 'closed';
   const most = Math.max(0, ...bars.map((bar) => bar.votes));
   return (
     <figure
-      class={`chart chart-${size}${closed ? ' chart-closed' : ''}`}
+      class={`chart chart-${size}${closed ? ' chart-closed' : ''}${shown === 'closing' ? ' chart-closing' : ''}`}
+      data-status={shown}
       data-seq={snapshot?.seq ?? -1}
       data-total={total}
     >
@@ -71,12 +76,12 @@ export function ResultsChart({ poll, snapshot, announce = true, chosen = [], siz
       </ul>
       <figcaption class="chart-total">
         <span class="chart-total-number">{total}</span> {total === 1 ? 'vote' : 'votes'}
-        {closed ? ' · final result' : ''}
+        {TOTAL_SUFFIX[shown]}
       </figcaption>
       <div class="visually-hidden">
         <table>
           <caption>
-            {closed ? 'Final result' : 'Results so far'}: {poll.question}
+            {closed ? 'Final result' : shown === 'closing' ? 'Results so far, counting the last votes' : 'Results so far'}: {poll.question}
           </caption>
           <thead>
             <tr>
@@ -98,7 +103,7 @@ export function ResultsChart({ poll, snapshot, announce = true, chosen = [], siz
       </div>
       {announce && (
         <p class="visually-hidden" aria-live="polite">
-          {describeBars(bars, total, closed)}
+          {describeBars(bars, total, shown)}
         </p>
       )}
     </figure>

@@ -11,6 +11,7 @@ import { ApiError, errorMessage } from '../api/http';
 import type { Poll, ResultsVisibility } from '../api/types';
 import { useClosesAt } from '../hooks/useClosesAt';
 import { usePollLive } from '../hooks/usePollLive';
+import { pollPhase, SCREEN_STATE } from '../live/phase';
 import { pollPath } from '../router';
 import { account } from '../session';
 import { LinkStatus } from './LinkStatus';
@@ -30,7 +31,9 @@ export function ScreenView({ code }: { code: string }) {
   const ownerToken = useCallback(() => (account.current() ? account.accessToken().catch(() => null) : Promise.resolve(null)), []);
   const liveState = usePollLive(poll?.id ?? null, ownerToken);
   const timeUp = useClosesAt(poll?.closesAt ?? null);
-  const closed = poll?.status === 'closed' || liveState.closed || timeUp;
+  const phase = pollPhase({ polled: poll?.status, snapshot: liveState.status, stopped: timeUp });
+  // Voting has stopped in both `closing` and `closed`; only `closed` is the final tally.
+  const closed = phase !== 'open';
 
   useEffect(() => {
     document.documentElement.classList.add('big-screen');
@@ -70,16 +73,16 @@ export function ScreenView({ code }: { code: string }) {
 
   const joinUrl = `${location.origin}${pollPath(poll.code)}`;
   return (
-    <main id="main" tabIndex={-1} class={closed ? 'screen screen-closed' : 'screen'} data-poll-id={poll.id}>
+    <main id="main" tabIndex={-1} class={closed ? `screen screen-closed screen-${phase}` : 'screen'} data-poll-id={poll.id}>
       <section class="screen-main" aria-labelledby="screen-question">
-        <p class="screen-state" data-status={closed ? 'closed' : 'open'}>
-          {closed ? 'Voting closed · final result' : 'Voting open'}
+        <p class="screen-state" data-status={phase} role="status">
+          {SCREEN_STATE[phase]}
         </p>
         <h1 id="screen-question" class="screen-question">
           {poll.question}
         </h1>
         {liveState.snapshot ? (
-          <ResultsChart poll={poll} snapshot={liveState.snapshot} announce={closed} size="large" />
+          <ResultsChart poll={poll} snapshot={liveState.snapshot} announce={closed} size="large" phase={phase} />
         ) : liveState.hidden ? (
           <p class="screen-hidden" data-testid="results-hidden">
             {HIDDEN_BECAUSE[poll.resultsVisibility]} Log in as the poll’s owner in the console of this browser to show

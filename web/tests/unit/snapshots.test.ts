@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { Snapshot } from '../../src/api/types';
 import { applySnapshot, describeBars, isNewer, percentages, toBars } from '../../src/live/snapshots';
 
-const snap = (seq: number, votes: number[], status: 'open' | 'closed' = 'open'): Snapshot => ({
+const snap = (seq: number, votes: number[], status: Snapshot['status'] = 'open'): Snapshot => ({
   pollId: 'p',
   seq,
   total: votes.reduce((a, b) => a + b, 0),
@@ -26,6 +26,39 @@ describe('snapshot order', () => {
     expect(isNewer(snap(5, [3, 2]), snap(5, [3, 2], 'closed'))).toBe(true);
     expect(isNewer(snap(5, [3, 2], 'closed'), snap(5, [3, 2], 'closed'))).toBe(false);
     expect(isNewer(snap(5, [3, 2], 'closed'), snap(5, [3, 2], 'open'))).toBe(false);
+  });
+
+  it('takes closing then closed, each once, and never goes back', () => {
+    expect(isNewer(snap(5, [3, 2]), snap(5, [3, 2], 'closing'))).toBe(true);
+    expect(isNewer(snap(5, [3, 2], 'closing'), snap(5, [3, 2], 'closing'))).toBe(false);
+    expect(isNewer(snap(5, [3, 2], 'closing'), snap(6, [4, 2], 'closing'))).toBe(true);
+    expect(isNewer(snap(6, [4, 2], 'closing'), snap(6, [4, 2], 'closed'))).toBe(true);
+    expect(isNewer(snap(6, [4, 2], 'closing'), snap(6, [4, 2], 'open'))).toBe(false);
+    expect(isNewer(snap(7, [4, 3], 'closed'), snap(7, [4, 3], 'closing'))).toBe(false);
+    expect(isNewer(snap(7, [4, 3], 'closed'), snap(7, [4, 3], 'open'))).toBe(false);
+    // A late snapshot with an earlier status is dropped whatever its seq.
+    expect(isNewer(snap(7, [4, 3], 'closed'), snap(8, [5, 3], 'closing'))).toBe(false);
+    expect(isNewer(snap(6, [4, 2], 'closing'), snap(9, [5, 3], 'open'))).toBe(false);
+  });
+
+  it('ends on the final count through a close arriving out of order', () => {
+    const arrivals = [
+      snap(3, [1, 1]),
+      snap(4, [2, 1], 'closing'),
+      snap(3, [1, 1]),
+      snap(6, [3, 2], 'closed'),
+      snap(5, [3, 1], 'closing'),
+      snap(6, [3, 2], 'closing'),
+      snap(6, [3, 2], 'open'),
+    ];
+    const shown: string[] = [];
+    let current: Snapshot | null = null;
+    for (const incoming of arrivals) {
+      current = applySnapshot(current, incoming);
+      shown.push(`${current.seq}:${current.status}`);
+    }
+    expect(shown).toEqual(['3:open', '4:closing', '4:closing', '6:closed', '6:closed', '6:closed', '6:closed']);
+    expect(current?.total).toBe(5);
   });
 
   it('shows the newest of snapshots arriving out of order', () => {
@@ -81,7 +114,14 @@ describe('bars', () => {
 
   it('read as one sentence', () => {
     const bars = toBars(poll, snap(1, [1, 0, 0]));
-    expect(describeBars(bars, 1, false)).toBe('Live result, 1 vote. Tabs: 1 (100%); Spaces: 0 (0%); Both: 0 (0%).');
-    expect(describeBars(bars, 1, true)).toMatch(/^Final result/);
+    expect(describeBars(bars, 1, 'open')).toBe('Live result, 1 vote. Tabs: 1 (100%); Spaces: 0 (0%); Both: 0 (0%).');
+    expect(describeBars(bars, 1, 'closed')).toMatch(/^Final result/);
+  });
+
+  it('do not read as final while the last votes are counted', () => {
+    const bars = toBars(poll, snap(1, [1, 0, 0], 'closing'));
+    const text = describeBars(bars, 1, 'closing');
+    expect(text).toBe('Voting closed, counting the last votes, 1 vote. Tabs: 1 (100%); Spaces: 0 (0%); Both: 0 (0%).');
+    expect(text).not.toMatch(/final/i);
   });
 });

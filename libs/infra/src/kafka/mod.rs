@@ -9,9 +9,12 @@
 //! - [`ResilientProducer`]: sends, and rebuilds itself after a failed send.
 //! - [`GroupConsumer`]: a group member, replaced when it fails fatally; reports its lag.
 //! - [`consume`]: the receive → decode → handle loop, with a [`ConsumeHandler`].
+//! - [`fence::wait_until_committed`]: waits until a group has committed past a topic's
+//!   watermarks, i.e. has done its work for everything in the topic.
 
 mod consume_loop;
 mod consumer;
+pub mod fence;
 mod producer;
 mod settings;
 

@@ -177,14 +177,34 @@ impl ApiError {
     }
 }
 
+/// A PostgreSQL that cannot be reached, is shutting down or restarting is `503
+/// database_unavailable` (with `Retry-After`, as every dependency's `503`); any other database
+/// error is a bug or a broken invariant, a logged `500`.
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        match err {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                ApiError::unavailable("postgres", err)
-            }
-            other => ApiError::Internal(format!("database: {other}")),
+        if is_outage(&err) {
+            ApiError::unavailable("postgres", err)
+        } else {
+            ApiError::Internal(format!("database: {err}"))
         }
+    }
+}
+
+/// Whether `err` says the database cannot serve right now rather than refused the request:
+/// no connection (refused, lost, pool timed out), or the server's own SQLSTATE class 08
+/// (connection exception), 53300 (too many connections), 57P01 to 57P03 (shutting down,
+/// crashed, starting up: what a restart answers).
+fn is_outage(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(database) => database.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(&*code, "53300" | "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
     }
 }
 
@@ -296,5 +316,35 @@ fn unavailable_log(dependency: &str) -> &'static LogThrottle {
         "kafka" => &KAFKA,
         "redis" => &REDIS,
         _ => &POSTGRES,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_that_cannot_answer_is_503_with_retry_after() {
+        for err in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+        ] {
+            let response = ApiError::from(err).into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(
+                response
+                    .headers()
+                    .get(header::RETRY_AFTER)
+                    .map(|v| v.as_bytes()),
+                Some(&b"1"[..])
+            );
+        }
+    }
+
+    #[test]
+    fn other_database_errors_stay_internal() {
+        let err = ApiError::from(sqlx::Error::RowNotFound);
+        assert_eq!(err.code(), "internal");
     }
 }

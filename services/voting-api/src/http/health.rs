@@ -25,20 +25,24 @@ async fn healthz() -> Json<Value> {
     pollstream_infra::health::healthz().await
 }
 
-/// PostgreSQL, Redis and Kafka (the votes topic's metadata) answer right now.
+/// Redis and Kafka (the votes topic's metadata) answer right now: what votes need. PostgreSQL
+/// is checked too; without it the instance still takes votes on the polls it has read, so it
+/// is only named under `degraded`, and the routes that need it answer `503
+/// database_unavailable` with `Retry-After`.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, description = "ready"), (status = 503, description = "a dependency is down; `checks` names it")))]
+    responses((status = 200, description = "ready: Redis and Kafka answer; `degraded` lists `postgres` while PostgreSQL does not (votes on polls this instance knows are still taken)"),
+        (status = 503, description = "Redis or Kafka is down; `checks` names it")))]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let producer = state.producer.get();
     let topic = state.config.raw_votes_topic.clone();
-    pollstream_infra::health::readiness(&state.db, &state.redis, move || {
+    let kafka = move || {
         producer
             .client()
             .fetch_metadata(Some(&topic), pollstream_infra::health::CHECK_TIMEOUT)
             .map(|_| ())
             .map_err(|err| err.to_string())
-    })
-    .await
+    };
+    pollstream_infra::health::readiness_without(&state.db, &state.redis, kafka, &["postgres"]).await
 }
 
 /// Prometheus text exposition.

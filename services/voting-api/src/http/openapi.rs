@@ -5,15 +5,19 @@
 //! `413`, `408` and `415` come from `body_limit`, `body_deadline` and [`ApiJson`]'s rejection,
 //! the same for every route that reads a body, so they are added here ([`BodyRefusals`]) to
 //! each operation with a request body rather than written into each route's
-//! `#[utoipa::path]`: a new route with a body documents them without a line of its own.
+//! `#[utoipa::path]`: a new route with a body documents them without a line of its own. In
+//! the same way every `503` gets its `Retry-After` header ([`RetryAfter`]), which
+//! `ApiError`'s one `IntoResponse` sets on every `503` it answers.
 //!
 //! [`ApiJson`]: crate::http::extract::ApiJson
 
 use utoipa::Modify;
+use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Operation, OperationBuilder};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{
-    ContentBuilder, HttpMethod, OpenApi, PathItem, Ref, RefOr, Response, ResponseBuilder,
+    ContentBuilder, HttpMethod, Object, OpenApi, PathItem, Ref, RefOr, Response, ResponseBuilder,
+    Type,
 };
 
 use crate::http::body_limit::MAX_BODY_BYTES;
@@ -41,6 +45,7 @@ pub fn complete(openapi: &mut OpenApi) {
             ),
         );
     BodyRefusals.modify(openapi);
+    RetryAfter.modify(openapi);
     openapi.paths.paths.insert(
         OPENAPI_PATH.into(),
         PathItem::new(
@@ -77,6 +82,32 @@ impl Modify for BodyRefusals {
                         .responses
                         .responses
                         .insert((*status).to_owned(), RefOr::T(error_response(description)));
+                }
+            }
+        }
+    }
+}
+
+/// The `Retry-After` header (whole seconds), added to every `503` error response: a dependency
+/// (PostgreSQL, Redis, Kafka) unavailable, the instance overloaded, or vote locks being
+/// restored.
+pub struct RetryAfter;
+
+impl Modify for RetryAfter {
+    fn modify(&self, openapi: &mut OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for operation in operations(item) {
+                // An error body is `ApiError`'s; `/readyz`'s bare `503` sets no header.
+                if let Some(RefOr::T(response)) = operation.responses.responses.get_mut("503")
+                    && !response.content.is_empty()
+                {
+                    response.headers.insert(
+                        "Retry-After".to_owned(),
+                        HeaderBuilder::new()
+                            .schema(Object::with_type(Type::Integer))
+                            .description(Some("seconds to wait before retrying"))
+                            .build(),
+                    );
                 }
             }
         }

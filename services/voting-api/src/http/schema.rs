@@ -1,6 +1,7 @@
 //! OpenAPI schemas for the limits the server enforces that `#[derive(ToSchema)]` cannot state
 //! (item constraints, unique items), so that the document refuses what the server refuses.
 
+use pollstream_wire::input;
 use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
 
 /// Control characters `input::normalize_text` refuses: C0 and C1 controls other than the
@@ -18,12 +19,14 @@ pub fn text_pattern() -> String {
     format!(r"^[^{CONTROL}]*[^\s{CONTROL}\u0085{INVISIBLE}][^{CONTROL}]*$")
 }
 
-/// A text of 1 to `max_chars` characters matching [`text_pattern`].
+/// A text matching [`text_pattern`] of 1 to `max_chars` grapheme clusters: JSON Schema's
+/// `maxLength` counts code points, so it states the server's code point bound
+/// (`max_chars` × [`input::CODE_POINTS_PER_GRAPHEME`]), and the description the cluster limit.
 pub fn text(max_chars: usize, description: &str) -> ObjectBuilder {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .min_length(Some(1))
-        .max_length(Some(max_chars))
+        .max_length(Some(max_chars * input::CODE_POINTS_PER_GRAPHEME))
         .pattern(Some(text_pattern()))
         .description(Some(description))
 }

@@ -65,7 +65,7 @@ fn guests_allowed_by_default() -> bool {
 fn question_schema() -> utoipa::openapi::schema::ObjectBuilder {
     crate::http::schema::text(
         input::MAX_QUESTION_CHARS,
-        "1 to 500 visible characters once normalised; no control characters",
+        "1 to 500 characters once normalised, counted as a reader sees them (grapheme clusters: `🏴󠁧󠁢󠁥󠁮󠁧󠁿` is one), at most 8000 code points; no control characters",
     )
 }
 
@@ -73,7 +73,7 @@ fn options_schema() -> utoipa::openapi::schema::ArrayBuilder {
     utoipa::openapi::schema::ArrayBuilder::new()
         .items(crate::http::schema::text(
             input::MAX_OPTION_CHARS,
-            "1 to 200 visible characters once normalised; no control characters",
+            "1 to 200 characters once normalised, counted as a reader sees them (grapheme clusters: `🏴󠁧󠁢󠁥󠁮󠁧󠁿` is one), at most 3200 code points; no control characters",
         ))
         .min_items(Some(2))
         .max_items(Some(MAX_OPTIONS))
@@ -83,10 +83,10 @@ fn options_schema() -> utoipa::openapi::schema::ArrayBuilder {
         ))
 }
 
-/// Checks a new poll. Texts are normalised by [`input::normalize_text`] (NFC, invisible
-/// characters removed, whitespace collapsed) and options compared by [`input::comparison_key`]
-/// (compatibility normalisation and case folding), so two options a reader cannot tell apart
-/// are refused as duplicates.
+/// Checks a new poll. Texts are normalised by [`input::normalize_text`] (NFC, grapheme clusters
+/// kept whole, lone invisible characters removed, whitespace collapsed) and options compared by
+/// [`input::comparison_key`] (compatibility normalisation and case folding, by grapheme
+/// cluster), so two options a reader cannot tell apart are refused as duplicates.
 fn validate(new: NewPoll, now: DateTime<Utc>) -> Result<PollDraft, ApiError> {
     let question =
         input::normalize_text(&new.question, input::MAX_QUESTION_CHARS).map_err(|err| {

@@ -14,8 +14,11 @@ use crate::http::error::ApiError;
 use crate::http::extract::{ApiPath, ApiQuery, Caller};
 use crate::state::AppState;
 
-/// Closes a poll now. Idempotent. Every screen receives `poll-closed` with the final
-/// snapshot (announced by the aggregator within about half a second).
+/// Closes a poll now; idempotent. No vote is taken from here on (`409 poll_closed`), and the
+/// poll reads `closing` until every vote accepted before the close is counted: then it reads
+/// `closed` and every screen receives `poll-closed` with the final snapshot. That takes the
+/// vote's send deadline (`KAFKA_PRODUCE_TIMEOUT_MS`, 5 s) plus a second plus one aggregator
+/// flush (2 s), about 8 s with the defaults, longer while an aggregator replica is down.
 #[utoipa::path(post, path = "/api/v1/polls/{code}/close", tag = "polls", security(("bearer" = [])),
     params(("code" = String, Path, description = "join code")),
     responses((status = 200, body = PollView), (status = 400, body = ErrorBody, description = "the path is not valid UTF-8"),
@@ -28,7 +31,8 @@ pub(super) async fn close_poll(
 ) -> Result<Json<PollView>, ApiError> {
     let poll = owned_poll(&state, &caller, &code).await?;
     // The flag first: from here on no replica's lock script lets a vote through, so every
-    // vote answered 202 was cast before `closed_at` below and will be counted.
+    // vote answered 202 was cast before `closed_at` below and is counted before the poll
+    // reads `closed` (the aggregator's closer waits for it).
     let mut redis = state.redis.clone();
     closed_flag::set(&mut redis, poll.id)
         .await

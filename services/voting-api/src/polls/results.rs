@@ -47,12 +47,24 @@ pub(super) async fn get_results(
     ApiPath(code): ApiPath<String>,
 ) -> Result<Json<ResultsView>, ApiError> {
     let poll = state.polls.by_code(&code).await?;
-    check_visibility(&state, &poll, caller.as_ref()).await?;
     let mut redis = state.redis.clone();
     let snapshot = results_cache::current(&state.db, &mut redis, poll.id)
         .await?
         .ok_or_else(|| ApiError::PollNotFound(code.clone()))?;
-    Ok(Json(results_view(&poll, &snapshot)))
+    let status = status_of(&poll, &snapshot);
+    check_visibility(&state, &poll, status, caller.as_ref()).await?;
+    Ok(Json(results_view(&poll, &snapshot, status)))
+}
+
+/// The status to show with `snapshot`: `closed` only when the snapshot itself is (its counts
+/// are then the final ones); `closing` when either the snapshot or the definition (which may
+/// be newer, or older, than the snapshot) says the poll no longer takes votes.
+fn status_of(poll: &PollDefinition, snapshot: &PollSnapshot) -> PollStatus {
+    match (snapshot.status, poll.status_at(Utc::now())) {
+        (PollStatus::Closed, _) => PollStatus::Closed,
+        (PollStatus::Open, PollStatus::Open) => PollStatus::Open,
+        _ => PollStatus::Closing,
+    }
 }
 
 /// Fails with `403 results_hidden` unless `caller` may see `poll`'s counts now. The check
@@ -60,6 +72,7 @@ pub(super) async fn get_results(
 async fn check_visibility(
     state: &AppState,
     poll: &PollDefinition,
+    status: PollStatus,
     caller: Option<&Caller>,
 ) -> Result<(), ApiError> {
     let viewer = Viewer::decide(
@@ -69,7 +82,7 @@ async fn check_visibility(
         async |voter| ballots::is_counted(&state.db, poll.id, voter).await,
     )
     .await?;
-    if poll.visibility.allows(viewer, poll.status_at(Utc::now())) {
+    if poll.visibility.allows(viewer, status) {
         return Ok(());
     }
     let why = match poll.visibility {
@@ -80,12 +93,7 @@ async fn check_visibility(
     Err(ApiError::forbidden("results_hidden", why))
 }
 
-fn results_view(poll: &PollDefinition, snapshot: &PollSnapshot) -> ResultsView {
-    let now = Utc::now();
-    let status = match (snapshot.status, poll.status_at(now)) {
-        (PollStatus::Closed, _) | (_, PollStatus::Closed) => PollStatus::Closed,
-        _ => PollStatus::Open,
-    };
+fn results_view(poll: &PollDefinition, snapshot: &PollSnapshot, status: PollStatus) -> ResultsView {
     ResultsView {
         poll_id: poll.id,
         code: poll.code.clone(),

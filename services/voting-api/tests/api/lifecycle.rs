@@ -25,7 +25,10 @@ async fn owner_closes_a_poll_and_votes_stop() {
         .post(&close, Some(&app.token("owner")), &json!({}))
         .await;
     assert_eq!(status, StatusCode::OK, "{closed}");
-    assert_eq!(closed["status"], "closed");
+    assert_eq!(
+        closed["status"], "closing",
+        "closed only once the aggregator has counted every accepted vote"
+    );
     assert!(closed["closedAt"].is_string());
     let (status, again) = app
         .post(&close, Some(&app.token("owner")), &json!({}))
@@ -39,7 +42,9 @@ async fn owner_closes_a_poll_and_votes_stop() {
         (StatusCode::CONFLICT, Some("poll_closed"))
     );
     let (_, read) = app.get(&format!("/api/v1/polls/{code}")).await;
-    assert_eq!(read["status"], "closed");
+    assert_eq!(read["status"], "closing");
+    let (_, results) = app.get(&format!("/api/v1/polls/{code}/results")).await;
+    assert_eq!(results["status"], "closing", "{results}");
     let (seq, announced): (i64, bool) =
         sqlx::query_as("SELECT seq, close_announced FROM polls WHERE code = $1")
             .bind(code)
@@ -70,7 +75,7 @@ async fn poll_closes_itself_at_closes_at() {
         (StatusCode::CONFLICT, Some("poll_closed"))
     );
     let (_, read) = app.get(&format!("/api/v1/polls/{code}")).await;
-    assert_eq!(read["status"], "closed");
+    assert_eq!(read["status"], "closing");
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! voting-api against real PostgreSQL, Redis and a Kafka-compatible broker.
 
 mod accounts;
+mod database_outage;
 mod errors;
 mod guests;
 mod helpers;

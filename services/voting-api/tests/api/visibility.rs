@@ -74,6 +74,17 @@ async fn after_close_results_appear_when_the_poll_closes() {
         .await;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = results(&app, &poll, None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("results_hidden")),
+        "hidden while closing: the counts are not final yet"
+    );
+    // What the aggregator's closer does once every accepted vote is counted.
+    let poll_id: uuid::Uuid = poll["id"].as_str().unwrap().parse().unwrap();
+    pollstream_store::polls::finalize(&app.db.pool, &[poll_id])
+        .await
+        .unwrap();
+    let (status, body) = results(&app, &poll, None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "closed");
 }
