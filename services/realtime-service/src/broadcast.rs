@@ -98,8 +98,9 @@ async fn release_at_close(
     }
 }
 
-/// A consumer of `topic` in `group_id`, a group of its own, from the newest update: a replica
-/// receives every update, and only those sent after it started. Its position is committed in
+/// A consumer of `topic` in `group_id`, a group of its own, from when it subscribed: a replica
+/// receives every update sent since it started (see `pollstream_infra::kafka::MemberContext`),
+/// even those sent before the group gave it partitions. Its position is committed in
 /// the background, so that a rebalance (its session lapsed while the group coordinator's
 /// broker was down) resumes where it was: from `latest`, the updates sent while it rejoined
 /// were skipped, and a poll whose last update fell there stayed wrong on its screens.
@@ -125,20 +126,13 @@ pub(crate) async fn forward_updates(
     hub: Arc<AppState>,
     shutdown: CancellationToken,
 ) {
-    let mut forwarder = UpdateForwarder {
-        hub,
-        consumer: consumer.clone(),
-    };
-    consume(&consumer, &mut forwarder, &shutdown).await;
+    consume(&consumer, &mut UpdateForwarder { hub }, &shutdown).await;
 }
 
 /// Hands each decoded update to the hub, which broadcasts it unless it is stale; skips the
 /// undecodable ones.
 struct UpdateForwarder {
     hub: Arc<AppState>,
-    /// Until it is anchored, what it reads is dropped: it is read again from the anchor, in
-    /// order, and a newer update shown first would make the ledger drop the older ones.
-    consumer: Arc<GroupConsumer>,
 }
 
 impl ConsumeHandler for UpdateForwarder {
@@ -154,9 +148,6 @@ impl ConsumeHandler for UpdateForwarder {
         message: &BorrowedMessage<'_>,
         snapshot: Result<PollSnapshot, DecodeError>,
     ) {
-        if !self.consumer.anchored() {
-            return;
-        }
         match snapshot {
             Ok(snapshot) => {
                 let span = tracing::info_span!("broadcast", poll_id = %snapshot.poll_id, seq = snapshot.seq);

@@ -218,24 +218,28 @@ pub(crate) async fn serve_until_drained(
     }
 }
 
-/// Ready when PostgreSQL, Redis and the Kafka cluster answer and this replica's consumer has
-/// its partitions, moved back to when it subscribed: before that, a screen sent here would
-/// get the updates sent meanwhile only late, once the partitions are positioned.
+/// Ready when Redis and the Kafka cluster answer and this replica's consumer has its
+/// partitions: before that, the updates it will read are late. PostgreSQL is only
+/// `degraded`: broadcasting needs none of it, joins to polls already seen are answered from
+/// the access cache and the results cache, and every replica shares one database, so taking
+/// them all out of the load balancer during its outage would only drop every screen.
 async fn readyz(State(state): State<HealthState>) -> (StatusCode, Json<Value>) {
-    let anchored = state.consumer.anchored();
     let consumer = state.consumer.get();
-    pollstream_infra::health::readiness(&state.hub.db, &state.hub.redis, move || {
+    let kafka = move || {
         consumer
             .fetch_metadata(None, pollstream_infra::health::CHECK_TIMEOUT)
             .map_err(|err| err.to_string())?;
         match consumer.assignment() {
-            Ok(assigned) if assigned.count() > 0 && anchored => Ok(()),
-            Ok(assigned) if assigned.count() > 0 => {
-                Err("partitions not yet moved back to when the replica subscribed".to_owned())
-            }
+            Ok(assigned) if assigned.count() > 0 => Ok(()),
             Ok(_) => Err("no partitions assigned yet".to_owned()),
             Err(err) => Err(err.to_string()),
         }
-    })
+    };
+    pollstream_infra::health::readiness_without(
+        &state.hub.db,
+        &state.hub.redis,
+        kafka,
+        &["postgres"],
+    )
     .await
 }
