@@ -14,6 +14,7 @@
 
 use std::sync::LazyLock;
 
+use pollstream_infra::log_throttle::LogThrottle;
 use pollstream_wire::{PollSnapshot, results_cache_key};
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
@@ -146,7 +147,8 @@ pub async fn read(
 
 /// The current snapshot of `poll_id`, or `None` if there is no such poll: the one in the
 /// results cache the aggregator refreshes, else PostgreSQL's. A cache that cannot be read is
-/// logged and skipped, since it is only an optimisation.
+/// logged (one line a second, with how many were held back) and skipped, since it is only
+/// an optimisation.
 pub async fn current(
     db: &PgPool,
     redis: &mut ConnectionManager,
@@ -155,7 +157,17 @@ pub async fn current(
     let cached = match read(redis, poll_id).await {
         Ok(cached) => cached,
         Err(err) => {
-            tracing::warn!(poll_id = %poll_id, error = %err, "Results cache unreadable, using PostgreSQL");
+            // While Redis is down every join and results request lands here: a line each
+            // would be thousands a second, so one a second carries the count of the rest.
+            static UNREADABLE: LogThrottle = LogThrottle::new(1_000);
+            if let Some(held_back) = UNREADABLE.admit() {
+                tracing::warn!(
+                    poll_id = %poll_id,
+                    error = %err,
+                    held_back,
+                    "Results cache unreadable, using PostgreSQL"
+                );
+            }
             None
         }
     };

@@ -98,8 +98,9 @@ async fn release_at_close(
     }
 }
 
-/// A consumer of `topic` in `group_id`, a group of its own, from the newest update: a replica
-/// receives every update, and only those sent after it started. Its position is committed in
+/// A consumer of `topic` in `group_id`, a group of its own, from when it subscribed: a replica
+/// receives every update sent since it started (see `pollstream_infra::kafka::MemberContext`),
+/// even those sent before the group gave it partitions. Its position is committed in
 /// the background, so that a rebalance (its session lapsed while the group coordinator's
 /// broker was down) resumes where it was: from `latest`, the updates sent while it rejoined
 /// were skipped, and a poll whose last update fell there stayed wrong on its screens.

@@ -74,10 +74,6 @@ pub async fn run(
     let token = CancellationToken::new();
     transport::spawn_room_gauge(io.clone(), token.clone());
     let presence = tokio::spawn(hub.presence.clone().run(io.clone(), redis, token.clone()));
-    let anchor = {
-        let (consumer, stop) = (consumer.clone(), token.clone());
-        tokio::spawn(async move { consumer.anchor_positions(stop).await })
-    };
     let updates = tokio::spawn(broadcast::forward_updates(consumer, hub, token.clone()));
     tracing::info!(address = %listener.local_addr()?, group_id, replica_id, "realtime-service listening");
     let result =
@@ -86,7 +82,6 @@ pub async fn run(
     token.cancel();
     let _ = updates.await;
     let _ = presence.await;
-    let _ = anchor.await;
     tracing::info!("realtime-service stopped");
     result.map_err(RunError::from)
 }

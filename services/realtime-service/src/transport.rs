@@ -218,11 +218,14 @@ pub(crate) async fn serve_until_drained(
     }
 }
 
-/// Ready when PostgreSQL, Redis and the Kafka cluster answer and this replica's consumer has
-/// its partitions: before that, updates would be missed.
+/// Ready when Redis and the Kafka cluster answer and this replica's consumer has its
+/// partitions: before that, the updates it will read are late. PostgreSQL is only
+/// `degraded`: broadcasting needs none of it, joins to polls already seen are answered from
+/// the access cache and the results cache, and every replica shares one database, so taking
+/// them all out of the load balancer during its outage would only drop every screen.
 async fn readyz(State(state): State<HealthState>) -> (StatusCode, Json<Value>) {
     let consumer = state.consumer.get();
-    pollstream_infra::health::readiness(&state.hub.db, &state.hub.redis, move || {
+    let kafka = move || {
         consumer
             .fetch_metadata(None, pollstream_infra::health::CHECK_TIMEOUT)
             .map_err(|err| err.to_string())?;
@@ -231,6 +234,12 @@ async fn readyz(State(state): State<HealthState>) -> (StatusCode, Json<Value>) {
             Ok(_) => Err("no partitions assigned yet".to_owned()),
             Err(err) => Err(err.to_string()),
         }
-    })
+    };
+    pollstream_infra::health::readiness_without(
+        &state.hub.db,
+        &state.hub.redis,
+        kafka,
+        &["postgres"],
+    )
     .await
 }

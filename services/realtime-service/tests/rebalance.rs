@@ -1,7 +1,8 @@
 //! A replica's consumer group can rebalance under it (its session lapsed while the group
 //! coordinator's broker was down, in a chaos run): the update sent meanwhile must still reach
 //! the screens, or a poll whose last update it was stays wrong on them. Likewise for the
-//! update sent while a replica that just started waits for its group's first partitions.
+//! update sent while a replica that just started waits for its group's first partitions, and
+//! the first updates on a partition added to the topic while it runs.
 
 mod common;
 
@@ -13,6 +14,8 @@ use pollstream_testkit::polls::{NewPoll, StoredPoll};
 use pollstream_testkit::{SocketClient, unique_topic};
 use pollstream_wire::{PollSnapshot, PollStatus};
 use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
@@ -216,5 +219,111 @@ async fn an_update_sent_before_a_new_replica_has_its_partitions_still_reaches_th
         seen,
         "the update sent before the replica had its partitions never reached the screen (joined at {})",
         ack["seq"]
+    );
+}
+
+/// A screen joins a replica the moment it starts, while its new consumer group is still giving
+/// it partitions (here well under a second, seconds on a loaded cluster), and the poll's
+/// updates go on meanwhile: the screen must get every one of them, the one sent before the
+/// replica held a partition as well as those after its join.
+#[tokio::test]
+async fn a_screen_joining_a_replica_still_being_assigned_partitions_gets_every_update() {
+    let (topic, db) = test_ground(1).await;
+    let poll = NewPoll::new(2).insert(&db.pool).await;
+    let updates = Updates::new(&topic);
+    // A first update connects the producer, so that the ones that matter go out at once.
+    updates
+        .send(0, &poll.snapshot(1, &[1, 0], PollStatus::Open))
+        .await;
+    let replica = start_replica(&replica_env(&topic, &db)).await;
+    let during_assignment = poll.snapshot(2, &[2, 0], PollStatus::Open);
+    let (screen, ()) = tokio::join!(
+        async {
+            let mut screen = SocketClient::connect(&replica.url).await;
+            let ack = screen.request("join", json!({ "pollId": poll.id })).await;
+            (screen, ack)
+        },
+        updates.send(0, &during_assignment),
+    );
+    let (mut screen, ack) = screen;
+    // Answered from the database (`seq` 0) when the join came first, else from the update the
+    // replica had read by then: either way the screen must get every later one.
+    let answered = ack["seq"].as_i64().expect("join ack without a seq");
+    assert!(
+        answered <= 2,
+        "the join was answered from the future: {ack}"
+    );
+    for seq in 3..=5 {
+        updates
+            .send(0, &poll.snapshot(seq, &[seq, 0], PollStatus::Open))
+            .await;
+    }
+    let mut missed = Vec::new();
+    for seq in answered + 1..=5 {
+        if screen
+            .wait_for_results(seq, Duration::from_secs(20))
+            .await
+            .is_none()
+        {
+            missed.push(seq);
+        }
+    }
+    screen.close().await;
+    drop(replica);
+    assert!(
+        missed.is_empty(),
+        "the screen that joined while the replica was being assigned partitions missed seq {missed:?}"
+    );
+}
+
+/// A partition added to `poll-updates` while a replica runs (an operator's
+/// `kafka-topics --alter --partitions`) moves some polls' updates there: the replica's group
+/// gives it the partition once its metadata shows it, and it must read the partition from its
+/// first update, not from the end it has by then.
+#[tokio::test]
+async fn an_update_on_a_partition_added_while_the_replica_runs_reaches_the_screen() {
+    let (topic, db) = test_ground(1).await;
+    let poll = NewPoll::new(2).insert(&db.pool).await;
+    let (replica, _prefix, mut screen) = replica_with_screen(&topic, &db, &poll).await;
+    Updates::new(&topic)
+        .warm_up(0, &poll.snapshot(1, &[1, 0], PollStatus::Open), &mut screen)
+        .await;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", pollstream_testkit::kafka_brokers())
+        .create()
+        .unwrap();
+    for result in admin
+        .create_partitions(&[NewPartitions::new(&topic, 2)], &AdminOptions::new())
+        .await
+        .unwrap()
+    {
+        result.unwrap();
+    }
+    // A producer started now knows of the partition (an older one only at its next metadata
+    // refresh); retried while the brokers' metadata catches up.
+    let on_new_partition = poll.snapshot(2, &[2, 0], PollStatus::Open).encode();
+    let sent = pollstream_testkit::eventually(Duration::from_secs(30), || async {
+        let fresh = Updates::new(&topic);
+        let record = FutureRecord::to(&topic)
+            .partition(1)
+            .key("added")
+            .payload(&on_new_partition);
+        fresh
+            .producer
+            .send(record, Duration::from_secs(2))
+            .await
+            .ok()
+    })
+    .await;
+    assert!(sent.is_some(), "the added partition never took a message");
+    let arrived = screen
+        .wait_for_results(2, Duration::from_secs(30))
+        .await
+        .is_some();
+    screen.close().await;
+    drop(replica);
+    assert!(
+        arrived,
+        "the update sent to the added partition never reached the screen"
     );
 }

@@ -6,13 +6,16 @@
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{
+    BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
+};
 use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::{KafkaSettings, Progress};
-use crate::log_throttle::LogThrottle;
 
 /// A consumer subscribed to its topics in a consumer group, replaced by a fresh one when
 /// librdkafka reports it failed fatally.
@@ -23,11 +26,12 @@ use crate::log_throttle::LogThrottle;
 /// read is replayed, harmlessly.
 pub struct GroupConsumer {
     spec: GroupSpec,
-    current: RwLock<(Arc<StreamConsumer>, Instant)>,
-    /// When it subscribed: [`GroupConsumer::anchor_positions`] starts reading there, not at
-    /// the later moment the group gave it partitions.
-    subscribed_at: SystemTime,
+    current: RwLock<(Arc<MemberConsumer>, Instant)>,
 }
+
+/// The consumer a [`GroupConsumer`] holds: librdkafka's, with [`MemberContext`] deciding
+/// where each partition it is given starts.
+pub type MemberConsumer = StreamConsumer<MemberContext>;
 
 /// What a [`GroupConsumer`] needs to build its consumer again.
 struct GroupSpec {
@@ -38,16 +42,18 @@ struct GroupSpec {
     instance_id: Option<String>,
     progress: Progress,
     topics: Vec<String>,
+    context: MemberContext,
 }
 
 impl GroupSpec {
-    fn consumer(&self) -> Result<Arc<StreamConsumer>, KafkaError> {
+    fn consumer(&self) -> Result<Arc<MemberConsumer>, KafkaError> {
         let consumer = self.settings.consumer_in_group(
             &self.group_id,
             &self.offset_reset,
             self.fetch_wait,
             self.instance_id.as_deref(),
             self.progress,
+            self.context.clone(),
         )?;
         let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
@@ -79,17 +85,17 @@ impl GroupConsumer {
             instance_id: instance_id.map(str::to_owned),
             progress,
             topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+            context: MemberContext::new(progress, SystemTime::now()),
         };
         let first = spec.consumer()?;
         Ok(Self {
             spec,
             current: RwLock::new((first, Instant::now())),
-            subscribed_at: SystemTime::now(),
         })
     }
 
     /// The consumer to poll and commit with now (cheap: a reference-counted handle).
-    pub fn get(&self) -> Arc<StreamConsumer> {
+    pub fn get(&self) -> Arc<MemberConsumer> {
         self.current
             .read()
             .expect("consumer lock poisoned")
@@ -100,7 +106,7 @@ impl GroupConsumer {
     /// Called after `failed` returned an error: when that error left it fatally failed,
     /// replaces it (unless another caller already did, or the last replacement is too recent)
     /// and returns true; the caller must then drop what it read and not yet committed.
-    pub(super) fn recover(&self, failed: &Arc<StreamConsumer>) -> bool {
+    pub(super) fn recover(&self, failed: &Arc<MemberConsumer>) -> bool {
         let Some(fatal) = failed.client().fatal_error() else {
             return false;
         };
@@ -132,57 +138,6 @@ impl GroupConsumer {
         }
     }
 
-    /// Messages sent this long before [`GroupConsumer::subscribe`] are read too, so that a
-    /// producer whose clock is a little behind ours (a message's timestamp is its producer's)
-    /// loses nothing; reading them is harmless for a member that may read a message twice.
-    pub const ANCHOR_MARGIN: Duration = Duration::from_secs(5);
-
-    /// For a [`Progress::AutoCommitted`] member of a group of its own that starts at
-    /// `auto.offset.reset` = `latest`: once the consumer first holds partitions, moves it back
-    /// in each to the first message sent since it subscribed (less [`Self::ANCHOR_MARGIN`]) and
-    /// commits that offset, then returns (or when `shutdown` is cancelled).
-    ///
-    /// `latest` is resolved only when the group gives the consumer its partitions, a moment to
-    /// seconds after the member started (and began answering callers): a message sent in
-    /// between was skipped. In a chaos run a restarted realtime-service replica's screens
-    /// re-joined, were answered with the counts of then, and the poll's last update, sent before
-    /// the new group had its partitions, never reached them. The commit matters for partitions
-    /// nothing is read from: librdkafka auto-commits only the offsets of messages it handed out,
-    /// so after a rebalance such a partition would start again at `latest`, skipping what was
-    /// sent while the group rebalanced. Looks every 200 ms. Returns at once for a
-    /// [`Progress::CommittedByHand`] member, whose unread messages must not be skipped.
-    pub async fn anchor_positions(&self, shutdown: CancellationToken) {
-        if self.spec.progress != Progress::AutoCommitted {
-            return;
-        }
-        let since = self
-            .subscribed_at
-            .checked_sub(Self::ANCHOR_MARGIN)
-            .unwrap_or(SystemTime::UNIX_EPOCH);
-        let since_ms = since
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_millis() as i64);
-        let failures = LogThrottle::new(5_000);
-        let mut ticker = tokio::time::interval(Duration::from_millis(200));
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                _ = ticker.tick() => {
-                    let consumer = self.get();
-                    let error = match tokio::task::spawn_blocking(move || anchor(&consumer, since_ms)).await {
-                        Ok(Ok(true)) => return,
-                        Ok(Ok(false)) => continue,
-                        Ok(Err(err)) => err.to_string(),
-                        Err(err) => err.to_string(),
-                    };
-                    if let Some(held_back) = failures.admit() {
-                        tracing::warn!(error, held_back, "Cannot commit where the consumer starts; retrying");
-                    }
-                }
-            }
-        }
-    }
-
     /// Every `period` until `shutdown` is cancelled, sets `kafka_consumer_lag{topic, partition}`
     /// for each partition the consumer holds: the messages between its position and the
     /// partition's end.
@@ -200,66 +155,9 @@ impl GroupConsumer {
     }
 }
 
-/// Seeks every partition `consumer` holds back to its first message sent at or after
-/// `since_ms` (milliseconds since the epoch), unless it is there or earlier already, and
-/// commits those offsets; `false` while it holds none yet. Blocking (a few requests per
-/// partition). Reading a message again is harmless here, so a repeated call does no harm.
-fn anchor(consumer: &StreamConsumer, since_ms: i64) -> Result<bool, KafkaError> {
-    if consumer.assignment()?.count() == 0 {
-        return Ok(false);
-    }
-    let positions = consumer.position()?;
-    // The ends are read before the look-up by time: a partition with nothing sent since
-    // `since_ms` then starts at its end of before the look-up, and misses nothing sent after.
-    let mut ends = Vec::new();
-    let mut times = TopicPartitionList::new();
-    for element in positions.elements() {
-        let (_, high) = consumer.fetch_watermarks(
-            element.topic(),
-            element.partition(),
-            Duration::from_secs(5),
-        )?;
-        ends.push(high);
-        times.add_partition_offset(
-            element.topic(),
-            element.partition(),
-            Offset::Offset(since_ms),
-        )?;
-    }
-    let found = consumer.offsets_for_times(times, Duration::from_secs(5))?;
-    let mut starts = TopicPartitionList::new();
-    for (element, high) in positions.elements().iter().zip(ends) {
-        let start = match found
-            .find_partition(element.topic(), element.partition())
-            .map(|f| (f.offset(), f.error()))
-        {
-            Some((Offset::Offset(offset), Ok(()))) => offset,
-            Some((_, Err(err))) => return Err(err),
-            // Nothing sent since then.
-            _ => high,
-        };
-        if let Offset::Offset(position) = element.offset()
-            && position <= start
-        {
-            continue;
-        }
-        starts.add_partition_offset(element.topic(), element.partition(), Offset::Offset(start))?;
-    }
-    if starts.count() > 0 {
-        for element in consumer
-            .seek_partitions(starts.clone(), Duration::from_secs(5))?
-            .elements()
-        {
-            element.error()?;
-        }
-        consumer.commit(&starts, CommitMode::Sync)?;
-    }
-    Ok(true)
-}
-
 /// Sets `kafka_consumer_lag{topic, partition}` for every partition `consumer` holds. Blocking
 /// (one watermark request per partition): call it from a blocking thread, every few seconds.
-fn report_lag(consumer: &StreamConsumer) {
+fn report_lag(consumer: &MemberConsumer) {
     let Ok(positions) = consumer.position() else {
         return;
     };
@@ -278,4 +176,152 @@ fn report_lag(consumer: &StreamConsumer) {
             .set((high - position).max(0) as f64);
         }
     }
+}
+
+/// Decides where each partition a [`GroupConsumer`] is given starts, as the group gives it
+/// (librdkafka's rebalance callback, on the thread that polls the consumer).
+///
+/// A [`Progress::CommittedByHand`] member starts where its group committed, else at
+/// `auto.offset.reset`: librdkafka's own behaviour. A [`Progress::AutoCommitted`] member, a
+/// group of its own such as a realtime-service replica's, starts a partition its group never
+/// committed at the first message sent since it subscribed (less [`MemberContext::MARGIN`]),
+/// not at `latest`: the group gives it partitions a moment to seconds after the replica started
+/// answering screens, and a screen that joined meanwhile was answered with the counts of then,
+/// so an update sent in between must still reach it. The same holds for a partition added to
+/// the topic later (the group gives it out once metadata shows it, see
+/// [`KafkaSettings::consumer_in_group`]): its first messages were all sent after the member
+/// subscribed. Doing it in the callback, before librdkafka fetches anything, means nothing is
+/// read from `latest` first: a newer update shown before the older ones would make the
+/// realtime ledger drop those as stale.
+#[derive(Clone, Debug)]
+pub struct MemberContext {
+    /// Milliseconds since the epoch that an [`Progress::AutoCommitted`] member's uncommitted
+    /// partitions start from; `None` for a [`Progress::CommittedByHand`] member.
+    start_from_ms: Option<i64>,
+}
+
+impl MemberContext {
+    /// Messages sent this long before the member subscribed are read too, so that a producer
+    /// whose clock is a little behind ours (a message's timestamp is its producer's) loses
+    /// nothing; reading them is harmless for a member that may read a message twice.
+    pub const MARGIN: Duration = Duration::from_secs(5);
+
+    /// How long each look-up in the callback may wait for the brokers. The callback runs on
+    /// the thread polling the consumer, so it is short: past it the partition starts where
+    /// librdkafka would have started it.
+    const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
+
+    /// The context of a member with `progress` that subscribed at `subscribed_at`.
+    pub fn new(progress: Progress, subscribed_at: SystemTime) -> Self {
+        let start_from_ms = (progress == Progress::AutoCommitted).then(|| {
+            subscribed_at
+                .checked_sub(Self::MARGIN)
+                .unwrap_or(SystemTime::UNIX_EPOCH)
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |since| since.as_millis() as i64)
+        });
+        Self { start_from_ms }
+    }
+}
+
+impl ClientContext for MemberContext {}
+
+impl ConsumerContext for MemberContext {
+    /// librdkafka's default rebalance (assign what is given, drop what is revoked, eager or
+    /// cooperative), with the starting offsets of an auto-committed member's partitions set
+    /// first (see [`MemberContext`]).
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        partitions: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                if let Some(since_ms) = self.start_from_ms
+                    && let Err(err) = start_uncommitted_at(consumer, partitions, since_ms)
+                {
+                    tracing::warn!(
+                        error = %err,
+                        "Cannot look up where newly given partitions start; they start at auto.offset.reset"
+                    );
+                }
+                if cooperative {
+                    consumer.incremental_assign(partitions)
+                } else {
+                    consumer.assign(partitions)
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS if cooperative => {
+                consumer.incremental_unassign(partitions)
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => consumer.unassign(),
+            other => {
+                tracing::error!(error = ?other, "Kafka rebalance failed; dropping the assignment");
+                if cooperative {
+                    consumer.incremental_unassign(partitions)
+                } else {
+                    consumer.unassign()
+                }
+            }
+        };
+        if let Err(err) = result {
+            tracing::error!(error = %err, "Cannot apply the consumer group's assignment");
+        }
+    }
+}
+
+/// Sets, in `partitions` (an assignment about to be applied), the start of each partition the
+/// group has no committed offset for: its first message sent at or after `since_ms`
+/// (milliseconds since the epoch), or its end as of before the look-up when nothing was sent
+/// since, so nothing sent after the look-up is skipped. Partitions with a committed offset are
+/// left to resume there. Blocking: a request for the commits, one per such partition for its
+/// end and one for the times, each within
+/// [`MemberContext::LOOKUP_TIMEOUT`].
+fn start_uncommitted_at(
+    consumer: &BaseConsumer<MemberContext>,
+    partitions: &mut TopicPartitionList,
+    since_ms: i64,
+) -> Result<(), KafkaError> {
+    let committed =
+        consumer.committed_offsets(partitions.clone(), MemberContext::LOOKUP_TIMEOUT)?;
+    let mut ends = Vec::new();
+    let mut times = TopicPartitionList::new();
+    for element in committed.elements() {
+        if element.offset() != Offset::Invalid {
+            continue;
+        }
+        let (_, high) = consumer.fetch_watermarks(
+            element.topic(),
+            element.partition(),
+            MemberContext::LOOKUP_TIMEOUT,
+        )?;
+        ends.push((element.topic().to_owned(), element.partition(), high));
+        times.add_partition_offset(
+            element.topic(),
+            element.partition(),
+            Offset::Offset(since_ms),
+        )?;
+    }
+    if ends.is_empty() {
+        return Ok(());
+    }
+    let found = consumer.offsets_for_times(times, MemberContext::LOOKUP_TIMEOUT)?;
+    for (topic, partition, high) in ends {
+        let start = match found
+            .find_partition(&topic, partition)
+            .map(|f| (f.offset(), f.error()))
+        {
+            Some((Offset::Offset(offset), Ok(()))) => offset,
+            Some((_, Err(err))) => return Err(err),
+            // Nothing sent since then.
+            _ => high,
+        };
+        partitions.set_partition_offset(&topic, partition, Offset::Offset(start))?;
+    }
+    Ok(())
 }

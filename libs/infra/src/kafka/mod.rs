@@ -19,6 +19,6 @@ mod producer;
 mod settings;
 
 pub use consume_loop::{ConsumeHandler, consume};
-pub use consumer::GroupConsumer;
+pub use consumer::{GroupConsumer, MemberConsumer, MemberContext};
 pub use producer::ResilientProducer;
 pub use settings::{KafkaSettings, Progress};

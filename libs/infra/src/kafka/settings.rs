@@ -10,6 +10,7 @@ use rdkafka::consumer::StreamConsumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::FutureProducer;
 
+use super::{MemberConsumer, MemberContext};
 use crate::env::{ConfigError, Vars};
 
 /// Where the brokers are and how long a produce may take before it counts as failed.
@@ -111,7 +112,8 @@ impl KafkaSettings {
         fetch_wait: Duration,
         instance_id: Option<&str>,
         progress: Progress,
-    ) -> Result<StreamConsumer, KafkaError> {
+        context: MemberContext,
+    ) -> Result<MemberConsumer, KafkaError> {
         let mut config = self.consumer_config(group_id, offset_reset, fetch_wait);
         if progress == Progress::AutoCommitted {
             config
@@ -129,7 +131,7 @@ impl KafkaSettings {
                 // 10 s when the coordinator's broker was killed).
                 .set("session.timeout.ms", STATIC_SESSION_TIMEOUT_MS);
         }
-        config.create()
+        config.create_with_context(context)
     }
 
     fn consumer_config(
@@ -153,7 +155,11 @@ impl KafkaSettings {
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("max.poll.interval.ms", "30000")
-            .set("partition.assignment.strategy", "range,roundrobin");
+            .set("partition.assignment.strategy", "range,roundrobin")
+            // A partition added to a topic is given out once the members' metadata shows it:
+            // within seconds instead of librdkafka's five minutes, so that the updates a
+            // producer already sends there are not held back that long.
+            .set("topic.metadata.refresh.interval.ms", METADATA_REFRESH_MS);
         config
     }
 
@@ -189,12 +195,15 @@ pub enum Progress {
     /// Committed by librdkafka in the background (`enable.auto.commit`, every 5 s), as
     /// messages are handed out: the member resumes where it was, within those 5 s, instead of
     /// at `auto.offset.reset`, so a rebalance loses no message (a few are read twice). For a
-    /// member whose reading has no effect to redo, such as realtime-service's; it must also run
-    /// [`crate::kafka::GroupConsumer::anchor_positions`], so that it reads from when it
-    /// subscribed (not from when it first got partitions) and resumes right in partitions
-    /// nothing was read from.
+    /// member whose reading has no effect to redo, such as realtime-service's. A partition its
+    /// group never committed starts at the first message sent since it subscribed, not at
+    /// `auto.offset.reset` (see [`crate::kafka::MemberContext`]).
     AutoCommitted,
 }
+
+/// `topic.metadata.refresh.interval.ms` of a consumer: how soon it sees partitions added to
+/// its topics (see [`KafkaSettings::consumer_in_group`]).
+const METADATA_REFRESH_MS: &str = "5000";
 
 /// `session.timeout.ms` of a static group member; see [`KafkaSettings::consumer_in_group`].
 const STATIC_SESSION_TIMEOUT_MS: &str = "30000";

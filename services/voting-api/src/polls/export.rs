@@ -48,14 +48,19 @@ pub(super) async fn export_ballots(
     let db = state.db.clone();
     let poll_id = poll.id;
     tokio::spawn(async move {
-        let header_row = csv_row(&[
-            "vote_id",
-            "voter_id",
-            "option_ids",
-            "options",
-            "cast_at",
-            "counted_at",
-        ]);
+        // The header is ours and holds nothing to quote: scripts that match it as it was
+        // (`head -1`, a column list) keep working.
+        let header_row = csv_row_quoted(
+            &[
+                "vote_id",
+                "voter_id",
+                "option_ids",
+                "options",
+                "cast_at",
+                "counted_at",
+            ],
+            csv::QuoteStyle::Necessary,
+        );
         if tx.send(Ok(header_row)).await.is_err() {
             return;
         }
@@ -124,8 +129,13 @@ fn text_cell(text: &str) -> Cow<'_, str> {
 /// One CSV line with RFC 4180 quoting (voter ids and option texts may hold commas and quotes),
 /// every field that is not a number in quotes.
 fn csv_row(fields: &[&str]) -> Vec<u8> {
+    csv_row_quoted(fields, csv::QuoteStyle::NonNumeric)
+}
+
+/// One CSV line with RFC 4180 quoting, fields quoted as `style` says.
+fn csv_row_quoted(fields: &[&str], style: csv::QuoteStyle) -> Vec<u8> {
     let mut writer = csv::WriterBuilder::new()
-        .quote_style(csv::QuoteStyle::NonNumeric)
+        .quote_style(style)
         .from_writer(Vec::new());
     writer
         .write_record(fields)
