@@ -382,6 +382,8 @@ try {
 
   await step('the poll form counts a flag as one character and keeps emoji as written', async () => {
     const { page } = presenter;
+    // The big screen's tab is in front since it opened; a tab behind it paints slowly.
+    await page.bringToFront();
     const england = '\u{1F3F4}\u{E0067}\u{E0062}\u{E0065}\u{E006E}\u{E0067}\u{E007F}';
     const scotland = '\u{1F3F4}\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}';
     const wales = '\u{1F3F4}\u{E0067}\u{E0062}\u{E0077}\u{E006C}\u{E0073}\u{E007F}';
