@@ -21,6 +21,8 @@ pub struct VoteRecord {
     pub answered: Instant,
     /// The answer.
     pub answer: Answer,
+    /// An error answer's code (`kafka_unavailable`, ...), when its body named one.
+    pub code: Option<&'static str>,
     /// The voting-api replica it went to.
     pub api: usize,
 }

@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::observations::{Observations, VoteRecord};
-use crate::plan::Target;
+use crate::plan::{ServiceName, Target};
 use crate::settings::ChaosSettings;
 
 /// The whole result of a run.
@@ -45,7 +45,37 @@ pub struct ChaosReport {
     pub unhealthy_at_end: Vec<String>,
     /// Second by second (by when votes were due): what they got.
     pub per_second: Vec<SecondCounts>,
+    /// The availability targets, measured over the votes sent to a live voting-api replica.
+    pub targets: Targets,
 }
+
+/// How available voting stayed, over the votes sent to a voting-api replica that was up (a
+/// vote sent to a replica between its kill and its next healthy probe is the load balancer's
+/// to route elsewhere, not the stack's to answer). Reported beside the checks, not part of the
+/// verdict: the checks are what must never break, these are what the faults cost.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Targets {
+    /// Votes due while their replica was up.
+    pub live_votes: u64,
+    /// Share of those answered `202` or `409`, percent.
+    pub answered_percent: f64,
+    /// Share of those with no answer (timeout, broken connection), percent.
+    pub unknown_percent: f64,
+    /// The longest failure window of any fault over those votes, milliseconds, and its fault.
+    pub longest_failure_ms: u64,
+    /// The fault with that window (`kill -9 ... (process)`), if any failed at all.
+    pub longest_failure_fault: Option<String>,
+    /// Each target and whether the run met it.
+    pub met: Vec<Check>,
+}
+
+/// At least this share of the live replicas' votes answered `202` or `409`, percent.
+const TARGET_ANSWERED_PERCENT: f64 = 99.0;
+/// At most this share of them without an answer, percent.
+const TARGET_UNKNOWN_PERCENT: f64 = 0.5;
+/// No fault's failure window over them longer than this.
+const TARGET_FAILURE_WINDOW: Duration = Duration::from_secs(3);
 
 /// The votes due in one second of the load, by outcome.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -100,7 +130,8 @@ pub struct VoteCounts {
     pub duplicates_accepted: u64,
     /// Scheduled votes not sent because too many were in flight.
     pub skipped: u64,
-    /// Attempts per status or failure, e.g. `"202"`, `"503"`, `"timeout"`.
+    /// Attempts per status and error code or failure, e.g. `"202"`,
+    /// `"503 kafka_unavailable"`, `"timeout"`.
     pub by_answer: BTreeMap<String, u64>,
 }
 
@@ -134,6 +165,12 @@ pub struct FaultImpact {
     pub unknown: u64,
     /// From the first failed vote of the window being due to the last one's answer, ms.
     pub refused_for_ms: u64,
+    /// Of the window's votes, those sent to a voting-api replica that was down.
+    pub to_down_replica: u64,
+    /// Like `refused_for_ms`, over the votes sent to a live replica only.
+    pub live_failing_for_ms: u64,
+    /// The window's failed votes by answer: `"503 kafka_unavailable"`, `"timeout"`, ...
+    pub failures: BTreeMap<String, u64>,
     /// Vote-to-screen latency of the votes accepted in the window, every screen.
     pub screen_lag: Option<Percentiles>,
 }
@@ -178,18 +215,55 @@ fn ms(duration: Duration) -> u64 {
     duration.as_millis() as u64
 }
 
-fn answer_name(answer: Answer) -> String {
-    match answer {
-        Answer::Status(status) => status.to_string(),
-        Answer::Timeout => "timeout".to_owned(),
-        Answer::Transport => "connection".to_owned(),
+/// A vote's answer as the report names it: the status, with the error code its body gave
+/// (`503 kafka_unavailable`), or `timeout` / `connection`.
+fn answer_label(vote: &VoteRecord) -> String {
+    match (vote.answer, vote.code) {
+        (Answer::Status(status), Some(code)) => format!("{status} {code}"),
+        (Answer::Status(status), None) => status.to_string(),
+        (Answer::Timeout, _) => "timeout".to_owned(),
+        (Answer::Transport, _) => "connection".to_owned(),
     }
+}
+
+/// Whether a vote got a final answer: `202`, or `409` for a ballot already there.
+fn answered(vote: &VoteRecord) -> bool {
+    matches!(vote.answer, Answer::Status(202 | 409))
+}
+
+/// When each voting-api replica was down: from its kill until its first healthy probe after
+/// the restart (or the end of the load), per replica index.
+fn api_downtimes(seen: &Observations) -> Vec<(usize, Instant, Instant)> {
+    seen.faults
+        .iter()
+        .filter_map(|fault| match fault.planned.target {
+            Target::Replica {
+                service: ServiceName::VotingApi,
+                index,
+            } => {
+                let back = seen
+                    .health
+                    .healthy_from(&fault.process, fault.restarted_at)
+                    .unwrap_or(seen.load_ended);
+                Some((index, fault.killed_at, back))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether `vote` went to a replica that was up when it was due.
+fn to_live_replica(vote: &VoteRecord, downtimes: &[(usize, Instant, Instant)]) -> bool {
+    !downtimes
+        .iter()
+        .any(|(index, from, until)| *index == vote.api && vote.due >= *from && vote.due < *until)
 }
 
 /// Turns what the run observed into the report and its verdict.
 pub fn build(settings: &ChaosSettings, seen: Observations) -> ChaosReport {
     let votes = vote_counts(&seen);
     let faults = fault_impacts(&seen);
+    let targets = targets(&seen, &faults);
     let screens = screen_verdict(&seen);
     let mut checks = vec![
         exactly_once(&seen.final_check),
@@ -214,6 +288,73 @@ pub fn build(settings: &ChaosSettings, seen: Observations) -> ChaosReport {
         healthy_after_load_ms: ms(seen.healthy_after),
         unhealthy_at_end: seen.unhealthy_at_end.clone(),
         per_second: per_second(&seen),
+        targets,
+    }
+}
+
+fn targets(seen: &Observations, faults: &[FaultImpact]) -> Targets {
+    let downtimes = api_downtimes(seen);
+    let live: Vec<&VoteRecord> = seen
+        .votes
+        .iter()
+        .filter(|v| to_live_replica(v, &downtimes))
+        .collect();
+    let share = |n: usize| {
+        if live.is_empty() {
+            0.0
+        } else {
+            100.0 * n as f64 / live.len() as f64
+        }
+    };
+    let answered_percent = share(live.iter().filter(|v| answered(v)).count());
+    let unknown_percent = share(
+        live.iter()
+            .filter(|v| matches!(v.answer, Answer::Timeout | Answer::Transport))
+            .count(),
+    );
+    let longest = faults
+        .iter()
+        .max_by_key(|f| f.live_failing_for_ms)
+        .filter(|f| f.live_failing_for_ms > 0);
+    let longest_failure_ms = longest.map_or(0, |f| f.live_failing_for_ms);
+    let longest_failure_fault = longest.map(|f| format!("{} ({})", describe(&f.target), f.process));
+    let met = vec![
+        Check {
+            name: format!(
+                "at least {TARGET_ANSWERED_PERCENT}% of the votes sent to a live replica answered 202 or 409"
+            ),
+            passed: answered_percent >= TARGET_ANSWERED_PERCENT,
+            detail: format!("{answered_percent:.2}% of {}", live.len()),
+        },
+        Check {
+            name: format!("at most {TARGET_UNKNOWN_PERCENT}% of them unknown"),
+            passed: unknown_percent <= TARGET_UNKNOWN_PERCENT,
+            detail: format!("{unknown_percent:.2}%"),
+        },
+        Check {
+            name: format!(
+                "no fault's failure window over {} s",
+                TARGET_FAILURE_WINDOW.as_secs()
+            ),
+            passed: longest_failure_ms <= ms(TARGET_FAILURE_WINDOW),
+            detail: longest_failure_fault.as_ref().map_or_else(
+                || "no failures".to_owned(),
+                |fault| {
+                    format!(
+                        "longest {:.1} s: {fault}",
+                        longest_failure_ms as f64 / 1000.0
+                    )
+                },
+            ),
+        },
+    ];
+    Targets {
+        live_votes: live.len() as u64,
+        answered_percent,
+        unknown_percent,
+        longest_failure_ms,
+        longest_failure_fault,
+        met,
     }
 }
 
@@ -321,8 +462,10 @@ fn vote_counts(seen: &Observations) -> VoteCounts {
         skipped: seen.skipped,
         ..VoteCounts::default()
     };
+    for vote in &seen.votes {
+        *counts.by_answer.entry(answer_label(vote)).or_default() += 1;
+    }
     for (answer, n) in &seen.tally.answers {
-        *counts.by_answer.entry(answer_name(*answer)).or_default() += n;
         match answer {
             Answer::Status(202) => counts.accepted += n,
             Answer::Status(409) => counts.duplicate += n,
@@ -336,8 +479,9 @@ fn vote_counts(seen: &Observations) -> VoteCounts {
 
 fn fault_impacts(seen: &Observations) -> Vec<FaultImpact> {
     let logs = all_screen_logs(seen);
+    let downtimes = api_downtimes(seen);
     (0..seen.faults.len())
-        .map(|i| fault_impact(seen, i, &logs))
+        .map(|i| fault_impact(seen, i, &logs, &downtimes))
         .collect()
 }
 
@@ -352,7 +496,12 @@ fn all_screen_logs(seen: &Observations) -> Vec<ScreenLog> {
 
 /// The impact of fault `i`, over its window: from its kill to the next fault's (or the end of
 /// the load).
-fn fault_impact(seen: &Observations, i: usize, logs: &[ScreenLog]) -> FaultImpact {
+fn fault_impact(
+    seen: &Observations,
+    i: usize,
+    logs: &[ScreenLog],
+    downtimes: &[(usize, Instant, Instant)],
+) -> FaultImpact {
     let fault = &seen.faults[i];
     let from = fault.killed_at;
     let until = seen
@@ -364,6 +513,15 @@ fn fault_impact(seen: &Observations, i: usize, logs: &[ScreenLog]) -> FaultImpac
         .iter()
         .filter(|v| v.due >= from && v.due < until)
         .collect();
+    let live: Vec<&VoteRecord> = window
+        .iter()
+        .copied()
+        .filter(|v| to_live_replica(v, downtimes))
+        .collect();
+    let mut failures = BTreeMap::new();
+    for vote in window.iter().filter(|v| !answered(v)) {
+        *failures.entry(answer_label(vote)).or_default() += 1;
+    }
     FaultImpact {
         at_ms: ms(from - seen.started),
         planned_at_ms: ms(fault.planned.at),
@@ -388,6 +546,9 @@ fn fault_impact(seen: &Observations, i: usize, logs: &[ScreenLog]) -> FaultImpac
             matches!(a, Answer::Timeout | Answer::Transport)
         }),
         refused_for_ms: ms(failing_for(&window)),
+        to_down_replica: (window.len() - live.len()) as u64,
+        live_failing_for_ms: ms(failing_for(&live)),
+        failures,
         screen_lag: screen_lag(seen, logs, from, until),
     }
 }
@@ -523,6 +684,7 @@ impl ChaosReport {
         self.write_timeline(&mut out);
         self.write_screens(&mut out);
         self.write_checks(&mut out);
+        self.write_targets(&mut out);
         out
     }
 
@@ -589,12 +751,12 @@ impl ChaosReport {
             );
             let _ = writeln!(
                 out,
-                "            votes {}: refused {}, errors {}, unknown {}; failures over {:.1} s; screen lag {}",
+                "            votes {}: refused {}, errors {}, unknown {}; failures on live replicas over {:.1} s; screen lag {}",
                 fault.votes,
                 fault.refused,
                 fault.errors,
                 fault.unknown,
-                fault.refused_for_ms as f64 / 1000.0,
+                fault.live_failing_for_ms as f64 / 1000.0,
                 fault
                     .screen_lag
                     .as_ref()
@@ -603,6 +765,26 @@ impl ChaosReport {
                         p.p50, p.p99, p.max
                     )),
             );
+            if !fault.failures.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "            failed: {}{}",
+                    fault
+                        .failures
+                        .iter()
+                        .map(|(answer, n)| format!("{answer} {n}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if fault.to_down_replica > 0 {
+                        format!(
+                            "; {} sent to a replica that was down",
+                            fault.to_down_replica
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+            }
         }
     }
 
@@ -640,5 +822,23 @@ impl ChaosReport {
             );
         }
         let _ = writeln!(out, "{}", if self.passed { "PASSED" } else { "FAILED" });
+    }
+
+    /// The availability targets (not part of the verdict).
+    fn write_targets(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "\ntargets, over the {} votes sent to a live voting-api replica (not part of the verdict):",
+            self.targets.live_votes
+        );
+        for target in &self.targets.met {
+            let _ = writeln!(
+                out,
+                "  [{}] {}: {}",
+                if target.passed { "met" } else { "missed" },
+                target.name,
+                target.detail
+            );
+        }
     }
 }

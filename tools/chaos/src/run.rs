@@ -360,6 +360,7 @@ async fn collect(
             due: outcome.due,
             answered: outcome.answered,
             answer: outcome.answer,
+            code: outcome.code,
             api: outcome.api,
         });
     }

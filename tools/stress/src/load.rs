@@ -129,8 +129,46 @@ pub struct Outcome {
     pub answered: Instant,
     /// The answer.
     pub answer: Answer,
+    /// The `error` code of an error answer's JSON body (see [`error_code`]), else `None`.
+    pub code: Option<&'static str>,
     /// Which voting-api replica it went to (index into the run's API URLs).
     pub api: usize,
+}
+
+/// The error codes a vote can be answered with (voting-api's `docs/api.md`), so that an
+/// outcome keeps one without an allocation per failed vote; anything else is `"other"`.
+const ERROR_CODES: &[&str] = &[
+    "already_voted",
+    "poll_closed",
+    "rate_limited",
+    "overloaded",
+    "kafka_unavailable",
+    "redis_unavailable",
+    "database_unavailable",
+    "vote_locks_restoring",
+    "unauthorized",
+    "poll_not_found",
+    "invalid_body",
+    "request_timeout",
+    "internal",
+];
+
+/// The `error` field of an error body (`{"error": "<code>", ...}`), as one of
+/// [`ERROR_CODES`] or `"other"`; `None` when the body is not such JSON.
+pub fn error_code(body: &[u8]) -> Option<&'static str> {
+    #[derive(serde::Deserialize)]
+    struct ErrorBody<'a> {
+        #[serde(borrow)]
+        error: std::borrow::Cow<'a, str>,
+    }
+    let parsed: ErrorBody<'_> = serde_json::from_slice(body).ok()?;
+    Some(
+        ERROR_CODES
+            .iter()
+            .find(|code| **code == parsed.error)
+            .copied()
+            .unwrap_or("other"),
+    )
 }
 
 impl Voting {
@@ -199,6 +237,7 @@ impl Voting {
             .send()
             .await;
         let mut retry_after = None;
+        let mut code = None;
         let answer = match sent {
             Ok(response) => {
                 let status = response.status().as_u16();
@@ -209,9 +248,14 @@ impl Voting {
                         .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
                         .map(|secs| Duration::from_secs(secs.min(MAX_RETRY_AFTER_SECS)));
                 }
-                // Read the body so the connection goes back to the pool.
+                // Read the body so the connection goes back to the pool, and an error's code.
                 match response.bytes().await {
-                    Ok(_) => Answer::Status(status),
+                    Ok(body) => {
+                        if status >= 400 {
+                            code = error_code(&body);
+                        }
+                        Answer::Status(status)
+                    }
                     Err(err) if err.is_timeout() => Answer::Timeout,
                     Err(_) => Answer::Status(status),
                 }
@@ -226,6 +270,7 @@ impl Voting {
             due,
             answered,
             answer,
+            code,
             api,
         });
         retry_after
@@ -406,6 +451,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_error_body_gives_its_code_and_an_unknown_one_is_other() {
+        let body = br#"{"error":"kafka_unavailable","message":"Kafka is unavailable"}"#;
+        assert_eq!(error_code(body), Some("kafka_unavailable"));
+        assert_eq!(error_code(br#"{"error":"something_new"}"#), Some("other"));
+        assert_eq!(error_code(b"<html>bad gateway</html>"), None);
+    }
+
+    #[test]
     fn fresh_ballots_cycle_over_polls_with_distinct_voters_per_poll() {
         let mut plan = BallotPlan::new(&[2, 3], 0.0);
         let ballots: Vec<_> = (0..6).map(|_| plan.next_ballot()).collect();
@@ -445,6 +498,7 @@ mod tests {
             due: now,
             answered: now,
             answer: Answer::Status(202),
+            code: None,
             api: 0,
         };
         tally.record(&Outcome {
