@@ -555,10 +555,7 @@ fn fault_impact(
 
 /// From the first failed vote of `window` being due to the last one's answer.
 fn failing_for(window: &[&VoteRecord]) -> Duration {
-    let failed: Vec<&&VoteRecord> = window
-        .iter()
-        .filter(|v| !matches!(v.answer, Answer::Status(202 | 409)))
-        .collect();
+    let failed: Vec<&&VoteRecord> = window.iter().filter(|v| !answered(v)).collect();
     match (
         failed.iter().map(|v| v.due).min(),
         failed.iter().map(|v| v.answered).max(),

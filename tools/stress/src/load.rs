@@ -153,15 +153,10 @@ const ERROR_CODES: &[&str] = &[
     "internal",
 ];
 
-/// The `error` field of an error body (`{"error": "<code>", ...}`), as one of
+/// The `error` field of an error body ([`pollstream_wire::ErrorBody`]), as one of
 /// [`ERROR_CODES`] or `"other"`; `None` when the body is not such JSON.
 pub fn error_code(body: &[u8]) -> Option<&'static str> {
-    #[derive(serde::Deserialize)]
-    struct ErrorBody<'a> {
-        #[serde(borrow)]
-        error: std::borrow::Cow<'a, str>,
-    }
-    let parsed: ErrorBody<'_> = serde_json::from_slice(body).ok()?;
+    let parsed: pollstream_wire::ErrorBody = serde_json::from_slice(body).ok()?;
     Some(
         ERROR_CODES
             .iter()
@@ -454,7 +449,10 @@ mod tests {
     fn an_error_body_gives_its_code_and_an_unknown_one_is_other() {
         let body = br#"{"error":"kafka_unavailable","message":"Kafka is unavailable"}"#;
         assert_eq!(error_code(body), Some("kafka_unavailable"));
-        assert_eq!(error_code(br#"{"error":"something_new"}"#), Some("other"));
+        assert_eq!(
+            error_code(br#"{"error":"something_new","message":"new"}"#),
+            Some("other")
+        );
         assert_eq!(error_code(b"<html>bad gateway</html>"), None);
     }
 
