@@ -10,7 +10,6 @@ use pollstream_wire::{DecodeError, PollSnapshot, PollStatus};
 use rdkafka::Message;
 use rdkafka::message::BorrowedMessage;
 use serde_json::json;
-use socketioxide::extract::SocketRef;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -21,12 +20,8 @@ use crate::state::AppState;
 /// Broadcasts an update from `poll-updates` to its room, unless it is stale, and lets in
 /// waiting clients the update makes eligible.
 pub async fn publish(hub: &AppState, snapshot: PollSnapshot) {
-    publish_except(hub, snapshot, None).await;
-}
-
-/// [`publish`], leaving out `joiner`: a socket that gets the snapshot as its acknowledgement.
-pub async fn publish_except(hub: &AppState, snapshot: PollSnapshot, joiner: Option<&SocketRef>) {
     let poll_id = snapshot.poll_id;
+    let turn = hub.room_order.turn(poll_id).await;
     let Some(broadcast) = hub.ledger.accept(snapshot) else {
         metrics::counter!(STALE_SNAPSHOTS_DROPPED_TOTAL).increment(1);
         tracing::debug!(poll_id = %poll_id, "Stale snapshot dropped");
@@ -34,13 +29,18 @@ pub async fn publish_except(hub: &AppState, snapshot: PollSnapshot, joiner: Opti
     };
     let mut sent = 0u64;
     let room = room_name(poll_id);
-    sent += emit(hub, joiner, &room, "poll-results", &broadcast.snapshot).await;
+    sent += emit(hub, &room, "poll-results", &broadcast.snapshot).await;
     for stats in &broadcast.stats {
-        sent += emit(hub, joiner, &room, "poll-stats", stats).await;
+        sent += emit(hub, &room, "poll-stats", stats).await;
     }
     if broadcast.closed_now {
-        sent += emit(hub, joiner, &room, "poll-closed", &broadcast.snapshot).await;
-        sent += release_at_close(hub, joiner, &broadcast.snapshot).await;
+        sent += emit(hub, &room, "poll-closed", &broadcast.snapshot).await;
+    }
+    // What follows goes to clients that get no counts or only this snapshot (the waiting
+    // room, voters just counted); it needs the database, so joins need not wait for it.
+    drop(turn);
+    if broadcast.closed_now {
+        sent += release_at_close(hub, &broadcast.snapshot).await;
     }
     sent += hub
         .waiting
@@ -49,20 +49,14 @@ pub async fn publish_except(hub: &AppState, snapshot: PollSnapshot, joiner: Opti
     metrics::counter!(ROOM_BROADCASTS_TOTAL).increment(sent);
 }
 
-/// Emits `event` to `room`, but not to `except`; 1 if it went out, 0 (logged) if not.
+/// Emits `event` to `room`; 1 if it went out, 0 (logged) if not.
 async fn emit<T: serde::Serialize + ?Sized>(
     hub: &AppState,
-    except: Option<&SocketRef>,
     room: &str,
     event: &'static str,
     data: &T,
 ) -> u64 {
-    let recipients = match except {
-        // A socket's own `to` leaves the socket out (Socket.IO's `socket.to(room)`).
-        Some(socket) => socket.to(room.to_owned()),
-        None => hub.io.to(room.to_owned()),
-    };
-    match recipients.emit(event, data).await {
+    match hub.io.to(room.to_owned()).emit(event, data).await {
         Ok(()) => 1,
         Err(err) => {
             tracing::warn!(room, event, error = %err, "Cannot broadcast");
@@ -73,18 +67,14 @@ async fn emit<T: serde::Serialize + ?Sized>(
 
 /// At close, tells waiting clients; for `after_close` polls they now see the counts and
 /// move to the results room.
-async fn release_at_close(
-    hub: &AppState,
-    except: Option<&SocketRef>,
-    snapshot: &PollSnapshot,
-) -> u64 {
+async fn release_at_close(hub: &AppState, snapshot: &PollSnapshot) -> u64 {
     let poll_id = snapshot.poll_id;
     let waiting = waiting_room_name(poll_id);
     let Ok(access) = hub.polls.access(poll_id).await else {
         return 0;
     };
     if access.visibility == ResultsVisibility::AfterClose {
-        let sent = emit(hub, except, &waiting, "poll-closed", snapshot).await;
+        let sent = emit(hub, &waiting, "poll-closed", snapshot).await;
         if let Err(err) = hub.io.to(waiting.clone()).join(room_name(poll_id)).await {
             tracing::warn!(poll_id = %poll_id, error = %err, "Cannot move waiting sockets");
         }
@@ -94,7 +84,7 @@ async fn release_at_close(
         sent
     } else {
         let hidden = json!({ "pollId": poll_id, "status": PollStatus::Closed, "hidden": true });
-        emit(hub, except, &waiting, "poll-closed", &hidden).await
+        emit(hub, &waiting, "poll-closed", &hidden).await
     }
 }
 

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use pollstream_wire::{PollSnapshot, PollStats, PollStatus};
+use tokio::sync::{Mutex as AsyncMutex, MutexGuard as AsyncMutexGuard};
 use uuid::Uuid;
 
 /// What to emit to a room for one accepted update.
@@ -59,6 +60,39 @@ impl SnapshotLedger {
             .expect("ledger lock poisoned")
             .get(&poll_id)
             .cloned()
+    }
+}
+
+/// Puts a poll's room broadcasts and the acknowledgement of a client joining that room in one
+/// order. A broadcast holds its poll's turn from [`SnapshotLedger::accept`] until its events are
+/// emitted; a join holds it from entering the room until its acknowledgement is sent. Without
+/// it, a join could read the ledger, then an update accepted just after could be emitted to the
+/// new member before its (older) acknowledgement, and its counts would move backwards.
+///
+/// Polls share a fixed number of turns (hashed by id): a broadcast of one poll can make a join
+/// to another wait for that one broadcast, never longer.
+pub struct RoomOrder {
+    turns: Box<[AsyncMutex<()>]>,
+}
+
+impl RoomOrder {
+    /// How many turns polls share: enough that two busy polls seldom share one.
+    const TURNS: usize = 64;
+
+    /// Waits for `poll_id`'s turn; it ends when the guard is dropped.
+    pub async fn turn(&self, poll_id: Uuid) -> AsyncMutexGuard<'_, ()> {
+        let (_, low) = poll_id.as_u64_pair();
+        self.turns[(low % self.turns.len() as u64) as usize]
+            .lock()
+            .await
+    }
+}
+
+impl Default for RoomOrder {
+    fn default() -> Self {
+        Self {
+            turns: (0..Self::TURNS).map(|_| AsyncMutex::new(())).collect(),
+        }
     }
 }
 

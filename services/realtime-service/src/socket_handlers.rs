@@ -1,8 +1,10 @@
 //! Client → server: the Socket.IO handlers `join` and `leave` a poll's room, and disconnect.
 //!
-//! A joining client that may see counts is put in the room *before* its snapshot is read, so no
-//! update can fall between the snapshot it gets as acknowledgement and the first broadcast it
-//! receives; one that may not yet is never put there, even for a moment.
+//! A joining client that may see counts enters the room only once its snapshot has been read
+//! and the room shown it, and in its poll's [`RoomOrder`](crate::snapshot_ledger::RoomOrder)
+//! turn: its acknowledgement is the newest snapshot the room has been shown, and every
+//! broadcast after it is newer. A client that may not see counts yet is never put in the room,
+//! even for a moment.
 
 use std::sync::Arc;
 
@@ -10,6 +12,7 @@ use pollstream_infra::log_throttle::LogThrottle;
 use pollstream_store::{Viewer, results_cache};
 use pollstream_wire::{ErrorBody, PollSnapshot, PollStatus, RoomRequest};
 use socketioxide::extract::{AckSender, SocketRef, TryData};
+use tokio::sync::MutexGuard as AsyncMutexGuard;
 use uuid::Uuid;
 
 use crate::metric_names::SOCKETS_CONNECTED;
@@ -23,14 +26,23 @@ pub fn on_connect(socket: SocketRef, hub: Arc<AppState>) {
     socket.on(
         "join",
         async move |socket: SocketRef, TryData(request): TryData<RoomRequest>, ack: AckSender| {
-            let reply = match request {
-                Ok(request) => join(&socket, &join_hub, request).await,
-                Err(err) => Err(ErrorBody::new(
-                    "invalid_request",
-                    format!("`join` expects {{pollId}} or {{code}}: {err}"),
-                )),
-            };
-            send_ack(ack, reply);
+            match request {
+                Ok(request) => match join(&socket, &join_hub, request).await {
+                    Ok(Joined { reply, turn }) => {
+                        // Sent before the room's turn ends: nothing newer reaches it first.
+                        send_ack(ack, Ok(reply));
+                        drop(turn);
+                    }
+                    Err(err) => send_ack(ack, Err(err)),
+                },
+                Err(err) => send_ack(
+                    ack,
+                    Err(ErrorBody::new(
+                        "invalid_request",
+                        format!("`join` expects {{pollId}} or {{code}}: {err}"),
+                    )),
+                ),
+            }
         },
     );
     let leave_hub = hub.clone();
@@ -62,13 +74,20 @@ pub fn on_connect(socket: SocketRef, hub: Arc<AppState>) {
     });
 }
 
+/// The acknowledgement of a `join`, and the room's turn when it entered the results room:
+/// held until the acknowledgement is sent.
+struct Joined<'a> {
+    reply: serde_json::Value,
+    turn: Option<AsyncMutexGuard<'a, ()>>,
+}
+
 /// Puts the socket in the poll's results room if it may see counts now (and answers with the
 /// snapshot), or in its waiting room otherwise (and answers without counts).
-async fn join(
+async fn join<'a>(
     socket: &SocketRef,
-    hub: &AppState,
+    hub: &'a AppState,
     request: RoomRequest,
-) -> Result<serde_json::Value, ErrorBody> {
+) -> Result<Joined<'a>, ErrorBody> {
     let viewer = match request.token.as_deref() {
         Some(token) => Some(
             hub.jwt
@@ -87,32 +106,22 @@ async fn join(
         async |voter| hub.polls.has_counted_ballot(poll_id, voter).await,
     )
     .await?;
-    // A viewer who may see counts whatever the poll's status (a close only ever shows more)
-    // joins the results room before the snapshot is read, so no broadcast falls between the
-    // snapshot and the first event. Anyone else joins the waiting room, which is never sent
-    // counts they may not see, until the snapshot shows they may see them.
-    let sees_counts_while_open = access.visibility.allows(rights, PollStatus::Open);
-    socket.join(if sees_counts_while_open {
-        room_name(poll_id)
-    } else {
-        waiting_room_name(poll_id)
-    });
+    // A viewer who may not see counts while the poll is open waits in the waiting room, which
+    // is never sent counts, until a snapshot shows they may see them (at close, or once their
+    // ballot is counted). One who may joins the results room below, once the snapshot is read.
+    if !access.visibility.allows(rights, PollStatus::Open) {
+        socket.join(waiting_room_name(poll_id));
+    }
     if rights.is_owner {
         socket.join(presenter_room_name(poll_id));
     }
     hub.presence.joined(poll_id);
     let current = current_snapshot(hub, poll_id).await?;
-    let snapshot = current.snapshot.clone();
-    if access.visibility.allows(rights, snapshot.status) {
-        if !sees_counts_while_open {
-            // Shown at close: the poll is closed, its counts final.
-            socket.leave(waiting_room_name(poll_id));
-            socket.join(room_name(poll_id));
-        }
-        current.show_room(hub, socket).await;
-        return Ok(serde_json::to_value(snapshot).expect("a snapshot serialises"));
+    current.show_room(hub).await;
+    let status = current.snapshot.status;
+    if access.visibility.allows(rights, status) {
+        return Ok(enter_results_room(hub, socket, poll_id, current.snapshot).await);
     }
-    current.show_room(hub, socket).await;
     if access.visibility.needs_ballot()
         && let Some(voter) = viewer
     {
@@ -126,19 +135,39 @@ async fn join(
             .unwrap_or(false)
         {
             hub.waiting.stop_waiting(Some(poll_id), socket.id);
-            socket.leave(waiting_room_name(poll_id));
-            socket.join(room_name(poll_id));
             let current = current_snapshot(hub, poll_id).await?;
-            current.show_room(hub, socket).await;
-            return Ok(serde_json::to_value(current.snapshot).expect("a snapshot serialises"));
+            current.show_room(hub).await;
+            return Ok(enter_results_room(hub, socket, poll_id, current.snapshot).await);
         }
     }
-    Ok(serde_json::json!({
-        "pollId": poll_id,
-        "status": snapshot.status,
-        "hidden": true,
-        "resultsVisibility": access.visibility,
-    }))
+    Ok(Joined {
+        reply: serde_json::json!({
+            "pollId": poll_id,
+            "status": status,
+            "hidden": true,
+            "resultsVisibility": access.visibility,
+        }),
+        turn: None,
+    })
+}
+
+/// Moves `socket` into the poll's results room in the room's turn, and answers with the
+/// newest snapshot the room has been shown: `read`, or a newer one broadcast meanwhile, which
+/// the socket, not yet in the room, did not receive.
+async fn enter_results_room<'a>(
+    hub: &'a AppState,
+    socket: &SocketRef,
+    poll_id: Uuid,
+    read: PollSnapshot,
+) -> Joined<'a> {
+    let turn = hub.room_order.turn(poll_id).await;
+    socket.leave(waiting_room_name(poll_id));
+    socket.join(room_name(poll_id));
+    let newest = hub.ledger.latest(poll_id).unwrap_or(read);
+    Joined {
+        reply: serde_json::to_value(newest).expect("a snapshot serialises"),
+        turn: Some(turn),
+    }
 }
 
 /// The newest snapshot of a poll, and whether its room has been shown it.
@@ -150,13 +179,12 @@ struct CurrentSnapshot {
 impl CurrentSnapshot {
     /// Broadcasts the snapshot to its room if the room has not been shown it, as if it came
     /// from Kafka: the ledger then drops the older updates still on their way (this replica is
-    /// behind on `poll-updates`, or just started), which would otherwise reach the joining
-    /// client after its acknowledgement and move its counts backwards. Called once `joiner`
-    /// is in the room it may be in, so no one sees counts they may not see; `joiner` itself
-    /// is left out, its acknowledgement answers it.
-    async fn show_room(&self, hub: &AppState, joiner: &SocketRef) {
+    /// behind on `poll-updates`, or just started), which would otherwise reach the room, and
+    /// the joining client, after the newer snapshot and move their counts backwards. Called
+    /// before the joining client enters the room, whose acknowledgement answers it.
+    async fn show_room(&self, hub: &AppState) {
         if self.ahead_of_room {
-            crate::broadcast::publish_except(hub, self.snapshot.clone(), Some(joiner)).await;
+            crate::broadcast::publish(hub, self.snapshot.clone()).await;
         }
     }
 }

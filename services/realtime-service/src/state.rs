@@ -11,7 +11,7 @@ use sqlx::PgPool;
 
 use crate::poll_access::PollAccessCache;
 use crate::presence::Presence;
-use crate::snapshot_ledger::SnapshotLedger;
+use crate::snapshot_ledger::{RoomOrder, SnapshotLedger};
 use crate::waiting_voters::WaitingVoters;
 
 /// State shared by the consumer loop and every socket handler.
@@ -20,6 +20,8 @@ pub struct AppState {
     pub io: SocketIo,
     /// Newest snapshot broadcast per poll.
     pub ledger: SnapshotLedger,
+    /// Orders each room's broadcasts with the acknowledgements of the clients joining it.
+    pub room_order: RoomOrder,
     /// Reads snapshots the cache lacks and which waiting voters are counted.
     pub db: PgPool,
     /// Results cache.
@@ -46,6 +48,7 @@ impl AppState {
         Self {
             io,
             ledger: SnapshotLedger::default(),
+            room_order: RoomOrder::default(),
             polls: PollAccessCache::new(db.clone()),
             db,
             redis,

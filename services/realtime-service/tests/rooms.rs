@@ -202,6 +202,39 @@ async fn a_join_newer_than_the_room_shows_the_room_and_older_updates_are_dropped
     newcomer.close().await;
 }
 
+/// A join the replica cannot answer (the snapshot cannot be read: PostgreSQL fails) leaves the
+/// screen out of the room. Were it let in first, as it once was, it would get the updates a
+/// replica that just started reads again from before it subscribed, older than what the screen
+/// showed before it re-joined, and its counts would go backwards: a chaos run's screens did so
+/// after their replica restarted.
+#[tokio::test]
+async fn a_join_that_cannot_be_answered_leaves_the_screen_out_of_the_room() {
+    let h = Harness::new(1).await;
+    let poll = h.poll().await;
+    let mut member = SocketClient::connect(&h.urls[0]).await;
+    member.request("join", json!({ "pollId": poll.id })).await;
+    // The poll's access is remembered now; its snapshot can no longer be read.
+    sqlx::query("ALTER TABLE options RENAME TO options_unreadable")
+        .execute(&h.db.pool)
+        .await
+        .unwrap();
+    let mut refused = SocketClient::connect(&h.urls[0]).await;
+    let ack = refused.request("join", json!({ "pollId": poll.id })).await;
+    assert_eq!(ack["error"], "unavailable", "{ack}");
+
+    h.warm_up(&poll, &mut [&mut member]).await;
+    h.publish(&poll, 2, [2, 0], PollStatus::Open).await;
+    seqs_once_settled(&mut member, 2).await;
+    let leaked = refused.events("poll-results");
+    assert!(
+        leaked.is_empty(),
+        "a screen whose join failed got updates: {:?}",
+        seqs(&leaked)
+    );
+    member.close().await;
+    refused.close().await;
+}
+
 #[tokio::test]
 async fn leaving_stops_updates_and_closing_is_announced_once() {
     let h = Harness::new(1).await;
