@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
-use axum::routing::get;
+use axum::routing::{any_service, get};
 use axum::{Json, Router};
 use pollstream_infra::http::HttpSettings;
 use pollstream_infra::kafka::GroupConsumer;
@@ -123,7 +123,7 @@ pub(crate) fn router(
     let sockets = SOCKET_IO_ROUTES
         .into_iter()
         .fold(Router::new(), |sockets, path| {
-            sockets.route_service(path, socket_io.clone())
+            sockets.route(path, any_service(socket_io.clone()))
         })
         .route_layer(axum::middleware::from_fn_with_state(
             AllowedOrigins::new(allowed_origins),
