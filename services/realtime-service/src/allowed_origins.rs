@@ -151,7 +151,11 @@ mod tests {
         assert!(allows(&listed, "HTTP://LOCALHOST:3001", host));
         assert!(allows(&listed, "https://polls.example.org", host));
         // A browser leaves the default port out; an operator may not.
-        assert!(allows(&["https://polls.example.org:443"], "https://polls.example.org", host));
+        assert!(allows(
+            &["https://polls.example.org:443"],
+            "https://polls.example.org",
+            host
+        ));
         for other in [
             "http://localhost:3002",
             "https://localhost:3001",
@@ -166,12 +170,32 @@ mod tests {
     #[test]
     fn the_requests_own_origin_is_allowed_with_an_empty_list() {
         assert!(allows(&[], "http://127.0.0.1:3003", Some("127.0.0.1:3003")));
-        assert!(allows(&[], "https://Polls.example.org", Some("polls.example.org")));
-        assert!(allows(&[], "https://polls.example.org", Some("POLLS.example.org:443")));
+        assert!(allows(
+            &[],
+            "https://Polls.example.org",
+            Some("polls.example.org")
+        ));
+        assert!(allows(
+            &[],
+            "https://polls.example.org",
+            Some("POLLS.example.org:443")
+        ));
         assert!(allows(&[], "http://[::1]:3003", Some("[::1]:3003")));
-        assert!(!allows(&[], "http://127.0.0.1:3001", Some("127.0.0.1:3003")));
-        assert!(!allows(&[], "http://localhost:3003", Some("127.0.0.1:3003")));
-        assert!(!allows(&[], "https://polls.example.org", Some("polls.example.org:80")));
+        assert!(!allows(
+            &[],
+            "http://127.0.0.1:3001",
+            Some("127.0.0.1:3003")
+        ));
+        assert!(!allows(
+            &[],
+            "http://localhost:3003",
+            Some("127.0.0.1:3003")
+        ));
+        assert!(!allows(
+            &[],
+            "https://polls.example.org",
+            Some("polls.example.org:80")
+        ));
         assert!(!allows(&[], "http://127.0.0.1:3003", None));
     }
 

@@ -142,7 +142,8 @@ pub(crate) fn router(
 /// browser's permission when the page comes from another origin (voting-api's, in
 /// development); `None` (no CORS headers at all, same origin only) when nothing is allowed.
 /// Credentials are allowed so that the sticky-session cookie of a load balancer reaches the
-/// same replica. WebSocket is not subject to CORS.
+/// same replica. WebSocket is not subject to CORS; other origins are refused by
+/// [`allowed_origins::refuse_other_origins`], not here.
 fn cross_origin(allowed_origins: &[String]) -> Option<CorsLayer> {
     if allowed_origins.is_empty() {
         return None;

@@ -7,15 +7,15 @@ mod common;
 
 use common::{replica_env, start_replica, test_ground};
 
+use futures::{SinkExt, StreamExt};
 use pollstream_testkit::TestDatabase;
 use pollstream_testkit::server::RunningServer;
+use pollstream_wire::ErrorBody;
 use realtime_service::RunError;
 use reqwest::header::{
     ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
     ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, CONTENT_TYPE, ORIGIN,
 };
-use futures::{SinkExt, StreamExt};
-use pollstream_wire::ErrorBody;
 use reqwest::{Method, Response, StatusCode};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -212,9 +212,8 @@ async fn with_an_empty_list_the_servers_own_origin_connects() {
     server.stop().await;
 }
 
-type WebSocket = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type WebSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Opens a Socket.IO WebSocket as a page of `origin` would (a native client when `None`).
 async fn websocket(
