@@ -5,6 +5,8 @@ import { defineConfig } from 'vitest/config';
 const api = process.env.POLLSTREAM_API_URL ?? 'http://127.0.0.1:3001';
 const realtime = process.env.POLLSTREAM_REALTIME_URL ?? 'http://127.0.0.1:3003';
 
+// `Host` is passed on as the browser sent it (no `changeOrigin`): realtime-service lets a page
+// connect when its `Origin` matches `Host`, and refuses other origins with 403.
 const proxy = {
   '/api': { target: api },
   '/vote': { target: api },

@@ -43,9 +43,11 @@ pub struct Config {
     /// workers take the writers as soon as they wake and send each event on its own (see
     /// BENCHMARKS.md, fan-out against Node socket.io). Scale out with replicas instead.
     pub worker_threads: usize,
-    /// Origins (`scheme://host[:port]`) of pages served elsewhere that may use the
-    /// long-polling transport across origins (`REALTIME_ALLOWED_ORIGINS`, comma-separated;
-    /// empty, the default: same origin only).
+    /// Origins (`scheme://host[:port]`) of pages served elsewhere that may connect to Socket.IO
+    /// (`REALTIME_ALLOWED_ORIGINS`, comma-separated; empty, the default: same origin only, i.e.
+    /// the `Origin`'s host and port are the `Host` header's). A request with any other `Origin`
+    /// gets `403 origin_not_allowed` on both transports, one without `Origin` is served; behind
+    /// a proxy that rewrites `Host`, list the public origin. See `allowed_origins.rs`.
     pub allowed_origins: Vec<String>,
 }
 

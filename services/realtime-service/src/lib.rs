@@ -6,7 +6,8 @@
 //! each poll its audience as `poll-presence`.
 //!
 //! This file only wires the parts together in [`run`]: `transport` serves Socket.IO beside the
-//! health routes and drains it at shutdown, `broadcast` forwards `poll-updates` to the rooms,
+//! health routes and drains it at shutdown, `allowed_origins` keeps other sites' pages from
+//! connecting, `broadcast` forwards `poll-updates` to the rooms,
 //! `socket_handlers` answers what clients send, `presence` counts the screens.
 
 pub mod config;
@@ -14,6 +15,7 @@ pub mod metric_names;
 pub mod rooms;
 pub mod snapshot_ledger;
 
+mod allowed_origins;
 mod broadcast;
 mod poll_access;
 mod presence;
@@ -51,7 +53,7 @@ pub async fn run(
         broadcast::subscribe_to_updates(&config.kafka, &group_id, &config.poll_updates_topic)
             .map_err(RunError::setup("Kafka consumer"))?,
     );
-    let (layer, io) = transport::socket_io_layer();
+    let (socket_io, io) = transport::socket_io_layer();
     let presence = Presence::new(config.presence);
     let replica_id = presence.replica_id().to_owned();
     let hub = Arc::new(AppState::new(
@@ -63,7 +65,7 @@ pub async fn run(
     ));
     transport::register_socket_handlers(&io, hub.clone());
     let app = transport::router(
-        layer,
+        socket_io,
         HealthState {
             hub: hub.clone(),
             consumer: consumer.clone(),

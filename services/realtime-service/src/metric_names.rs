@@ -25,3 +25,8 @@ pub const PRESENCE_UPDATES_TOTAL: &str = "presence_updates_total";
 /// Counter, ticks: presence ticks skipped because Redis did not answer; viewer counts then
 /// stay as they were, broadcasts are unaffected. No labels.
 pub const PRESENCE_FAILURES_TOTAL: &str = "presence_failures_total";
+
+/// Counter, requests: Socket.IO requests (long-polling or WebSocket upgrade) refused with `403`
+/// because their `Origin` is neither the server's own nor listed in
+/// `REALTIME_ALLOWED_ORIGINS`. No labels (the origin is in the debug log).
+pub const ORIGINS_REFUSED_TOTAL: &str = "origins_refused_total";

@@ -1,5 +1,6 @@
-//! The transport: the Socket.IO layer and its limits, the health, readiness and metrics routes
-//! beside it on one listener, CORS for the long-polling transport, and the drain at shutdown
+//! The transport: the Socket.IO service and its limits, the health, readiness and metrics routes
+//! beside it on one listener, the origin check in front of Socket.IO (see
+//! [`crate::allowed_origins`]), CORS for the long-polling transport, and the drain at shutdown
 //! that closes every socket before the server's connections; also the `rooms_active` gauge of
 //! this replica's Socket.IO rooms. What the sockets say is [`crate::socket_handlers`]'s; what
 //! reaches the rooms from Kafka is [`crate::broadcast`]'s.
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
-use axum::routing::get;
+use axum::routing::{any_service, get};
 use axum::{Json, Router};
 use pollstream_infra::http::HttpSettings;
 use pollstream_infra::kafka::GroupConsumer;
@@ -23,6 +24,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::allowed_origins::{self, AllowedOrigins};
 use crate::state::AppState;
 use crate::{metric_names, socket_handlers};
 
@@ -54,6 +56,9 @@ const CORS_MAX_AGE: Duration = Duration::from_secs(3600);
 
 /// How often `rooms_active` is refreshed.
 const ROOM_GAUGE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Where socketioxide serves Socket.IO (its default `req_path`): the path itself and all below.
+const SOCKET_IO_ROUTES: [&str; 3] = ["/socket.io", "/socket.io/", "/socket.io/{*rest}"];
 
 /// The Socket.IO layer and its handle, with the transport limits.
 pub(crate) fn socket_io_layer() -> (SocketIoLayer, SocketIo) {
@@ -93,23 +98,39 @@ pub(crate) fn register_socket_handlers(io: &SocketIo, hub: Arc<AppState>) {
     io.ns("/", (|| async {}).with(register));
 }
 
-/// Health and metrics routes, with Socket.IO on the same listener, answering cross-origin
-/// requests from `allowed_origins` only.
+/// Health and metrics routes, with Socket.IO on the same listener, which pages of other
+/// origins than `allowed_origins` and the server's own may not use (`403`, on both
+/// transports); cross-origin long-polling from `allowed_origins` gets CORS headers.
 pub(crate) fn router(
     socket_io: SocketIoLayer,
     state: HealthState,
     allowed_origins: &[String],
 ) -> Router {
     pollstream_infra::metrics::handle();
-    let app = Router::new()
+    let health = Router::new()
         .route("/healthz", get(pollstream_infra::health::healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(pollstream_infra::metrics::render))
         .layer(axum::middleware::from_fn(
             pollstream_infra::metrics::track_http,
         ))
-        .with_state(state)
-        .layer(socket_io)
+        .with_state(state);
+    // Socket.IO on routes of its own rather than as a layer around the whole router, so that
+    // the origin check runs in front of it and of nothing else: health and metrics are not
+    // browser routes. The empty router only carries the layer (its fallback, a `404`, is never
+    // reached: every path routed here is socketioxide's).
+    let socket_io = Router::new().layer(socket_io);
+    let sockets = SOCKET_IO_ROUTES
+        .into_iter()
+        .fold(Router::new(), |sockets, path| {
+            sockets.route(path, any_service(socket_io.clone()))
+        })
+        .route_layer(axum::middleware::from_fn_with_state(
+            AllowedOrigins::new(allowed_origins),
+            allowed_origins::refuse_other_origins,
+        ));
+    let app = sockets
+        .merge(health)
         .layer(axum::middleware::map_request(detach_request_head));
     match cross_origin(allowed_origins) {
         Some(cors) => app.layer(cors),
@@ -121,7 +142,8 @@ pub(crate) fn router(
 /// browser's permission when the page comes from another origin (voting-api's, in
 /// development); `None` (no CORS headers at all, same origin only) when nothing is allowed.
 /// Credentials are allowed so that the sticky-session cookie of a load balancer reaches the
-/// same replica. WebSocket is not subject to CORS.
+/// same replica. WebSocket is not subject to CORS; other origins are refused by
+/// [`allowed_origins::refuse_other_origins`], not here.
 fn cross_origin(allowed_origins: &[String]) -> Option<CorsLayer> {
     if allowed_origins.is_empty() {
         return None;
