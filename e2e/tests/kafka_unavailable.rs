@@ -285,9 +285,9 @@ async fn a_vote_answered_kafka_unavailable_is_counted_at_most_once_and_me_names_
         .filter(|(status, _)| *status == StatusCode::CONFLICT)
         .count();
     println!(
-        "after 503 kafka_unavailable: retry with other option: {} counted the first attempt, {} \
-         the retry; retry with the same option: {} the first attempt, {} the retry; {conflicts} \
-         retries answered 409; {:?} in all",
+        "after 503 kafka_unavailable: retry with the other option: {} counted an attempt \
+         answered 503, {} the retry answered 202; retry with the same option: {} an attempt \
+         answered 503, {} the retry answered 202; {conflicts} retries answered 409; {:?} in all",
         first_counted[0],
         retry_counted[0],
         first_counted[1],
