@@ -356,6 +356,33 @@ impl OwnedBroker {
         }
     }
 
+    /// Freezes the process (SIGSTOP), as a long GC pause or a stalled VM would: its sockets
+    /// stay open and the kernel keeps accepting what clients send, but nothing is answered
+    /// until [`OwnedBroker::unpause`]. A request it received meanwhile is processed then, so a
+    /// produce its client gave up on may still be written. Not [`OwnedBroker::resume`], which
+    /// starts a killed process again.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a process frozen by [`OwnedBroker::pause`] go on (SIGCONT), where it stopped.
+    pub fn unpause(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(Child::id)
+            .unwrap_or_else(|| panic!("Kafka node {} is not running", self.node_id));
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill {signal} {pid} failed");
+    }
+
     /// Stops it cleanly (SIGTERM, as `kafka-server-stop.sh` does) and waits for it to exit.
     pub async fn stop(&mut self) {
         self.signal_stop();

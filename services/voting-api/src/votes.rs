@@ -6,6 +6,11 @@
 //! has a ballot. Whatever
 //! fails after the lock was taken releases it, so the voter can retry and no half-done vote is
 //! left behind.
+//!
+//! A send Kafka did not acknowledge in time is `503 kafka_unavailable`: not known to be
+//! counted, retrying is safe. The message may still reach Kafka and be counted; the retry is
+//! taken all the same, the aggregator counts one ballot per voter and poll (the first of the
+//! voter's votes in the partition), and `GET /api/v1/votes/{code}/me` names the one counted.
 
 use std::time::{Duration, Instant};
 
@@ -105,7 +110,11 @@ pub struct VoteAccepted {
 }
 
 /// Casts the caller's vote (the voter is the token's subject). `202` means Kafka has it and
-/// it will be counted exactly once.
+/// the voter will have exactly one ballot: this vote's, unless an earlier attempt answered
+/// `503 kafka_unavailable` reached Kafka first (then that one is the ballot; `GET
+/// /api/v1/votes/{code}/me` says which). `503 kafka_unavailable` means the vote is not known to
+/// be counted and retrying is safe: it may still reach Kafka and be counted, but the voter's
+/// lock is released, and one ballot per voter and poll is ever counted.
 #[utoipa::path(post, path = "/api/v1/votes/{code}", tag = "votes", request_body = CastVote, security(("bearer" = [])),
     params(("code" = String, Path, description = "join code")),
     responses((status = 202, body = VoteAccepted),
@@ -115,7 +124,7 @@ pub struct VoteAccepted {
         (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "already voted, or poll closed"),
         (status = 422, body = ErrorBody, description = "invalid choices"), (status = 429, body = ErrorBody),
-        (status = 503, body = ErrorBody, description = "Kafka or Redis unavailable, the instance has too many votes in flight (`overloaded`), or the poll's vote locks are being restored after Redis lost them or they expired (`vote_locks_restoring`; no vote was taken); retry after `Retry-After`")))]
+        (status = 503, body = ErrorBody, description = "Kafka or Redis unavailable, the instance has too many votes in flight (`overloaded`), or the poll's vote locks are being restored after Redis lost them or they expired (`vote_locks_restoring`; no vote was taken); retry after `Retry-After`. `kafka_unavailable` means not known to be counted, retrying is safe: Kafka did not acknowledge the vote within `KAFKA_PRODUCE_TIMEOUT_MS`, yet it may still reach Kafka and be counted; the voter's lock is released, so a retry is taken (`202`), and only the first of the voter's votes that Kafka wrote is counted, whichever options the retry chose. `GET /api/v1/votes/{code}/me` tells which ballot, if any, was counted")))]
 async fn vote_by_code(
     _slot: VoteSlot,
     State(state): State<AppState>,
@@ -152,7 +161,10 @@ async fn legacy_vote(
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MyVote {
-    /// `counted`, `pending` (accepted, not yet counted) or `none`.
+    /// `counted` (final: the one ballot of this voter, `voteId` and `optionIds` as counted),
+    /// `pending` (the latest attempt answered `202`, not yet counted) or `none` (nothing
+    /// counted yet). After a `503 kafka_unavailable` the attempt so answered may still be
+    /// counted: `none` or `pending` then may turn into `counted` with that attempt's options.
     status: &'static str,
     vote_id: Option<Uuid>,
     option_ids: Vec<Uuid>,
@@ -160,7 +172,9 @@ pub struct MyVote {
     counted_at: Option<DateTime<Utc>>,
 }
 
-/// Whether the caller's vote is pending or counted, and which options it holds.
+/// Whether the caller's vote is pending or counted, and which options it holds. The counted
+/// ballot is read from PostgreSQL first, so after a `503 kafka_unavailable` and a retry it
+/// names the attempt that was counted, not necessarily the one answered `202`.
 #[utoipa::path(get, path = "/api/v1/votes/{code}/me", tag = "votes", security(("bearer" = [])),
     params(("code" = String, Path, description = "join code")),
     responses((status = 200, body = MyVote), (status = 400, body = ErrorBody, description = "the path is not valid UTF-8"),
@@ -311,9 +325,11 @@ async fn lock_and_produce(
     record.headers = trace_context::headers(&tracing::Span::current());
     let started = Instant::now();
     // librdkafka's own `message.timeout.ms` is not a hard bound for an idempotent producer, so
-    // the answer is bounded here; a message still queued past the bound may yet reach Kafka,
-    // which is safe: the lock is released, so the voter's retry is taken, and the ballot key
-    // counts the two copies once.
+    // the answer is bounded here; a message still queued or in flight past the bound may yet
+    // reach Kafka, which is safe: the lock is released, so the voter's retry is taken, and the
+    // ballot key counts the two copies once. Of two attempts with different options, the
+    // first Kafka wrote is the ballot (one voter's votes share a partition, and the aggregator
+    // keeps the first it reads); `/me` reads the ballot before the lock, so it names that one.
     let delivery = state
         .producer
         .send_within(

@@ -255,7 +255,11 @@ export interface paths {
         put?: never;
         /**
          * Casts the caller's vote (the voter is the token's subject). `202` means Kafka has it and
-         *     it will be counted exactly once.
+         *     the voter will have exactly one ballot: this vote's, unless an earlier attempt answered
+         *     `503 kafka_unavailable` reached Kafka first (then that one is the ballot; `GET
+         *     /api/v1/votes/{code}/me` says which). `503 kafka_unavailable` means the vote is not known to
+         *     be counted and retrying is safe: it may still reach Kafka and be counted, but the voter's
+         *     lock is released, and one ballot per voter and poll is ever counted.
          */
         post: operations["vote_by_code"];
         delete?: never;
@@ -271,7 +275,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Whether the caller's vote is pending or counted, and which options it holds. */
+        /**
+         * Whether the caller's vote is pending or counted, and which options it holds. The counted
+         *     ballot is read from PostgreSQL first, so after a `503 kafka_unavailable` and a retry it
+         *     names the attempt that was counted, not necessarily the one answered `202`.
+         */
         get: operations["my_vote"];
         put?: never;
         post?: never;
@@ -400,7 +408,12 @@ export interface components {
             /** Format: date-time */
             countedAt?: string | null;
             optionIds: string[];
-            /** @description `counted`, `pending` (accepted, not yet counted) or `none`. */
+            /**
+             * @description `counted` (final: the one ballot of this voter, `voteId` and `optionIds` as counted),
+             *     `pending` (the latest attempt answered `202`, not yet counted) or `none` (nothing
+             *     counted yet). After a `503 kafka_unavailable` the attempt so answered may still be
+             *     counted: `none` or `pending` then may turn into `counted` with that attempt's options.
+             */
             status: string;
             /** Format: uuid */
             voteId?: string | null;
@@ -1545,7 +1558,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Kafka or Redis unavailable, the instance has too many votes in flight (`overloaded`), or the poll's vote locks are being restored after Redis lost them or they expired (`vote_locks_restoring`; no vote was taken); retry after `Retry-After` */
+            /** @description Kafka or Redis unavailable, the instance has too many votes in flight (`overloaded`), or the poll's vote locks are being restored after Redis lost them or they expired (`vote_locks_restoring`; no vote was taken); retry after `Retry-After`. `kafka_unavailable` means not known to be counted, retrying is safe: Kafka did not acknowledge the vote within `KAFKA_PRODUCE_TIMEOUT_MS`, yet it may still reach Kafka and be counted; the voter's lock is released, so a retry is taken (`202`), and only the first of the voter's votes that Kafka wrote is counted, whichever options the retry chose. `GET /api/v1/votes/{code}/me` tells which ballot, if any, was counted */
             503: {
                 headers: {
                     /** @description seconds to wait before retrying */
