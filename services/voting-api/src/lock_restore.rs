@@ -2,13 +2,14 @@
 //! (Redis lost its keys, or the marker expired with the lock TTL): see [`crate::vote_lock`].
 //!
 //! One replica at a time restores a poll: it holds a Redis lease (`SET NX PX`,
-//! `vote-locks-restoring:{pollId}`, [`LEASE_TTL`], renewed while the restore runs, so a
-//! replica that dies mid-restore holds the poll back for seconds, not for the whole restore).
+//! `vote-locks-restoring:{pollId}`, [`LEASE_TTL`], renewed every second while the restore
+//! runs, so a replica that dies mid-restore holds the poll back for three seconds at most, not
+//! for the whole restore).
 //! Votes for the poll meanwhile get `503 vote_locks_restoring` with `Retry-After`. A restore
 //! must not miss a vote that was accepted but not yet counted, so before it reads the ballots
 //! it passes the fence of `lock_fence` (the send deadline waited out, then the aggregator
 //! caught up with `raw-votes`), shared by this replica's restores: after Redis lost
-//! everything, the polls being voted on wait for one fence (two at most), not one each.
+//! everything, the polls being voted on wait for one fence, not one each.
 //!
 //! Then it writes a lock for every counted ballot (the lock TTL, the ballot's [`LockValue`] so
 //! "my vote" stays right), sets the closed flag again if the poll is closed, and sets the
@@ -46,10 +47,11 @@ const LOAD_LIMIT: Duration = Duration::from_secs(60);
 const LOCKS_PER_BATCH: usize = 500;
 
 /// Lifetime of a restore's lease; it is renewed every [`LEASE_RENEWAL`] while the restore runs.
-pub const LEASE_TTL: Duration = Duration::from_secs(10);
+pub const LEASE_TTL: Duration = Duration::from_secs(3);
 
-/// How often a running restore renews its lease.
-const LEASE_RENEWAL: Duration = Duration::from_secs(3);
+/// How often a running restore renews its lease: three times per TTL, so one slow renewal
+/// does not lose it.
+const LEASE_RENEWAL: Duration = Duration::from_secs(1);
 
 // KEYS: the lease, the poll's marker. ARGV: the lease holder's token, the marker's TTL in ms.
 // Sets the marker only if that holder still has the lease; returns 1 if it did.
