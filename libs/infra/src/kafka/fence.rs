@@ -50,11 +50,14 @@ pub enum FenceError {
 
 /// Reads the high watermark of every partition of `topic`, then waits until `group` has
 /// committed at or past each (a partition with nothing committed passes only if it is empty),
-/// for at most `limit`. Never joins the group: it only reads its committed offsets. Dropping
-/// the future stops the wait (between two reads of the offsets, each bounded by 5 s).
+/// for at most `limit`. Never joins the group: it only reads its committed offsets. A request
+/// that fails (a broker killed, its partitions' leaders not yet re-elected) is tried again
+/// every [`CATCH_UP_POLL`] within `limit`: what was already waited out is not lost to a
+/// blip of Kafka's. Dropping the future stops the wait (between two reads, each bounded by
+/// 5 s).
 ///
 /// Errors: [`FenceError::NotCaughtUp`] at the limit (a member is down, or its partitions are
-/// not reassigned yet), [`FenceError::Kafka`] when a request fails.
+/// not reassigned yet), [`FenceError::Kafka`] when requests still fail at the limit.
 pub async fn wait_until_committed(
     kafka: &KafkaSettings,
     group: &str,
@@ -63,15 +66,15 @@ pub async fn wait_until_committed(
 ) -> Result<(), FenceError> {
     let deadline = Instant::now() + limit;
     let reader = Arc::new(kafka.consumer(group, "earliest")?);
-    let marks = blocking({
+    let marks = until_answered(deadline, || {
         let (reader, topic) = (reader.clone(), topic.to_owned());
-        move || watermarks(&reader, &topic)
+        blocking(move || watermarks(&reader, &topic))
     })
     .await?;
     loop {
-        let behind = blocking({
+        let behind = until_answered(deadline, || {
             let (reader, topic, marks) = (reader.clone(), topic.to_owned(), marks.clone());
-            move || behind(&reader, &topic, &marks)
+            blocking(move || behind(&reader, &topic, &marks))
         })
         .await?;
         if !behind {
@@ -81,6 +84,27 @@ pub async fn wait_until_committed(
             return Err(FenceError::NotCaughtUp(limit));
         }
         tokio::time::sleep(CATCH_UP_POLL).await;
+    }
+}
+
+/// Runs `request` until it answers, every [`CATCH_UP_POLL`], until `deadline`; then its last
+/// error.
+async fn until_answered<T, F>(
+    deadline: Instant,
+    mut request: impl FnMut() -> F,
+) -> Result<T, FenceError>
+where
+    F: Future<Output = Result<T, FenceError>>,
+{
+    loop {
+        match request().await {
+            Ok(answer) => return Ok(answer),
+            Err(err) if Instant::now() >= deadline => return Err(err),
+            Err(err) => {
+                tracing::debug!(error = %err, "Kafka did not answer the fence; trying again");
+                tokio::time::sleep(CATCH_UP_POLL).await;
+            }
+        }
     }
 }
 
