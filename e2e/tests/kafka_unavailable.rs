@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use pollstream_infra::kafka::{KafkaSettings, fence};
-use pollstream_testkit::polls::option_ids;
+use pollstream_testkit::polls::{cast_vote, option_ids};
 use pollstream_testkit::replicas::{ReplicaSettings, ReplicaStack, Service};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -43,16 +43,8 @@ async fn vote(
     voter: &str,
     option: &str,
 ) -> (StatusCode, Value) {
-    let response = stack
-        .http
-        .post(format!("{api}/api/v1/votes/{code}"))
-        .bearer_auth(stack.token(voter))
-        .json(&json!({ "optionIds": [option] }))
-        .send()
-        .await
-        .expect("vote request failed");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
+    let answer = cast_vote(&stack.http, api, &stack.token(voter), code, option).await;
+    (answer.status, answer.body)
 }
 
 async fn my_vote(stack: &ReplicaStack, api: &str, code: &str, voter: &str) -> Value {

@@ -158,6 +158,50 @@ pub async fn create_poll(http: &reqwest::Client, api: &str, token: &str, body: &
     poll
 }
 
+/// One vote's answer: the status, the body's `error` code, `Retry-After`, and the body.
+#[derive(Debug)]
+pub struct VoteAnswer {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The `error` field of the body, if any.
+    pub error: Option<String>,
+    /// The `Retry-After` header, if any.
+    pub retry_after: Option<String>,
+    /// The body (`Null` if it was not JSON).
+    pub body: Value,
+}
+
+/// Casts one vote for `option` in the poll `code` through `POST {api}/api/v1/votes/{code}` as
+/// the holder of `token`; panics if the request gets no answer.
+pub async fn cast_vote(
+    http: &reqwest::Client,
+    api: &str,
+    token: &str,
+    code: &str,
+    option: &str,
+) -> VoteAnswer {
+    let response = http
+        .post(format!("{api}/api/v1/votes/{code}"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "optionIds": [option] }))
+        .send()
+        .await
+        .expect("vote request failed");
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    VoteAnswer {
+        status,
+        error: body["error"].as_str().map(str::to_owned),
+        retry_after,
+        body,
+    }
+}
+
 /// The option ids of a poll as the API returned it, in position order.
 pub fn option_ids(poll: &Value) -> Vec<String> {
     poll["options"]

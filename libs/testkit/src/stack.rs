@@ -11,6 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
+use crate::polls::VoteAnswer;
 use crate::service_env::ServiceEnv;
 use crate::{
     PipelineTopics, TestDatabase, free_port, polls, tokens, unique_topic, workspace_binary,
@@ -253,17 +254,12 @@ impl Stack {
 
     /// Casts one vote; returns the status code.
     pub async fn vote(&self, code: &str, voter: &str, option_id: &str) -> StatusCode {
-        match self
-            .http
-            .post(format!("{}/api/v1/votes/{code}", self.api))
-            .bearer_auth(self.token(voter))
-            .json(&json!({ "optionIds": [option_id] }))
-            .send()
-            .await
-        {
-            Ok(response) => response.status(),
-            Err(err) => panic!("vote request failed: {err}"),
-        }
+        self.cast_vote(code, voter, option_id).await.status
+    }
+
+    /// Casts one vote; returns the whole answer.
+    pub async fn cast_vote(&self, code: &str, voter: &str, option_id: &str) -> VoteAnswer {
+        crate::polls::cast_vote(&self.http, &self.api, &self.token(voter), code, option_id).await
     }
 
     /// The poll's results as `GET /api/v1/polls/{code}/results` shows them.

@@ -14,6 +14,7 @@ mod poll_cache;
 mod polls;
 mod rate_limit;
 mod state;
+mod vote_confirm;
 mod vote_lock;
 mod votes;
 
@@ -23,7 +24,7 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::routing::get;
 use axum::{Json, Router};
-use pollstream_infra::kafka::ResilientProducer;
+use pollstream_infra::kafka::{CommitWatch, ResilientProducer};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 use utoipa_axum::router::OpenApiRouter;
@@ -114,6 +115,11 @@ pub async fn run(
         .map_err(RunError::setup("Redis client"))?;
     let producer =
         ResilientProducer::new(config.kafka.clone()).map_err(RunError::setup("Kafka producer"))?;
+    let commits = CommitWatch::new(
+        config.kafka.clone(),
+        &config.aggregator_group_id,
+        &config.raw_votes_topic,
+    );
     let state = AppState::new(Shared {
         vote_slots: Arc::new(tokio::sync::Semaphore::new(config.max_votes_in_flight)),
         jwt: config.jwt.keys(),
@@ -127,6 +133,7 @@ pub async fn run(
         redis,
         producer: Arc::new(producer),
         lock_fence: lock_fence::LockFence::default(),
+        commits,
     });
     let producer = state.producer.clone();
     let http = state.config.http.clone();

@@ -5,7 +5,8 @@
 //! `vote-locks-restoring:{pollId}`, [`LEASE_TTL`], renewed every second while the restore
 //! runs, so a replica that dies mid-restore holds the poll back for three seconds at most, not
 //! for the whole restore).
-//! Votes for the poll meanwhile get `503 vote_locks_restoring` with `Retry-After`. A restore
+//! Votes for the poll are taken meanwhile, but unvouched: each is answered only once its
+//! ballot is counted (see `vote_confirm`). A restore
 //! must not miss a vote that was accepted but not yet counted, so before it reads the ballots
 //! it passes the fence of `lock_fence` (the send deadline waited out, then the aggregator
 //! caught up with `raw-votes`), shared by this replica's restores: after Redis lost
@@ -17,8 +18,10 @@
 //!
 //! - The locks are overwritten, not `SET NX`: a lock still there when the marker lapsed (the
 //!   TTL case) expires sooner than the new marker would, and the counted ballot is what the
-//!   lock must say anyway (no lock is taken while the marker is missing, so nothing newer can
-//!   be there).
+//!   lock must say anyway. A lock taken unvouched meanwhile by a voter with no counted ballot
+//!   is left as it is; the marker's lifetime ends no later than the first such lock's (the
+//!   unvouched-since key, [`vote_lock::unvouched_since_key`], read and cleared with the
+//!   marker's setting).
 //! - The lease check keeps the marker for a Redis that stayed up: had Redis lost its keys
 //!   again while the locks were written, the lease would be gone with them.
 //! - A restore that fails (PostgreSQL or Kafka down, the aggregator not caught up within
@@ -34,7 +37,6 @@ use pollstream_store::{PollDefinition, closed_flag};
 use redis::aio::ConnectionManager;
 use uuid::Uuid;
 
-use crate::http::error::ApiError;
 use crate::lock_fence::{self, FenceError};
 use crate::metric_names::VOTE_LOCK_RESTORES;
 use crate::state::AppState;
@@ -53,16 +55,25 @@ pub const LEASE_TTL: Duration = Duration::from_secs(3);
 /// does not lose it.
 const LEASE_RENEWAL: Duration = Duration::from_secs(1);
 
-// KEYS: the lease, the poll's marker. ARGV: the lease holder's token, the marker's TTL in ms.
-// Sets the marker only if that holder still has the lease; returns 1 if it did.
+// KEYS: the lease, the poll's marker, its unvouched-since key. ARGV: the lease holder's token,
+// the marker's TTL in ms, the lock TTL in ms. Sets the marker only if that holder still has
+// the lease, for no longer than the first lock taken unvouched has left; returns 1 if it did,
+// 0 if the lease is lost, 2 if that lock expires within a second (a later restore sets it).
 static MARK_IF_LEASED: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[2], 1, 'PX', ARGV[2])
-  return 1
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local ttl = tonumber(ARGV[2])
+local since = redis.call('GET', KEYS[3])
+if since then
+  local now = redis.call('TIME')
+  local left = tonumber(ARGV[3]) - (now[1] * 1000 + math.floor(now[2] / 1000) - tonumber(since))
+  if left < 1000 then return 2 end
+  ttl = math.min(ttl, left)
+  redis.call('DEL', KEYS[3])
 end
-return 0
+redis.call('SET', KEYS[2], 1, 'PX', ttl)
+return 1
 ",
     )
 });
@@ -100,9 +111,10 @@ enum RestoreError {
     LeaseLost,
 }
 
-/// Answer for a vote in `poll_id` whose lock state is unknown: starts a restore on this
-/// replica unless one already runs somewhere, and returns the `503` to send meanwhile.
-pub async fn begin(state: &AppState, poll_id: Uuid) -> ApiError {
+/// Called for a vote in `poll_id` whose lock was taken unvouched: starts a restore on this
+/// replica unless one already runs somewhere. A Redis failure is only logged: the next
+/// unvouched vote tries again.
+pub async fn begin(state: &AppState, poll_id: Uuid) {
     let noticed = Instant::now();
     let token = Uuid::new_v4().to_string();
     let limit = restore_limit(state);
@@ -145,10 +157,11 @@ pub async fn begin(state: &AppState, poll_id: Uuid) -> ApiError {
                 let mut redis = state.redis.clone();
                 vote_lock::release_lock(&mut redis, &lease_key(poll_id), &token).await;
             });
-            ApiError::LockStateRestoring
         }
-        Ok(None) => ApiError::LockStateRestoring,
-        Err(err) => ApiError::unavailable("redis", err),
+        Ok(None) => {}
+        Err(err) => {
+            tracing::warn!(%poll_id, error = %err, "Cannot take the lease to restore vote locks");
+        }
     }
 }
 
@@ -227,14 +240,19 @@ async fn restore(
     let marked: i64 = MARK_IF_LEASED
         .key(lease_key(poll_id))
         .key(vote_lock::ledger_key(poll_id))
+        .key(vote_lock::unvouched_since_key(poll_id))
         .arg(token)
         .arg(remaining.as_millis() as u64)
+        .arg(state.config.vote_lock_ttl.as_millis() as u64)
         .invoke_async(&mut redis)
         .await?;
-    if marked != 1 {
-        return Err(RestoreError::LeaseLost);
+    match marked {
+        1 => Ok(total),
+        2 => Err(RestoreError::TooSlow(
+            "a lock taken unvouched would expire before the marker",
+        )),
+        _ => Err(RestoreError::LeaseLost),
     }
-    Ok(total)
 }
 
 /// Writes `locks` (key, value) in one pipelined round trip, replacing any lock already there.

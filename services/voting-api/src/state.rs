@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use crate::config::Config;
 use crate::lock_fence::LockFence;
 use crate::poll_cache::PollCache;
+use pollstream_infra::kafka::CommitWatch;
 
 /// Connections and caches shared by all requests. Handlers clone it several times per
 /// request (extractors, the vote task), so it is one shared pointer.
@@ -51,4 +52,7 @@ pub struct Shared {
     pub lock_fence: LockFence,
     /// `MAX_VOTES_IN_FLIGHT` places for vote requests (see `votes::VoteSlot`).
     pub vote_slots: Arc<Semaphore>,
+    /// The aggregator group's committed offsets on `raw-votes`, read while a vote taken during
+    /// a lock restore waits for its ballot to be counted.
+    pub commits: Arc<CommitWatch>,
 }

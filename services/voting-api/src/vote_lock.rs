@@ -9,19 +9,21 @@
 //!
 //! Until the ballot is counted, the lock's value answers "my vote" ([`LockValue`]).
 //!
-//! **A `202` is only given while the poll's locks are known complete.** Redis may lose its
-//! keys (a restart without persistence) and a lock may expire while its poll is open; either
-//! would let a voter who already voted take the lock again, get `202`, and see that second
-//! ballot dropped by the ballot key. So each poll has a lock-ledger marker,
-//! `vote-locks:{pollId}` ([`ledger_key`]), written when the poll's locks are known to be all
-//! there: at the poll's creation (no ballots yet) and at the end of a restore
+//! **A `202` is vouched for by the lock only while the poll's locks are known complete.**
+//! Redis may lose its keys (a restart without persistence) and a lock may expire while its
+//! poll is open; either would let a voter who already voted take the lock again, get `202`,
+//! and see that second ballot dropped by the ballot key. So each poll has a lock-ledger
+//! marker, `vote-locks:{pollId}` ([`ledger_key`]), written when the poll's locks are known to
+//! be all there: at the poll's creation (no ballots yet) and at the end of a restore
 //! ([`crate::lock_restore`]), which first waits until every vote accepted so far is counted and
 //! then writes a lock for every counted ballot (Redis runs without persistence: a Redis brought
-//! back from an older snapshot would keep markers while it lost later locks). The marker's lifetime ends no later than that of
-//! any lock it vouches for: a lock taken while the marker is there outlives it, and a restore
-//! gives the marker the lock TTL minus the time since it began writing locks. The take script
-//! checks the marker in its one round trip: without it, no lock is taken and the outcome is
-//! [`Outcome::StateUnknown`], answered `503 vote_locks_restoring` while a restore runs.
+//! back from an older snapshot would keep markers while it lost later locks). The marker's
+//! lifetime ends no later than that of any lock it vouches for: a lock taken while the marker
+//! is there outlives it, and a restore gives the marker the lock TTL minus the time since it
+//! began writing locks, or less if a lock taken unvouched is older. The take script checks the
+//! marker in its one round trip: without it the lock is still taken, but the outcome is
+//! [`Outcome::TakenUnvouched`], and the vote is answered from its counted ballot
+//! ([`crate::vote_confirm`]) while a restore runs.
 
 use std::net::IpAddr;
 use std::sync::LazyLock;
@@ -106,11 +108,22 @@ pub fn limits(config: &RateLimits, voter_id: &str, ip: IpAddr) -> Vec<Limit> {
     ]
 }
 
+/// The key recording when the first lock of `poll_id` was taken while its lock-ledger marker
+/// was missing (Redis server time, ms): the marker a restore sets must not outlive that lock.
+pub fn unvouched_since_key(poll_id: Uuid) -> String {
+    format!("vote-locks-unvouched:{poll_id}")
+}
+
 /// What [`take`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// The lock is this vote's now.
+    /// The lock is this vote's now, and the poll's marker vouches that no earlier vote of this
+    /// voter is missing from Redis.
     Taken,
+    /// The lock is this vote's now, but the poll's lock-ledger marker is missing (Redis lost
+    /// its keys, or the marker lapsed): a vote of this voter whose lock was lost may be in
+    /// Kafka, so only the counted ballot can tell whether this vote is the voter's one.
+    TakenUnvouched,
     /// The voter already holds a lock in this poll.
     AlreadyVoted,
     /// The poll's closed flag is set.
@@ -120,37 +133,34 @@ pub enum Outcome {
         /// Milliseconds until the exceeded window resets.
         retry_ms: i64,
     },
-    /// The poll's lock-ledger marker is missing: its locks may be incomplete, so no lock was
-    /// taken (and no limit counted) until a restore has rebuilt them.
-    StateUnknown,
 }
 
-// KEYS: the lock, the closed flag, the lock-ledger marker, then the limits' counters. ARGV:
-// the lock's value, its TTL in seconds, the limits' window in milliseconds, then each limit's
-// maximum. Returns {outcome, retry_ms}: 1 lock taken, 0 this voter already holds one, -1 the
-// poll is closed, 2 a limit is exceeded with retry_ms left in its window, 3 the marker is
-// missing (a closed poll is still answered closed: that needs no lock).
+// KEYS: the lock, the closed flag, the lock-ledger marker, the unvouched-since key, then the
+// limits' counters. ARGV: the lock's value, its TTL in seconds, the limits' window in
+// milliseconds, then each limit's maximum. Returns {outcome, retry_ms}: 1 lock taken, 4 lock
+// taken while the marker is missing (the first such lock's Redis time is kept, `NX`, in the
+// unvouched-since key), 0 this voter already holds one, -1 the poll is closed, 2 a limit is
+// exceeded with retry_ms left in its window.
 static TAKE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
         "{}{}",
         rate_limit::COUNT_LIMITS,
         r"
-if redis.call('EXISTS', KEYS[3]) == 0 then
-  if redis.call('EXISTS', KEYS[2]) == 1 then return {-1, 0} end
-  return {3, 0}
-end
-local retry = count_limits(4, 4, tonumber(ARGV[3]))
+local retry = count_limits(5, 4, tonumber(ARGV[3]))
 if retry >= 0 then return {2, retry} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {-1, 0} end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return {1, 0} end
-return {0, 0}
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return {0, 0} end
+if redis.call('EXISTS', KEYS[3]) == 1 then return {1, 0} end
+local now = redis.call('TIME')
+redis.call('SET', KEYS[4], now[1] * 1000 + math.floor(now[2] / 1000), 'NX', 'EX', ARGV[2])
+return {4, 0}
 "
     ))
 });
 
 /// Counts `limits`, then takes the lock `key` of a vote in `poll_id` with `value` for `ttl`
-/// unless the poll is closed, in one round trip; nothing is counted or taken while the poll's
-/// lock-ledger marker is missing. `window` is the limits' window.
+/// unless the poll is closed, in one round trip, and says whether the poll's lock-ledger
+/// marker vouched for it. `window` is the limits' window.
 pub async fn take(
     redis: &mut ConnectionManager,
     poll_id: Uuid,
@@ -165,6 +175,7 @@ pub async fn take(
         .key(key)
         .key(closed_flag::key(poll_id))
         .key(ledger_key(poll_id))
+        .key(unvouched_since_key(poll_id))
         .arg(value)
         .arg(ttl.as_secs())
         .arg(window.as_millis() as u64);
@@ -174,11 +185,21 @@ pub async fn take(
     let (outcome, retry_ms): (i64, i64) = invocation.invoke_async(redis).await?;
     Ok(match outcome {
         1 => Outcome::Taken,
+        4 => Outcome::TakenUnvouched,
         0 => Outcome::AlreadyVoted,
         2 => Outcome::RateLimited { retry_ms },
-        3 => Outcome::StateUnknown,
         _ => Outcome::PollClosed,
     })
+}
+
+/// Whether the lock `key` still holds `value`: false once Redis lost it (or it was replaced).
+pub async fn holds(
+    redis: &mut ConnectionManager,
+    key: &str,
+    value: &str,
+) -> redis::RedisResult<bool> {
+    let held: Option<String> = redis::cmd("GET").arg(key).query_async(redis).await?;
+    Ok(held.as_deref() == Some(value))
 }
 
 /// The vote of `voter_id` in `poll_id` that holds the lock, if one does.

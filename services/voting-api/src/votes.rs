@@ -1,11 +1,11 @@
 //! Casting votes: validate, lock, produce, answer `202` only once Kafka has the vote.
 //!
-//! The vote lock ([`crate::vote_lock`]) turns a second attempt into `409` cheaply; while a
-//! poll's locks may be incomplete no vote is taken for it (`503 vote_locks_restoring`) until
+//! The vote lock ([`crate::vote_lock`]) turns a second attempt into `409` cheaply. While a
+//! poll's locks may be incomplete (Redis lost them, or they lapsed) a vote is still taken, but
+//! answered only from its counted ballot ([`crate::vote_confirm`]) until
 //! [`crate::lock_restore`] has rebuilt them, so a `202` is never given to a voter who already
-//! has a ballot. Whatever
-//! fails after the lock was taken releases it, so the voter can retry and no half-done vote is
-//! left behind.
+//! has a ballot. Whatever fails after the lock was taken and before Kafka has the vote
+//! releases it, so the voter can retry and no half-done vote is left behind.
 //!
 //! A send Kafka did not acknowledge in time is `503 kafka_unavailable`: not known to be
 //! counted, retrying is safe. The message may still reach Kafka and be counted; the retry is
@@ -37,6 +37,7 @@ use crate::http::extract::{ApiJson, ApiPath, Caller, ClientIp};
 use crate::metric_names::{KAFKA_PRODUCE_DURATION_SECONDS, VOTES_ACCEPTED, VOTES_REJECTED};
 use crate::rate_limit::{self, Limit};
 use crate::state::AppState;
+use crate::vote_confirm::{self, UNVOUCHED_HOLD};
 use crate::vote_lock::{self, LockValue, release_lock};
 
 /// Routes that take votes. At most `MAX_VOTES_IN_FLIGHT` of their requests are served at once
@@ -124,7 +125,7 @@ pub struct VoteAccepted {
         (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "already voted, or poll closed"),
         (status = 422, body = ErrorBody, description = "invalid choices"), (status = 429, body = ErrorBody),
-        (status = 503, body = ErrorBody, description = "Kafka or Redis unavailable, the instance has too many votes in flight (`overloaded`), or the poll's vote locks are being restored after Redis lost them or they expired (`vote_locks_restoring`; no vote was taken); retry after `Retry-After`. `kafka_unavailable` means not known to be counted, retrying is safe: Kafka did not acknowledge the vote within `KAFKA_PRODUCE_TIMEOUT_MS`, yet it may still reach Kafka and be counted; the voter's lock is released, so a retry is taken (`202`), and only the first of the voter's votes that Kafka wrote is counted, whichever options the retry chose. `GET /api/v1/votes/{code}/me` tells which ballot, if any, was counted")))]
+        (status = 503, body = ErrorBody, description = "Kafka or Redis unavailable, or the instance has too many votes in flight (`overloaded`); retry after `Retry-After`. `vote_unconfirmed`: the poll's vote locks are being restored after Redis lost them or they expired, so the vote, which Kafka has, is answered from its counted ballot, and that was not known within 3.5 s; not known to be counted, retrying is safe (the retry is `409 already_voted` while this attempt's lock holds; `GET /api/v1/votes/{code}/me` tells which ballot was counted). `kafka_unavailable` means not known to be counted, retrying is safe: Kafka did not acknowledge the vote within `KAFKA_PRODUCE_TIMEOUT_MS`, yet it may still reach Kafka and be counted; the voter's lock is released, so a retry is taken (`202`), and only the first of the voter's votes that Kafka wrote is counted, whichever options the retry chose. `GET /api/v1/votes/{code}/me` tells which ballot, if any, was counted")))]
 async fn vote_by_code(
     _slot: VoteSlot,
     State(state): State<AppState>,
@@ -145,7 +146,7 @@ async fn vote_by_code(
         (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "already voted, or poll closed"),
         (status = 422, body = ErrorBody, description = "the option is not one of the poll's"), (status = 429, body = ErrorBody),
-        (status = 503, body = ErrorBody, description = "as for `POST /api/v1/votes/{code}`, `vote_locks_restoring` included; retry after `Retry-After`")))]
+        (status = 503, body = ErrorBody, description = "as for `POST /api/v1/votes/{code}`, `vote_unconfirmed` included; retry after `Retry-After`")))]
 async fn legacy_vote(
     _slot: VoteSlot,
     State(state): State<AppState>,
@@ -274,6 +275,7 @@ async fn lock_and_produce(
     }
     .render();
     let mut redis = state.redis.clone();
+    let take_sent = Instant::now();
     let outcome = vote_lock::take(
         &mut redis,
         vote.poll_id,
@@ -295,8 +297,15 @@ async fn lock_and_produce(
             return Err(ApiError::unavailable("redis", err));
         }
     };
-    match outcome {
-        vote_lock::Outcome::Taken => {}
+    let vouched = match outcome {
+        vote_lock::Outcome::Taken => true,
+        vote_lock::Outcome::TakenUnvouched => {
+            // Held from the script's answer, which came after any loss of Redis's keys.
+            let taken = Instant::now();
+            crate::lock_restore::begin(&state, vote.poll_id).await;
+            tokio::time::sleep_until((taken + UNVOUCHED_HOLD).into()).await;
+            false
+        }
         vote_lock::Outcome::AlreadyVoted => {
             return Err(ApiError::conflict(
                 "already_voted",
@@ -312,10 +321,7 @@ async fn lock_and_produce(
                 "this poll is closed and takes no more votes",
             ));
         }
-        vote_lock::Outcome::StateUnknown => {
-            return Err(crate::lock_restore::begin(&state, vote.poll_id).await);
-        }
-    }
+    };
 
     let payload = vote.encode();
     let key = vote.key();
@@ -341,7 +347,17 @@ async fn lock_and_produce(
     metrics::histogram!(KAFKA_PRODUCE_DURATION_SECONDS, "topic" => "raw-votes")
         .record(started.elapsed().as_secs_f64());
     match delivery {
-        Ok(_) => {
+        Ok(delivery) => {
+            // A late acknowledgement may have come after Redis lost the lock: then only the
+            // counted ballot says whether this vote is the voter's (see `vote_confirm`).
+            let confirmed = vouched
+                && (take_sent.elapsed() < UNVOUCHED_HOLD
+                    || vote_lock::holds(&mut redis, &lock_key, &lock_value)
+                        .await
+                        .unwrap_or(false));
+            if !confirmed {
+                vote_confirm::confirm(&state, &vote, &delivery, (&lock_key, &lock_value)).await?;
+            }
             tracing::debug!(poll_id = %vote.poll_id, vote_id = %vote.vote_id, "Vote accepted");
             Ok((
                 StatusCode::ACCEPTED,

@@ -145,13 +145,17 @@ const ERROR_CODES: &[&str] = &[
     "kafka_unavailable",
     "redis_unavailable",
     "database_unavailable",
-    "vote_locks_restoring",
+    "vote_unconfirmed",
     "unauthorized",
     "poll_not_found",
     "invalid_body",
     "request_timeout",
     "internal",
 ];
+
+/// The `503` codes whose vote may still be counted: Kafka may have it (`docs/api.md`, "When
+/// a vote's outcome is not known").
+const MAY_COUNT: &[&str] = &["kafka_unavailable", "vote_unconfirmed"];
 
 /// The `error` field of an error body ([`pollstream_wire::ErrorBody`]), as one of
 /// [`ERROR_CODES`] or `"other"`; `None` when the body is not such JSON.
@@ -419,6 +423,14 @@ impl Tally {
                 self.first_accept.get_or_insert(outcome.answered);
                 self.last_accept = Some(outcome.answered);
             }
+            // Not known to be counted (docs/api.md): Kafka may have the vote.
+            Answer::Status(503) if matches!(outcome.code, Some(code) if MAY_COUNT.contains(&code)) =>
+            {
+                let _ = self.answer_latency.record(micros);
+                if !self.seen.contains(&key) && self.unknown_ballots.insert(key) {
+                    self.unknown[ballot.poll as usize] += 1;
+                }
+            }
             Answer::Status(_) => {
                 let _ = self.answer_latency.record(micros);
             }
@@ -510,5 +522,29 @@ mod tests {
         assert_eq!(tally.accepted_votes[0], [0, 1]);
         assert_eq!(tally.duplicates_accepted, 1);
         assert_eq!(tally.unknown[0], 0);
+    }
+
+    #[test]
+    fn a_503_that_may_still_count_is_an_unknown_outcome_and_others_are_not() {
+        let mut tally = Tally::new(&[2]);
+        let now = Instant::now();
+        let refused = |voter, code| Outcome {
+            ballot: Ballot {
+                poll: 0,
+                option: 0,
+                voter,
+                duplicate: false,
+            },
+            due: now,
+            answered: now,
+            answer: Answer::Status(503),
+            code: Some(code),
+            api: 0,
+        };
+        tally.record(&refused(1, "vote_unconfirmed"));
+        tally.record(&refused(2, "kafka_unavailable"));
+        tally.record(&refused(3, "redis_unavailable"));
+        tally.record(&refused(4, "overloaded"));
+        assert_eq!(tally.unknown[0], 2);
     }
 }

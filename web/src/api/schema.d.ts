@@ -1558,7 +1558,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Kafka or Redis unavailable, the instance has too many votes in flight (`overloaded`), or the poll's vote locks are being restored after Redis lost them or they expired (`vote_locks_restoring`; no vote was taken); retry after `Retry-After`. `kafka_unavailable` means not known to be counted, retrying is safe: Kafka did not acknowledge the vote within `KAFKA_PRODUCE_TIMEOUT_MS`, yet it may still reach Kafka and be counted; the voter's lock is released, so a retry is taken (`202`), and only the first of the voter's votes that Kafka wrote is counted, whichever options the retry chose. `GET /api/v1/votes/{code}/me` tells which ballot, if any, was counted */
+            /** @description Kafka or Redis unavailable, or the instance has too many votes in flight (`overloaded`); retry after `Retry-After`. `vote_unconfirmed`: the poll's vote locks are being restored after Redis lost them or they expired, so the vote, which Kafka has, is answered from its counted ballot, and that was not known within 3.5 s; not known to be counted, retrying is safe (the retry is `409 already_voted` while this attempt's lock holds; `GET /api/v1/votes/{code}/me` tells which ballot was counted). `kafka_unavailable` means not known to be counted, retrying is safe: Kafka did not acknowledge the vote within `KAFKA_PRODUCE_TIMEOUT_MS`, yet it may still reach Kafka and be counted; the voter's lock is released, so a retry is taken (`202`), and only the first of the voter's votes that Kafka wrote is counted, whichever options the retry chose. `GET /api/v1/votes/{code}/me` tells which ballot, if any, was counted */
             503: {
                 headers: {
                     /** @description seconds to wait before retrying */
@@ -1798,7 +1798,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description as for `POST /api/v1/votes/{code}`, `vote_locks_restoring` included; retry after `Retry-After` */
+            /** @description as for `POST /api/v1/votes/{code}`, `vote_unconfirmed` included; retry after `Retry-After` */
             503: {
                 headers: {
                     /** @description seconds to wait before retrying */

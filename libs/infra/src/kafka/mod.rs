@@ -9,15 +9,18 @@
 //! - [`ResilientProducer`]: sends, and rebuilds itself after a failed send.
 //! - [`GroupConsumer`]: a group member, replaced when it fails fatally; reports its lag.
 //! - [`consume`]: the receive → decode → handle loop, with a [`ConsumeHandler`].
+//! - [`CommitWatch`]: waits until a group has committed past one message, for many waiters.
 //! - [`fence::wait_until_committed`]: waits until a group has committed past a topic's
 //!   watermarks, i.e. has done its work for everything in the topic.
 
+mod commit_watch;
 mod consume_loop;
 mod consumer;
 pub mod fence;
 mod producer;
 mod settings;
 
+pub use commit_watch::{CommitWatch, NotCommitted};
 pub use consume_loop::{ConsumeHandler, consume};
 pub use consumer::{GroupConsumer, MemberConsumer, MemberContext};
 pub use producer::ResilientProducer;

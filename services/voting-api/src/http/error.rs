@@ -83,12 +83,14 @@ pub enum ApiError {
         /// The underlying error, logged only.
         detail: String,
     },
-    /// The poll's vote locks may be incomplete (Redis lost them, or they expired) and are being
-    /// restored from PostgreSQL; no vote is taken for it until then. Retry shortly.
+    /// Kafka has the vote, but its lock was taken while the poll's vote locks were being
+    /// restored (Redis lost them, or they expired), and its ballot was not confirmed as the
+    /// voter's one in time. Not known to be counted; retrying is safe: the voter has at most
+    /// one ballot, and `GET /api/v1/votes/{code}/me` says which.
     #[error(
-        "votes for this poll are paused for a few seconds while its vote records are checked; retry shortly"
+        "your vote was received but could not be confirmed yet, because this poll's vote records are being checked; retry shortly"
     )]
-    LockStateRestoring,
+    Unconfirmed,
     /// This instance already serves as many votes as it may at once; retry shortly.
     #[error("too many votes in flight on this instance, retry shortly")]
     Overloaded,
@@ -151,7 +153,7 @@ impl ApiError {
                 _ => "database_unavailable",
             },
             ApiError::Overloaded => "overloaded",
-            ApiError::LockStateRestoring => "vote_locks_restoring",
+            ApiError::Unconfirmed => "vote_unconfirmed",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -169,7 +171,7 @@ impl ApiError {
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Unavailable { .. } | ApiError::Overloaded | ApiError::LockStateRestoring => {
+            ApiError::Unavailable { .. } | ApiError::Overloaded | ApiError::Unconfirmed => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -291,8 +293,8 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable { .. } | ApiError::Overloaded => {
                 (status, [(header::RETRY_AFTER, "1".to_owned())], body).into_response()
             }
-            // A restore takes at least the Kafka send deadline: no point asking every second.
-            ApiError::LockStateRestoring => {
+            // The aggregator flushes every two seconds: no point asking every second.
+            ApiError::Unconfirmed => {
                 (status, [(header::RETRY_AFTER, "2".to_owned())], body).into_response()
             }
             ApiError::RateLimited { retry_after_secs } => (
