@@ -434,3 +434,39 @@ async fn a_vote_acknowledged_after_redis_lost_its_lock_is_answered_from_its_ball
     }
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vote_sent_while_redis_restarts_is_taken_once_it_is_back() {
+    let mut redis = OwnedRedis::start().await;
+    let url = redis.url();
+    let stack = Stack::start_with(
+        "redis-loss-restarting",
+        200,
+        &[
+            ("REDIS_URL", &url),
+            ("KAFKA_PRODUCE_TIMEOUT_MS", PRODUCE_TIMEOUT_MS),
+        ],
+    )
+    .await;
+    let poll = stack.create_poll(&["yes", "no"]).await;
+    let code = poll["code"].as_str().unwrap();
+    let poll_id: Uuid = poll["id"].as_str().unwrap().parse().unwrap();
+    let options = option_ids(&poll);
+    let first = vote(&stack, code, "alice", &options[0]).await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.body);
+    wait_for_ballots(&stack, poll_id, 1).await;
+
+    // Redis is down for half a second, as in a restart: a vote sent meanwhile waits for it
+    // instead of being refused `503 redis_unavailable`.
+    redis.kill().await;
+    let (bob, ()) = tokio::join!(vote(&stack, code, "bob", &options[1]), async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        redis.resume().await;
+    });
+    assert_eq!(bob.status, StatusCode::ACCEPTED, "{}", bob.body);
+    wait_for_ballots(&stack, poll_id, 2).await;
+    assert_eq!(stack.counts(poll_id).await, (2, vec![1, 1]));
+    let again = vote_through_503s(&stack, code, "bob", &options[0], Duration::from_secs(60)).await;
+    assert_never_accepted_then_already_voted(&again);
+    stack.stop().await;
+}

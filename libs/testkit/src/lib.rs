@@ -56,13 +56,47 @@ pub fn kafka_brokers() -> String {
     std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
 }
 
-/// A TCP port on 127.0.0.1 that nothing listens on right now.
+/// A TCP port on 127.0.0.1 that nothing listens on right now, for a server started later (and
+/// perhaps restarted on it). Picked at random below the kernel's ephemeral range
+/// (`net.ipv4.ip_local_port_range`, where every outgoing connection takes its local port): a
+/// port from that range can be taken by some client's connection, a Kafka node's to its
+/// peers for one, between being picked and being bound, or while its server is down. Never
+/// the same port twice in one test process.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("binding a free port")
-        .local_addr()
-        .expect("local address")
-        .port()
+    use std::hash::{BuildHasher, Hasher};
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    const LOWEST: u16 = 10_000;
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let mut given = GIVEN.lock().expect("free ports");
+    if ephemeral_start > LOWEST + 1_000 {
+        for _ in 0..1_000 {
+            // A random number without a dependency: std's hasher keys are random per process
+            // and differ on each call.
+            let random = std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish();
+            let port = LOWEST + (random % u64::from(ephemeral_start - LOWEST)) as u16;
+            if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                given.insert(port);
+                return port;
+            }
+        }
+    }
+    // No room below the ephemeral range: one the kernel picks.
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("binding a free port")
+            .local_addr()
+            .expect("local address")
+            .port();
+        if given.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Where cargo put the workspace binary `name`: next to the `deps/` folder the running test

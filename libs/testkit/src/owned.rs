@@ -260,7 +260,11 @@ impl OwnedBroker {
             1,
         );
         broker.resume().await;
-        wait_until_answering(&broker.brokers(), 1).await;
+        assert!(
+            wait_until_answering(&broker.brokers(), 1).await,
+            "Kafka did not answer within 90 s\n{}",
+            tail(&broker.log(), 60)
+        );
         broker
     }
 
@@ -448,8 +452,8 @@ impl OwnedCluster {
         // A quorum needs a majority of its controllers, and a broker opens its client port
         // only once it has joined: start them all before waiting on any.
         nodes.iter_mut().for_each(OwnedBroker::spawn);
-        let cluster = Self { nodes };
-        wait_until_answering(&cluster.brokers(), n).await;
+        let mut cluster = Self { nodes };
+        cluster.wait_until_answering().await;
         cluster
     }
 
@@ -465,7 +469,34 @@ impl OwnedCluster {
             node.stop().await;
         }
         self.nodes.iter_mut().for_each(OwnedBroker::spawn);
-        wait_until_answering(&self.brokers(), self.nodes.len()).await;
+        self.wait_until_answering().await;
+    }
+
+    /// Waits (up to 90 s) until the nodes report all of them live in their metadata (a port
+    /// opens before its node has joined the quorum); panics with each node's state and log.
+    async fn wait_until_answering(&mut self) {
+        let nodes = self.nodes.len();
+        if wait_until_answering(&self.brokers(), nodes).await {
+            return;
+        }
+        let states: Vec<String> = self
+            .nodes
+            .iter_mut()
+            .map(|node| {
+                let state = match node.child.as_mut().map(Child::try_wait) {
+                    Some(Ok(None)) => "running".to_owned(),
+                    Some(Ok(Some(status))) => format!("exited ({status})"),
+                    Some(Err(err)) => format!("unknown ({err})"),
+                    None => "not started".to_owned(),
+                };
+                format!("node {} {state}", node.node_id)
+            })
+            .collect();
+        panic!(
+            "Kafka did not answer with {nodes} brokers within 90 s ({})\n{}",
+            states.join(", "),
+            self.logs()
+        );
     }
 
     /// Every node's `host:port`, comma-separated, for `KAFKA_BROKERS`.
@@ -550,11 +581,10 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// Waits (up to 90 s) until the brokers at `brokers` report `nodes` live brokers in their
-/// metadata: a port opens before its node has joined the quorum.
-async fn wait_until_answering(brokers: &str, nodes: usize) {
+/// Whether the brokers at `brokers` report `nodes` live brokers in their metadata within 90 s.
+async fn wait_until_answering(brokers: &str, nodes: usize) -> bool {
     let brokers = brokers.to_owned();
-    let answered = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &brokers)
             .create()
@@ -572,11 +602,7 @@ async fn wait_until_answering(brokers: &str, nodes: usize) {
         false
     })
     .await
-    .expect("metadata wait");
-    assert!(
-        answered,
-        "Kafka did not answer with {nodes} brokers within 90 s"
-    );
+    .expect("metadata wait")
 }
 
 /// The workspace's root folder (where `scripts/` is), from this crate's location.

@@ -137,10 +137,11 @@ pub enum Outcome {
 
 // KEYS: the lock, the closed flag, the lock-ledger marker, the unvouched-since key, then the
 // limits' counters. ARGV: the lock's value, its TTL in seconds, the limits' window in
-// milliseconds, then each limit's maximum. Returns {outcome, retry_ms}: 1 lock taken, 4 lock
-// taken while the marker is missing (the first such lock's Redis time is kept, `NX`, in the
-// unvouched-since key), 0 this voter already holds one, -1 the poll is closed, 2 a limit is
-// exceeded with retry_ms left in its window.
+// milliseconds, then each limit's maximum. A lock already holding this vote's value counts as
+// taken (an attempt whose answer was lost, tried again). Returns {outcome, retry_ms}: 1 lock
+// taken, 4 lock taken while the marker is missing (the first such lock's Redis time is kept,
+// `NX`, in the unvouched-since key), 0 this voter already holds one, -1 the poll is closed, 2 a
+// limit is exceeded with retry_ms left in its window.
 static TAKE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
         "{}{}",
@@ -149,7 +150,8 @@ static TAKE: LazyLock<redis::Script> = LazyLock::new(|| {
 local retry = count_limits(5, 4, tonumber(ARGV[3]))
 if retry >= 0 then return {2, retry} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {-1, 0} end
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return {0, 0} end
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
+  and redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0, 0} end
 if redis.call('EXISTS', KEYS[3]) == 1 then return {1, 0} end
 local now = redis.call('TIME')
 redis.call('SET', KEYS[4], now[1] * 1000 + math.floor(now[2] / 1000), 'NX', 'EX', ARGV[2])

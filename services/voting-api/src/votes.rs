@@ -40,6 +40,14 @@ use crate::state::AppState;
 use crate::vote_confirm::{self, UNVOUCHED_HOLD};
 use crate::vote_lock::{self, LockValue, release_lock};
 
+/// How long a vote keeps trying to take its lock while Redis cannot be reached (a restart, a
+/// replaced connection) before it is `503 redis_unavailable`: long enough for a restart, short
+/// enough to leave a client's 5 s timeout room for the rest of the vote.
+const REDIS_RETRY_LIMIT: Duration = Duration::from_secs(2);
+
+/// The pause between two such attempts.
+const REDIS_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
 /// Routes that take votes. At most `MAX_VOTES_IN_FLIGHT` of their requests are served at once
 /// on this instance (one semaphore for all of them, [`VoteSlot`]); past that a request is
 /// answered `503 overloaded` at once instead of queueing behind the others. Under a burst
@@ -275,26 +283,43 @@ async fn lock_and_produce(
     }
     .render();
     let mut redis = state.redis.clone();
+    // The first attempt's send: the script that took the lock ran after it, whichever attempt
+    // that was.
     let take_sent = Instant::now();
-    let outcome = vote_lock::take(
-        &mut redis,
-        vote.poll_id,
-        &lock_key,
-        &lock_value,
-        state.config.vote_lock_ttl,
-        state.config.rate_limits.window,
-        &limits,
-    )
-    .await;
-    let outcome = match outcome {
-        Ok(outcome) => outcome,
-        Err(err) => {
-            // No answer does not mean the script did not run: a lock taken with no vote behind
-            // it would answer the voter's retry `409 already_voted` for a vote never counted.
-            if err.is_timeout() || err.is_connection_dropped() {
-                release_lock(&mut redis, &lock_key, &lock_value).await;
+    let outcome = loop {
+        let attempt = vote_lock::take(
+            &mut redis,
+            vote.poll_id,
+            &lock_key,
+            &lock_value,
+            state.config.vote_lock_ttl,
+            state.config.rate_limits.window,
+            &limits,
+        )
+        .await;
+        match attempt {
+            Ok(outcome) => break outcome,
+            // Redis restarting, or its connection being replaced: a restart takes a second or
+            // two, which the voter should not see as a refusal. The script is idempotent for
+            // its own lock value, so an attempt that ran before its answer was lost is safe.
+            Err(err)
+                if !err.is_timeout()
+                    && (err.is_connection_refusal()
+                        || err.is_connection_dropped()
+                        || err.is_io_error())
+                    && take_sent.elapsed() + REDIS_RETRY_PAUSE < REDIS_RETRY_LIMIT =>
+            {
+                tokio::time::sleep(REDIS_RETRY_PAUSE).await;
             }
-            return Err(ApiError::unavailable("redis", err));
+            Err(err) => {
+                // No answer does not mean the script did not run: a lock taken with no vote
+                // behind it would answer the voter's retry `409 already_voted` for a vote
+                // never counted.
+                if err.is_timeout() || err.is_connection_dropped() || err.is_io_error() {
+                    release_lock(&mut redis, &lock_key, &lock_value).await;
+                }
+                return Err(ApiError::unavailable("redis", err));
+            }
         }
     };
     let vouched = match outcome {
