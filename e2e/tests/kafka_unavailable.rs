@@ -116,6 +116,13 @@ async fn a_vote_answered_kafka_unavailable_is_counted_at_most_once_and_me_names_
     })
     .await;
     assert!(warm.is_some(), "no vote accepted with the broker up");
+    // And counted: the aggregator has joined its group and its coordinator has loaded, so the
+    // freeze below meets a running pipeline rather than a group still forming.
+    let warm_counted = pollstream_testkit::eventually(Duration::from_secs(30), || async {
+        (ballots(&stack, poll_id).await.len() == 1).then_some(())
+    })
+    .await;
+    assert!(warm_counted.is_some(), "the warm-up vote was never counted");
 
     let voters: Vec<Voter> = (0..2 * VOTERS_PER_CASE)
         .map(|i| {
@@ -176,16 +183,20 @@ async fn a_vote_answered_kafka_unavailable_is_counted_at_most_once_and_me_names_
     }
 
     // Every attempt that reached Kafka is read and counted (or found a repeat) once the
-    // aggregator's group has committed past the end of every partition.
-    let counted_all = pollstream_testkit::eventually(Duration::from_secs(30), || async {
+    // aggregator's group has committed past the end of every partition. A freeze longer than
+    // the node's KRaft broker session (2 s) gets the node fenced by its own controller when it
+    // wakes, which reloads the group coordinator; librdkafka's member can lose it for good,
+    // and the aggregator replaces a consumer whose commit is unanswered for 5 s.
+    let counted_all = pollstream_testkit::eventually(Duration::from_secs(60), || async {
         let counted = ballots(&stack, poll_id).await;
         (counted.len() > voters.len()).then_some(()) // every voter, and the warm-up
     })
     .await;
     assert!(
         counted_all.is_some(),
-        "not every voter was counted: {:?}",
-        ballots(&stack, poll_id).await
+        "not every voter was counted: {:?}; broker log:\n{}",
+        ballots(&stack, poll_id).await,
+        stack.kafka.logs()
     );
     fence::wait_until_committed(
         &KafkaSettings::new(stack.kafka.brokers()),

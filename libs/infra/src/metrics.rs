@@ -26,7 +26,8 @@ pub mod names {
     pub const HTTP_CONNECTIONS_OPEN: &str = "http_connections_open";
     /// Gauge: messages a consumer group has not read yet, by `topic` and `partition`.
     pub const KAFKA_CONSUMER_LAG: &str = "kafka_consumer_lag";
-    /// Counter: consumers replaced after librdkafka reported them fatally failed.
+    /// Counter: consumers replaced after librdkafka reported them fatally failed, or after an
+    /// offset commit went unanswered (a stalled group coordinator).
     pub const KAFKA_CONSUMER_REBUILDS_TOTAL: &str = "kafka_consumer_rebuilds_total";
     /// Counter: producers rebuilt after a failed send.
     pub const KAFKA_PRODUCER_REBUILDS_TOTAL: &str = "kafka_producer_rebuilds_total";

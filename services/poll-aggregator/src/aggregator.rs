@@ -28,6 +28,12 @@ use crate::metric_names as names;
 use crate::publish::{PublishError, SnapshotPublisher};
 use crate::retry::{MAX_BACKOFF, sleep_or_cancel};
 
+/// How long a batch's offset commit may go unanswered before the consumer is taken to have
+/// lost its group coordinator and is replaced: a commit takes milliseconds, and a coordinator
+/// moving to another broker a few seconds; well inside `max.poll.interval.ms` (30 s), after
+/// which the member would leave its group.
+const COMMIT_LIMIT: Duration = Duration::from_secs(5);
+
 /// The clients the counting loop drives.
 pub struct Aggregator {
     /// Settings in force.
@@ -240,11 +246,25 @@ impl Aggregator {
                 .map_err(FlushError::Kafka)?;
         }
         let consumer = self.consumer.get();
-        let committed =
-            tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync))
-                .await
-                .map_err(|err| FlushError::Task(err.to_string()))?;
-        if let Err(err) = committed {
+        let committing = consumer.clone();
+        // A thread of its own rather than the runtime's blocking pool, which a shutdown waits
+        // for: a commit stuck on a lost coordinator must not hold the process's exit.
+        let (sent, commit) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let _ = sent.send(committing.commit(&offsets, CommitMode::Sync));
+        });
+        let Ok(committed) = tokio::time::timeout(COMMIT_LIMIT, commit).await else {
+            // A sync commit waits for the group coordinator with no deadline of its own, and
+            // the loop polls nothing meanwhile. The commit goes on in its thread; the batch is
+            // in PostgreSQL and a replay of it counts nothing twice.
+            tracing::warn!(
+                limit_ms = COMMIT_LIMIT.as_millis() as u64,
+                "Offset commit unanswered; replacing the consumer, the batch may be replayed"
+            );
+            self.consumer.replace_stalled(&consumer);
+            return Ok(());
+        };
+        if let Err(err) = committed.map_err(|err| FlushError::Task(err.to_string()))? {
             // After a rebalance the partitions may belong to another replica, which will
             // replay these votes harmlessly; nothing to retry here.
             tracing::warn!(error = %err, "Offset commit failed; the batch may be replayed");

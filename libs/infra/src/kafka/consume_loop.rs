@@ -50,7 +50,7 @@ pub trait ConsumeHandler {
 /// Runs `handler` on every message `consumer` receives until `shutdown` is cancelled, which
 /// is checked first, then a due tick, then the next message. A consumer error is logged; a
 /// consumer that failed fatally is replaced (see [`GroupConsumer`]), otherwise the loop pauses
-/// briefly.
+/// briefly. A consumer the handler replaced meanwhile is taken up before the next message.
 pub async fn consume<H: ConsumeHandler>(
     consumer: &GroupConsumer,
     handler: &mut H,
@@ -58,6 +58,12 @@ pub async fn consume<H: ConsumeHandler>(
 ) {
     let mut current = consumer.get();
     loop {
+        // Replaced by the handler (a stalled commit, see `GroupConsumer::replace_stalled`):
+        // what the old one read and did not commit will be read again.
+        if !consumer.is_current(&current) {
+            handler.consumer_replaced();
+            current = consumer.get();
+        }
         tokio::select! {
             biased;
             () = shutdown.cancelled() => return,

@@ -110,8 +110,35 @@ impl GroupConsumer {
         let Some(fatal) = failed.client().fatal_error() else {
             return false;
         };
+        self.replace(failed, &format!("failed fatally ({fatal:?})"))
+    }
+
+    /// Replaces `stalled`, a consumer whose group coordinator stopped answering (an offset
+    /// commit unanswered far longer than a commit takes), with a fresh one, unless another
+    /// caller already did or the last replacement is too recent. librdkafka can lose its
+    /// coordinator for good: seen after a broker frozen past its KRaft session was fenced by
+    /// its controller on waking, where the member got no answer until its session lapsed and
+    /// did not rejoin after it; a fresh client looks the coordinator up anew. Returns whether
+    /// `stalled` is no longer the current consumer; [`crate::kafka::consume`] notices the
+    /// replacement and drops what was read and not yet committed.
+    pub fn replace_stalled(&self, stalled: &Arc<MemberConsumer>) -> bool {
+        self.replace(
+            stalled,
+            "stopped getting answers from its group coordinator",
+        )
+    }
+
+    /// Whether `consumer` is still the current one (not replaced since it was taken).
+    pub fn is_current(&self, consumer: &Arc<MemberConsumer>) -> bool {
+        Arc::ptr_eq(
+            &self.current.read().expect("consumer lock poisoned").0,
+            consumer,
+        )
+    }
+
+    fn replace(&self, old: &Arc<MemberConsumer>, why: &str) -> bool {
         let mut current = self.current.write().expect("consumer lock poisoned");
-        if !Arc::ptr_eq(&current.0, failed) {
+        if !Arc::ptr_eq(&current.0, old) {
             return true;
         }
         if current.1.elapsed() < Self::REPLACE_INTERVAL {
@@ -120,9 +147,9 @@ impl GroupConsumer {
         match self.spec.consumer() {
             Ok(fresh) => {
                 tracing::error!(
-                    error = ?fatal,
+                    why,
                     instance_id = ?self.spec.instance_id,
-                    "Kafka consumer failed fatally; replaced it, and what it read will be replayed from the last commit"
+                    "Replaced the Kafka consumer; what it read since its last commit will be replayed"
                 );
                 metrics::counter!(crate::metrics::names::KAFKA_CONSUMER_REBUILDS_TOTAL)
                     .increment(1);
@@ -132,7 +159,7 @@ impl GroupConsumer {
                 true
             }
             Err(err) => {
-                tracing::error!(error = %err, "Cannot replace the failed Kafka consumer");
+                tracing::error!(error = %err, why, "Cannot replace the Kafka consumer");
                 false
             }
         }
