@@ -184,7 +184,7 @@ async fn a_vote_answered_kafka_unavailable_is_counted_at_most_once_and_me_names_
 
     // Every attempt that reached Kafka is read and counted (or found a repeat) once the
     // aggregator's group has committed past the end of every partition. A freeze longer than
-    // the node's KRaft broker session (2 s) gets the node fenced by its own controller when it
+    // the node's KRaft broker session (1.5 s) gets the node fenced by its own controller when it
     // wakes, which reloads the group coordinator; librdkafka's member can lose it for good,
     // and the aggregator replaces a consumer whose commit is unanswered for 5 s.
     let counted_all = pollstream_testkit::eventually(Duration::from_secs(60), || async {
