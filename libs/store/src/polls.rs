@@ -88,8 +88,9 @@ pub struct PollOption {
     pub text: String,
 }
 
-/// A poll as created, without counts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A poll as created, without counts. Serialized (JSON, these field names) only for the
+/// copy voting-api shares in Redis for when PostgreSQL cannot answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PollDefinition {
     /// Primary key; the Kafka key of its votes.
     pub id: Uuid,

@@ -125,6 +125,7 @@ pub async fn run(
         jwt: config.jwt.keys(),
         polls: PollCache::new(
             db.clone(),
+            redis.clone(),
             config.poll_cache_ttl,
             config.poll_cache_stale_if_error,
         ),

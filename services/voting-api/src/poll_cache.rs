@@ -14,8 +14,14 @@
 //! HTTP caching's answer to the same problem). What a stale definition could get wrong is only
 //! whether the poll is still open, and closing still takes effect: the vote's Redis script
 //! checks the poll's closed flag, and the definition's own `closesAt` is applied to every vote.
-//! A poll this replica has not read within that bound is `503` during an outage, within
-//! [`REFRESH_WAIT`] once the database is known to be failing.
+//!
+//! Each definition read is also copied to Redis (`poll-definition:id:{id}` and
+//! `poll-definition:code:{CODE}`, JSON, expiring after the same bound), so that a replica
+//! that never read a poll, one just restarted for instance, can still take its votes during an
+//! outage. The copy is what PostgreSQL said when some replica last read it, which is no worse
+//! than this replica's own copy: the closed flag and `closesAt` still apply, and a deleted
+//! poll's closed flag refuses its votes. A poll no replica has read within that bound is `503`
+//! during an outage, within [`REFRESH_WAIT`] once the database is known to be failing.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +30,8 @@ use std::time::Duration;
 use moka::future::Cache;
 use pollstream_infra::log_throttle::LogThrottle;
 use pollstream_store::{JoinCode, PollDefinition};
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -45,6 +53,16 @@ enum PollKey {
     Id(Uuid),
 }
 
+impl PollKey {
+    /// The Redis key of the shared copy found by this key.
+    fn shared(&self) -> String {
+        match self {
+            PollKey::Code(code) => format!("poll-definition:code:{code}"),
+            PollKey::Id(id) => format!("poll-definition:id:{id}"),
+        }
+    }
+}
+
 /// What one read of a poll found: the poll, no such poll, or the database's failure.
 type Lookup = Result<Option<Arc<PollDefinition>>, ApiError>;
 
@@ -57,6 +75,9 @@ pub struct PollCache {
     /// Every definition read within `POLL_CACHE_STALE_IF_ERROR_SECS`, for when the database
     /// cannot answer; `None` when that bound is zero.
     last_read: Option<Cache<PollKey, Arc<PollDefinition>>>,
+    /// Where every replica's last read of a definition is shared, for as long; `None` when
+    /// that bound is zero.
+    shared: Option<(ConnectionManager, Duration)>,
     /// Whether the last read failed or was not answered within [`REFRESH_WAIT`]: while it
     /// did, votes are answered from stale definitions at once instead of each waiting first,
     /// and a poll with no copy here waits at most [`REFRESH_WAIT`] for the database.
@@ -65,8 +86,14 @@ pub struct PollCache {
 
 impl PollCache {
     /// A cache over `db` whose entries are fresh for `ttl` and served stale, while `db`
-    /// fails, until `stale_if_error` after they were last read (zero: never).
-    pub fn new(db: PgPool, ttl: Duration, stale_if_error: Duration) -> Self {
+    /// fails, until `stale_if_error` after they were last read (zero: never), by this replica
+    /// or, through `redis`, by any.
+    pub fn new(
+        db: PgPool,
+        redis: ConnectionManager,
+        ttl: Duration,
+        stale_if_error: Duration,
+    ) -> Self {
         let cache = |ttl| {
             Cache::builder()
                 .max_capacity(MAX_ENTRIES)
@@ -77,6 +104,7 @@ impl PollCache {
             db,
             fresh: cache(ttl),
             last_read: (!stale_if_error.is_zero()).then(|| cache(stale_if_error.max(ttl))),
+            shared: (!stale_if_error.is_zero()).then(|| (redis, stale_if_error.max(ttl))),
             database_failing: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -118,8 +146,19 @@ impl PollCache {
         };
         let failing = self.database_failing.load(Ordering::Relaxed);
         if stale.is_none() && !failing {
-            return self.read(key, load).await;
+            return match self.read(key.clone(), load).await {
+                Err(err @ ApiError::Unavailable { .. }) => match self.shared_copy(&key).await {
+                    Some(shared) => Ok(Some(self.serve_stale(shared, Some(&err)))),
+                    None => Err(err),
+                },
+                found => found,
+            };
         }
+        let stale = match stale {
+            Some(stale) => Some(stale),
+            // The database is failing and this replica has no copy: another replica's, at once.
+            None => self.shared_copy(&key).await,
+        };
         // The read runs to its end on its own, so that a vote that stops waiting for it does not
         // cancel it, and the next vote finds the definition fresh again.
         let this = self.clone();
@@ -170,6 +209,7 @@ impl PollCache {
                 if let Some(last_read) = &self.last_read {
                     last_read.insert(key, poll.clone()).await;
                 }
+                self.share(&poll);
                 Ok(Some(poll))
             }
             Err(err) => match err.as_ref() {
@@ -207,9 +247,42 @@ impl PollCache {
         stale
     }
 
+    /// Another replica's last read of the poll `key` names, from Redis; `None` if there is
+    /// none within the bound or Redis cannot answer.
+    async fn shared_copy(&self, key: &PollKey) -> Option<Arc<PollDefinition>> {
+        let (redis, _) = self.shared.as_ref()?;
+        let json: Option<String> = redis.clone().get(key.shared()).await.ok()?;
+        serde_json::from_str(&json?).ok().map(Arc::new)
+    }
+
+    /// Shares `poll` as just read, in the background: a vote does not wait for it, and a
+    /// failure only leaves the older copy in place.
+    fn share(&self, poll: &Arc<PollDefinition>) {
+        let Some((redis, bound)) = &self.shared else {
+            return;
+        };
+        let Ok(json) = serde_json::to_string(poll.as_ref()) else {
+            return;
+        };
+        let mut redis = redis.clone();
+        let keys = [
+            PollKey::Id(poll.id).shared(),
+            PollKey::Code(poll.code.clone()).shared(),
+        ];
+        let secs = bound.as_secs().max(1);
+        tokio::spawn(async move {
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                pipe.set_ex(key, &json, secs).ignore();
+            }
+            let _: Result<(), _> = pipe.query_async(&mut redis).await;
+        });
+    }
+
     /// Adds a poll just created, so its first votes need no query.
     pub async fn insert(&self, poll: PollDefinition) {
         let poll = Arc::new(poll);
+        self.share(&poll);
         for key in [PollKey::Id(poll.id), PollKey::Code(poll.code.clone())] {
             if let Some(last_read) = &self.last_read {
                 last_read.insert(key.clone(), poll.clone()).await;
@@ -218,8 +291,16 @@ impl PollCache {
         }
     }
 
-    /// Drops a poll that was deleted.
+    /// Drops a poll that was deleted, here and in Redis (its closed flag, set first, refuses
+    /// votes on any copy that outlives it).
     pub async fn forget(&self, poll: &PollDefinition) {
+        if let Some((redis, _)) = &self.shared {
+            let keys = [
+                PollKey::Id(poll.id).shared(),
+                PollKey::Code(poll.code.clone()).shared(),
+            ];
+            let _: Result<(), _> = redis.clone().del(&keys).await;
+        }
         for key in [PollKey::Id(poll.id), PollKey::Code(poll.code.clone())] {
             if let Some(last_read) = &self.last_read {
                 last_read.invalidate(&key).await;

@@ -1,5 +1,6 @@
-//! voting-api while PostgreSQL is stopped: votes on polls it already read are still `202`
-//! (their definitions served past `POLL_CACHE_TTL_MS`), a repeat is still `409`, closing still
+//! voting-api while PostgreSQL is stopped: votes on polls it or another replica already read
+//! are still `202` (their definitions served past `POLL_CACHE_TTL_MS`, from its own copy or
+//! the one shared in Redis), a repeat is still `409`, closing still
 //! takes effect (the Redis closed flag, `closesAt`), `/readyz` stays `200` naming PostgreSQL
 //! as degraded, and what needs the database is `503 database_unavailable` with
 //! `Retry-After`. The test owns its PostgreSQL so it can stop it.
@@ -65,6 +66,16 @@ async fn votes_on_known_polls_are_taken_while_postgres_is_stopped() {
     let app = spawn_app_with(&settings).await;
     // Another replica of the same deployment, which creates the polls this one never reads.
     let twin = spawn_twin(&app, &settings).await;
+    // And one that shares no copies of what it reads (`POLL_CACHE_STALE_IF_ERROR_SECS=0`).
+    let unsharing = spawn_twin(
+        &app,
+        &[
+            ("DATABASE_URL", url.as_str()),
+            ("POLL_CACHE_TTL_MS", TTL_MS),
+            ("POLL_CACHE_STALE_IF_ERROR_SECS", "0"),
+        ],
+    )
+    .await;
 
     let known = app.create_poll("single", &["a", "b"], None).await;
     let closes_at = Utc::now() + chrono::Duration::seconds(3);
@@ -73,6 +84,7 @@ async fn votes_on_known_polls_are_taken_while_postgres_is_stopped() {
         .await;
     let closed_elsewhere = app.create_poll("single", &["a", "b"], None).await;
     let unseen = twin.create_poll("single", &["a", "b"], None).await;
+    let uncached = unsharing.create_poll("single", &["a", "b"], None).await;
     for poll in [&known, &closing, &closed_elsewhere] {
         let (status, _, body) = vote(&app, code(poll), "before", poll).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
@@ -117,8 +129,24 @@ async fn votes_on_known_polls_are_taken_while_postgres_is_stopped() {
     let (status, body) = app.get(&format!("/api/v1/polls/{}", code(&known))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
-    // A poll this replica never read needs the database.
-    let (status, retry_after, body) = vote(&app, code(&unseen), "someone", &unseen).await;
+    // A poll this replica never read is taken from the copy the replica that read it shared.
+    for i in 0..5 {
+        let (status, _, body) = vote(&app, code(&unseen), &format!("shared-{i}"), &unseen).await;
+        assert_eq!(
+            status,
+            StatusCode::ACCEPTED,
+            "vote {i} on a shared copy: {body}"
+        );
+    }
+    let (status, _, body) = vote(&app, code(&unseen), "shared-0", &unseen).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("already_voted")),
+        "{body}"
+    );
+
+    // A poll no replica shared a copy of needs the database.
+    let (status, retry_after, body) = vote(&app, code(&uncached), "someone", &uncached).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (
@@ -199,7 +227,7 @@ async fn votes_on_known_polls_are_taken_while_postgres_is_stopped() {
         recovered.is_some(),
         "readiness still degraded after PostgreSQL came back"
     );
-    let (status, _, body) = vote(&app, code(&unseen), "someone", &unseen).await;
+    let (status, _, body) = vote(&app, code(&uncached), "someone", &uncached).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let metrics = app
         .client
