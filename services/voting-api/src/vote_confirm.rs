@@ -26,7 +26,7 @@
 //! is `409`. If A's acknowledgement came later, A finds its lock gone (or B's) and is
 //! confirmed too. Either way exactly one of them gets `202`, the one counted.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use pollstream_store::{PollDefinition, ballots};
@@ -48,19 +48,29 @@ pub const UNVOUCHED_HOLD: Duration = Duration::from_millis(500);
 /// the commit and a read of the offsets, within a client's 5 s timeout.
 pub const CONFIRM_LIMIT: Duration = Duration::from_millis(3_500);
 
+/// By when, from its first lock script, a confirmed vote is answered at the latest: one that
+/// also waited for Redis to come back or for a slow acknowledgement is `503 vote_unconfirmed`
+/// (retry-safe) rather than still unanswered when a client's 5 s timeout gives up on it, which
+/// would leave its voter not knowing.
+pub const ANSWER_BY: Duration = Duration::from_millis(4_500);
+
 /// Answers the vote Kafka acknowledged with `delivery` from the ballot counted for its voter
 /// (see the module notes); `lock` is its lock's key and value, released when the vote was
 /// not counted and the poll still takes votes, so that a retry is taken.
 ///
 /// Errors: `409 already_voted` (another vote of the voter is the ballot), `409 poll_closed`
-/// (not counted: the poll closed first), `503 vote_unconfirmed` (not known in time).
+/// (not counted: the poll closed first), `503 vote_unconfirmed` (not known within
+/// [`CONFIRM_LIMIT`], or by `answer_by`).
 pub async fn confirm(
     state: &AppState,
     vote: &RawVote,
     delivery: &Delivery,
     lock: (&str, &str),
+    answer_by: Instant,
 ) -> Result<(), ApiError> {
-    let found = counted_ballot(state, vote, delivery).await;
+    let found = tokio::time::timeout_at(answer_by.into(), counted_ballot(state, vote, delivery))
+        .await
+        .unwrap_or(Found::Unknown);
     metrics::counter!(VOTES_CONFIRMED, "outcome" => found.label()).increment(1);
     match found {
         Found::Counted => Ok(()),

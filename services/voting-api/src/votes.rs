@@ -133,7 +133,7 @@ pub struct VoteAccepted {
         (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "already voted, or poll closed"),
         (status = 422, body = ErrorBody, description = "invalid choices"), (status = 429, body = ErrorBody),
-        (status = 503, body = ErrorBody, description = "Kafka or Redis unavailable, or the instance has too many votes in flight (`overloaded`); retry after `Retry-After`. `vote_unconfirmed`: the poll's vote locks are being restored after Redis lost them or they expired, so the vote, which Kafka has, is answered from its counted ballot, and that was not known within 3.5 s; not known to be counted, retrying is safe (the retry is `409 already_voted` while this attempt's lock holds; `GET /api/v1/votes/{code}/me` tells which ballot was counted). `kafka_unavailable` means not known to be counted, retrying is safe: Kafka did not acknowledge the vote within `KAFKA_PRODUCE_TIMEOUT_MS`, yet it may still reach Kafka and be counted; the voter's lock is released, so a retry is taken (`202`), and only the first of the voter's votes that Kafka wrote is counted, whichever options the retry chose. `GET /api/v1/votes/{code}/me` tells which ballot, if any, was counted")))]
+        (status = 503, body = ErrorBody, description = "Kafka or Redis unavailable, or the instance has too many votes in flight (`overloaded`); retry after `Retry-After`. `vote_unconfirmed`: the poll's vote locks are being restored after Redis lost them or they expired, so the vote, which Kafka has, is answered from its counted ballot, and that was not known within 3.5 s, or within 4.5 s of the vote's arrival; not known to be counted, retrying is safe (the retry is `409 already_voted` while this attempt's lock holds; `GET /api/v1/votes/{code}/me` tells which ballot was counted). `kafka_unavailable` means not known to be counted, retrying is safe: Kafka did not acknowledge the vote within `KAFKA_PRODUCE_TIMEOUT_MS`, yet it may still reach Kafka and be counted; the voter's lock is released, so a retry is taken (`202`), and only the first of the voter's votes that Kafka wrote is counted, whichever options the retry chose. `GET /api/v1/votes/{code}/me` tells which ballot, if any, was counted")))]
 async fn vote_by_code(
     _slot: VoteSlot,
     State(state): State<AppState>,
@@ -381,7 +381,14 @@ async fn lock_and_produce(
                         .await
                         .unwrap_or(false));
             if !confirmed {
-                vote_confirm::confirm(&state, &vote, &delivery, (&lock_key, &lock_value)).await?;
+                vote_confirm::confirm(
+                    &state,
+                    &vote,
+                    &delivery,
+                    (&lock_key, &lock_value),
+                    take_sent + vote_confirm::ANSWER_BY,
+                )
+                .await?;
             }
             tracing::debug!(poll_id = %vote.poll_id, vote_id = %vote.vote_id, "Vote accepted");
             Ok((
