@@ -193,11 +193,17 @@ impl PollCache {
         key: PollKey,
         load: impl Future<Output = Result<Option<PollDefinition>, sqlx::Error>>,
     ) -> Lookup {
+        let this = self.clone();
         let result = self
             .fresh
             .try_get_with(key.clone(), async move {
                 match load.await {
-                    Ok(Some(poll)) => Ok(Arc::new(poll)),
+                    Ok(Some(poll)) => {
+                        // Shared once per read, not once per caller that waited on it.
+                        let poll = Arc::new(poll);
+                        this.share(&poll);
+                        Ok(poll)
+                    }
                     Ok(None) => Err(None),
                     Err(err) => Err(Some(err.to_string())),
                 }
@@ -209,7 +215,6 @@ impl PollCache {
                 if let Some(last_read) = &self.last_read {
                     last_read.insert(key, poll.clone()).await;
                 }
-                self.share(&poll);
                 Ok(Some(poll))
             }
             Err(err) => match err.as_ref() {

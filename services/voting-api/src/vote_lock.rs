@@ -124,6 +124,10 @@ pub enum Outcome {
     /// its keys, or the marker lapsed): a vote of this voter whose lock was lost may be in
     /// Kafka, so only the counted ballot can tell whether this vote is the voter's one.
     TakenUnvouched,
+    /// The lock already held this vote's value: an earlier attempt of this very vote took it
+    /// and its answer was lost. Whether the marker vouched for it then is not known, so, as
+    /// [`Outcome::TakenUnvouched`], only the counted ballot can tell.
+    TakenAgain,
     /// The voter already holds a lock in this poll.
     AlreadyVoted,
     /// The poll's closed flag is set.
@@ -137,21 +141,24 @@ pub enum Outcome {
 
 // KEYS: the lock, the closed flag, the lock-ledger marker, the unvouched-since key, then the
 // limits' counters. ARGV: the lock's value, its TTL in seconds, the limits' window in
-// milliseconds, then each limit's maximum. A lock already holding this vote's value counts as
-// taken (an attempt whose answer was lost, tried again). Returns {outcome, retry_ms}: 1 lock
-// taken, 4 lock taken while the marker is missing (the first such lock's Redis time is kept,
-// `NX`, in the unvouched-since key), 0 this voter already holds one, -1 the poll is closed, 2 a
-// limit is exceeded with retry_ms left in its window.
+// milliseconds, then each limit's maximum. A lock already holding this vote's value is an
+// attempt whose answer was lost, tried again: it is 5, before the limits and the closed flag
+// are looked at (refusing it would leave a lock with no vote behind it), and whatever the
+// marker says now, since the first attempt may have run without it. Returns
+// {outcome, retry_ms}: 1 lock taken, 4 lock taken while the marker is missing (the first such
+// lock's Redis time is kept, `NX`, in the unvouched-since key), 5 lock already this vote's, 0
+// this voter already holds one, -1 the poll is closed, 2 a limit is exceeded with retry_ms
+// left in its window.
 static TAKE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
         "{}{}",
         rate_limit::COUNT_LIMITS,
         r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return {5, 0} end
 local retry = count_limits(5, 4, tonumber(ARGV[3]))
 if retry >= 0 then return {2, retry} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {-1, 0} end
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
-  and redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0, 0} end
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return {0, 0} end
 if redis.call('EXISTS', KEYS[3]) == 1 then return {1, 0} end
 local now = redis.call('TIME')
 redis.call('SET', KEYS[4], now[1] * 1000 + math.floor(now[2] / 1000), 'NX', 'EX', ARGV[2])
@@ -188,6 +195,7 @@ pub async fn take(
     Ok(match outcome {
         1 => Outcome::Taken,
         4 => Outcome::TakenUnvouched,
+        5 => Outcome::TakenAgain,
         0 => Outcome::AlreadyVoted,
         2 => Outcome::RateLimited { retry_ms },
         _ => Outcome::PollClosed,

@@ -331,6 +331,12 @@ async fn lock_and_produce(
             tokio::time::sleep_until((taken + UNVOUCHED_HOLD).into()).await;
             false
         }
+        vote_lock::Outcome::TakenAgain => {
+            // Held from now, later than the first attempt's script: the rule of an unvouched
+            // vote holds whichever attempt took the lock.
+            tokio::time::sleep(UNVOUCHED_HOLD).await;
+            false
+        }
         vote_lock::Outcome::AlreadyVoted => {
             return Err(ApiError::conflict(
                 "already_voted",

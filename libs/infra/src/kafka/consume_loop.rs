@@ -1,13 +1,14 @@
 //! The consume loop every consumer of a topic runs: receive, replace a consumer that failed
 //! fatally, decode, hand the message to the caller's handler; until shutdown.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::Message;
 use rdkafka::message::BorrowedMessage;
 use tokio_util::sync::CancellationToken;
 
-use super::GroupConsumer;
+use super::{GroupConsumer, MemberConsumer};
 
 /// Pause after a consumer error that did not call for a new consumer, so that a broker that
 /// is away is not asked again in a tight loop.
@@ -62,7 +63,7 @@ pub async fn consume<H: ConsumeHandler>(
         // what the old one read and did not commit will be read again.
         if !consumer.is_current(&current) {
             handler.consumer_replaced();
-            current = consumer.get();
+            take_up(&mut current, consumer);
         }
         tokio::select! {
             biased;
@@ -77,7 +78,7 @@ pub async fn consume<H: ConsumeHandler>(
                     tracing::warn!(error = %err, "Kafka consumer error");
                     if consumer.recover(&current) {
                         handler.consumer_replaced();
-                        current = consumer.get();
+                        take_up(&mut current, consumer);
                     } else {
                         tokio::time::sleep(ERROR_PAUSE).await;
                     }
@@ -85,4 +86,12 @@ pub async fn consume<H: ConsumeHandler>(
             },
         }
     }
+}
+
+/// Makes `current` the group's consumer now. The old one is dropped on a thread of its own:
+/// this may be its last reference, and closing a consumer blocks, which an async worker must
+/// not.
+fn take_up(current: &mut Arc<MemberConsumer>, consumer: &GroupConsumer) {
+    let old = std::mem::replace(current, consumer.get());
+    std::thread::spawn(move || drop(old));
 }
