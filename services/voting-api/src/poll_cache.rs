@@ -15,8 +15,9 @@
 //! whether the poll is still open, and closing still takes effect: the vote's Redis script
 //! checks the poll's closed flag, and the definition's own `closesAt` is applied to every vote.
 //!
-//! Each definition read is also copied to Redis (`poll-definition:id:{id}` and
-//! `poll-definition:code:{CODE}`, JSON, expiring after the same bound), so that a replica
+//! Each definition read is also copied to Redis (`poll-definition:v1:id:{id}` and
+//! `poll-definition:v1:code:{CODE}`, JSON, expiring after the same bound; the `v1` changes with
+//! the JSON's shape, so replicas of two versions never read each other's), so that a replica
 //! that never read a poll, one just restarted for instance, can still take its votes during an
 //! outage. The copy is what PostgreSQL said when some replica last read it, which is no worse
 //! than this replica's own copy: the closed flag and `closesAt` still apply, and a deleted
@@ -57,8 +58,8 @@ impl PollKey {
     /// The Redis key of the shared copy found by this key.
     fn shared(&self) -> String {
         match self {
-            PollKey::Code(code) => format!("poll-definition:code:{code}"),
-            PollKey::Id(id) => format!("poll-definition:id:{id}"),
+            PollKey::Code(code) => format!("poll-definition:v1:code:{code}"),
+            PollKey::Id(id) => format!("poll-definition:v1:id:{id}"),
         }
     }
 }
@@ -222,6 +223,11 @@ impl PollCache {
                     self.database_failing.store(false, Ordering::Relaxed);
                     if let Some(last_read) = &self.last_read {
                         last_read.invalidate(&key).await;
+                    }
+                    // No such poll (deleted through a replica whose drop of the copy was lost,
+                    // or a code never used): no copy may answer for it during an outage.
+                    if let Some((redis, _)) = &self.shared {
+                        let _: Result<(), _> = redis.clone().del(key.shared()).await;
                     }
                     Ok(None)
                 }
