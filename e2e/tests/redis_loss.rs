@@ -16,6 +16,23 @@ use uuid::Uuid;
 /// A short send deadline, so a restore's first wait is short.
 const PRODUCE_TIMEOUT_MS: &str = "1000";
 
+/// A Redis of the test's own (so it can be killed) and a stack on it, named `name`, with a
+/// short send deadline.
+async fn stack_on_own_redis(name: &str) -> (OwnedRedis, Stack) {
+    let redis = OwnedRedis::start().await;
+    let url = redis.url();
+    let stack = Stack::start_with(
+        name,
+        200,
+        &[
+            ("REDIS_URL", &url),
+            ("KAFKA_PRODUCE_TIMEOUT_MS", PRODUCE_TIMEOUT_MS),
+        ],
+    )
+    .await;
+    (redis, stack)
+}
+
 async fn vote(stack: &Stack, code: &str, voter: &str, option: &str) -> VoteAnswer {
     stack.cast_vote(code, voter, option).await
 }
@@ -86,17 +103,7 @@ async fn confirmed(stack: &Stack, outcome: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_counted_voter_is_refused_after_redis_loses_its_locks() {
-    let mut redis = OwnedRedis::start().await;
-    let url = redis.url();
-    let stack = Stack::start_with(
-        "redis-loss-counted",
-        200,
-        &[
-            ("REDIS_URL", &url),
-            ("KAFKA_PRODUCE_TIMEOUT_MS", PRODUCE_TIMEOUT_MS),
-        ],
-    )
-    .await;
+    let (mut redis, stack) = stack_on_own_redis("redis-loss-counted").await;
     let poll = stack.create_poll(&["yes", "no"]).await;
     let code = poll["code"].as_str().unwrap();
     let poll_id: Uuid = poll["id"].as_str().unwrap().parse().unwrap();
@@ -168,17 +175,7 @@ async fn a_counted_voter_is_refused_after_redis_loses_its_locks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_uncounted_vote_is_counted_before_a_retry_is_answered_after_redis_loss() {
-    let mut redis = OwnedRedis::start().await;
-    let url = redis.url();
-    let mut stack = Stack::start_with(
-        "redis-loss-uncounted",
-        200,
-        &[
-            ("REDIS_URL", &url),
-            ("KAFKA_PRODUCE_TIMEOUT_MS", PRODUCE_TIMEOUT_MS),
-        ],
-    )
-    .await;
+    let (mut redis, mut stack) = stack_on_own_redis("redis-loss-uncounted").await;
     let poll = stack.create_poll(&["yes", "no"]).await;
     let code = poll["code"].as_str().unwrap();
     let poll_id: Uuid = poll["id"].as_str().unwrap().parse().unwrap();
@@ -437,17 +434,7 @@ async fn a_vote_acknowledged_after_redis_lost_its_lock_is_answered_from_its_ball
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vote_sent_while_redis_restarts_is_taken_once_it_is_back() {
-    let mut redis = OwnedRedis::start().await;
-    let url = redis.url();
-    let stack = Stack::start_with(
-        "redis-loss-restarting",
-        200,
-        &[
-            ("REDIS_URL", &url),
-            ("KAFKA_PRODUCE_TIMEOUT_MS", PRODUCE_TIMEOUT_MS),
-        ],
-    )
-    .await;
+    let (mut redis, stack) = stack_on_own_redis("redis-loss-restarting").await;
     let poll = stack.create_poll(&["yes", "no"]).await;
     let code = poll["code"].as_str().unwrap();
     let poll_id: Uuid = poll["id"].as_str().unwrap().parse().unwrap();

@@ -55,6 +55,11 @@ enum PollKey {
 }
 
 impl PollKey {
+    /// Both keys `poll` is found by.
+    fn of(poll: &PollDefinition) -> [PollKey; 2] {
+        [PollKey::Id(poll.id), PollKey::Code(poll.code.clone())]
+    }
+
     /// The Redis key of the shared copy found by this key.
     fn shared(&self) -> String {
         match self {
@@ -276,10 +281,7 @@ impl PollCache {
             return;
         };
         let mut redis = redis.clone();
-        let keys = [
-            PollKey::Id(poll.id).shared(),
-            PollKey::Code(poll.code.clone()).shared(),
-        ];
+        let keys = PollKey::of(poll).map(|key| key.shared());
         let secs = bound.as_secs().max(1);
         tokio::spawn(async move {
             let mut pipe = redis::pipe();
@@ -294,7 +296,7 @@ impl PollCache {
     pub async fn insert(&self, poll: PollDefinition) {
         let poll = Arc::new(poll);
         self.share(&poll);
-        for key in [PollKey::Id(poll.id), PollKey::Code(poll.code.clone())] {
+        for key in PollKey::of(&poll) {
             if let Some(last_read) = &self.last_read {
                 last_read.insert(key.clone(), poll.clone()).await;
             }
@@ -306,13 +308,10 @@ impl PollCache {
     /// votes on any copy that outlives it).
     pub async fn forget(&self, poll: &PollDefinition) {
         if let Some((redis, _)) = &self.shared {
-            let keys = [
-                PollKey::Id(poll.id).shared(),
-                PollKey::Code(poll.code.clone()).shared(),
-            ];
+            let keys = PollKey::of(poll).map(|key| key.shared());
             let _: Result<(), _> = redis.clone().del(&keys).await;
         }
-        for key in [PollKey::Id(poll.id), PollKey::Code(poll.code.clone())] {
+        for key in PollKey::of(poll) {
             if let Some(last_read) = &self.last_read {
                 last_read.invalidate(&key).await;
             }
